@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import access, services
+from accounts.access import signed_in_user
+from accounts.api.serializers import (
+    GroupSerializer,
+    IssuedTokenSerializer,
+    MeSerializer,
+    RoleBindingSerializer,
+    TokenCreateSerializer,
+    TokenSerializer,
+)
+from accounts.models import DirectoryGroup, PersonalToken, RoleBinding, User
+from accounts.roles import Role
+
+
+class MeView(generics.RetrieveAPIView[User]):
+    """The signed-in person, with the portal role Customs derived for them."""
+
+    serializer_class = MeSerializer
+    read_role = Role.DEVELOPER
+
+    def get_object(self) -> User:
+        return signed_in_user(self.request)
+
+
+class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[PersonalToken]):
+    """Personal tokens. Everyone manages their own; reviewers and admins see all, admins revoke any."""
+
+    serializer_class = TokenSerializer
+    read_role = write_role = Role.DEVELOPER
+    filterset_fields = ["kind"]
+    ordering_fields = ["created_at", "expires_at", "last_used_at"]
+
+    def get_queryset(self) -> QuerySet[PersonalToken]:
+        return PersonalToken.objects.visible_to(signed_in_user(self.request)).select_related("owner")
+
+    @extend_schema(request=TokenCreateSerializer, responses={201: IssuedTokenSerializer})
+    def create(self, request: Request) -> Response:
+        """Issue a token for yourself. The response carries the secret; it is never shown again."""
+        form = TokenCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        issued = services.create_token(
+            signed_in_user(request), actor=signed_in_user(request), **form.validated_data
+        )
+        body = IssuedTokenSerializer(issued.token).data | {"secret": issued.secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: TokenSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str) -> Response:
+        token = access.get_token_for_user(signed_in_user(request), int(pk), write=True)
+        services.revoke_token(token, actor=signed_in_user(request))
+        token.refresh_from_db()
+        return Response(TokenSerializer(token).data)
+
+
+class GroupViewSet(viewsets.ReadOnlyModelViewSet[DirectoryGroup]):
+    """Directory groups as the identity provider and SCIM reported them."""
+
+    serializer_class = GroupSerializer
+    read_role = Role.REVIEWER
+    filterset_fields = ["source"]
+    ordering_fields = ["display_name", "synced_at"]
+
+    def get_queryset(self) -> QuerySet[DirectoryGroup]:
+        search = self.request.query_params.get("search", "")
+        return (
+            DirectoryGroup.objects.search(search)
+            .annotate(member_count=Count("memberships"))
+            .prefetch_related("role_bindings")
+        )
+
+
+class RoleBindingViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[RoleBinding],
+):
+    """Which directory groups hold the reviewer and admin roles. Admins change them."""
+
+    serializer_class = RoleBindingSerializer
+    read_role = Role.REVIEWER
+    write_role = Role.ADMIN
+    filterset_fields = ["role"]
+
+    def get_queryset(self) -> QuerySet[RoleBinding]:
+        return RoleBinding.objects.select_related("group", "created_by")
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.bind_role(
+            data["group"], data["role"], actor=signed_in_user(self.request)
+        )
+
+    def perform_destroy(self, instance: RoleBinding) -> None:
+        services.unbind_role(instance, actor=signed_in_user(self.request))

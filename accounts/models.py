@@ -1,0 +1,187 @@
+"""People, directory groups (matched by immutable id), role bindings and personal tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+from typing import Self
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import roles
+from accounts.roles import Role
+
+
+class PersonalTokenQuerySet(models.QuerySet["PersonalToken"]):
+    def active(self, *, now: datetime | None = None) -> Self:
+        """Not revoked and not expired: tokens that still open a door."""
+        return self.filter(revoked_at=None, expires_at__gt=now or timezone.now())
+
+    def visible_to(self, user: User) -> Self:
+        if user.role in (Role.ADMIN, Role.REVIEWER):
+            return self
+        return self.filter(owner=user)
+
+    def revoke(self, *, now: datetime | None = None) -> int:
+        return self.filter(revoked_at=None).update(revoked_at=now or timezone.now())
+
+
+class DirectoryGroupQuerySet(models.QuerySet["DirectoryGroup"]):
+    def search(self, text: str) -> Self:
+        if not text:
+            return self
+        return self.filter(Q(display_name__icontains=text) | Q(external_id=text))
+
+
+class RoleBindingQuerySet(models.QuerySet["RoleBinding"]):
+    def for_user(self, user: User) -> Self:
+        # A subquery, not a join through memberships: one row per binding, no .distinct() needed.
+        return self.filter(group__in=user.directory_groups.values("pk"))
+
+
+class Source(models.TextChoices):
+    LOCAL = "local", "Local"
+    OIDC = "oidc", "OpenID Connect"
+    SAML = "saml", "SAML"
+    SCIM = "scim", "SCIM"
+
+
+class User(AbstractUser):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+        DEPARTED = "departed", "Departed"
+
+    # The identity provider's immutable id (Entra object id, Okta user id); names and emails change.
+    external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    departed_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.LOCAL)
+    directory_groups: models.ManyToManyField[DirectoryGroup, GroupMembership] = models.ManyToManyField(
+        "DirectoryGroup", through="GroupMembership", related_name="members", blank=True
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], condition=~Q(external_id=""), name="user_unique_external_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.get_username()
+
+    @cached_property
+    def role(self) -> Role:
+        """The portal role: admin for break-glass superusers, else the strongest bound to a group."""
+        if not self.is_authenticated or self.status != self.Status.ACTIVE:
+            return Role.DEVELOPER
+        if self.is_superuser:
+            return Role.ADMIN
+        bound = list(RoleBinding.objects.for_user(self).values_list("role", flat=True))
+        return roles.highest(bound)
+
+    def has_role(self, required: str) -> bool:
+        return self.status == self.Status.ACTIVE and roles.at_least(self.role, required)
+
+
+class DirectoryGroup(models.Model):
+    """A group from the corporate directory. Matched by external_id; the display name is only shown."""
+
+    external_id = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=255)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    description = models.TextField(blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    objects = DirectoryGroupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="group_unique_external_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class GroupMembership(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    group = models.ForeignKey(DirectoryGroup, on_delete=models.CASCADE, related_name="memberships")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "group"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group}"
+
+
+class RoleBinding(models.Model):
+    """Members of this directory group hold this portal role."""
+
+    group = models.ForeignKey(DirectoryGroup, on_delete=models.CASCADE, related_name="role_bindings")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = RoleBindingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["group__display_name", "role"]
+        constraints = [models.UniqueConstraint(fields=["group", "role"], name="role_binding_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.group} → {self.get_role_display()}"
+
+
+class PersonalToken(models.Model):
+    """A token a person uses for the API or `docker login`. Only its lookup prefix and digest are kept."""
+
+    class Kind(models.TextChoices):
+        API = "api", "API"
+        REGISTRY = "registry", "Registry"
+
+    # What each kind of token may be scoped to. API tokens read, or read and write; registry
+    # tokens log in to registries whose token server is Customs (access comes from access rules).
+    SCOPES = {Kind.API: ("read", "write"), Kind.REGISTRY: ("registry",)}
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="personal_tokens")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.API)
+    scopes = models.JSONField(default=list)
+    lookup = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PersonalTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lookup}…)"
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -1,0 +1,153 @@
+"""State changes to people, roles and tokens. Every door (pages, API, admin, commands) calls these."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import tokens
+from accounts.models import DirectoryGroup, PersonalToken, RoleBinding, Source, User
+from accounts.roles import Role
+from portal import audit
+from portal.audit import AuditAction
+from portal.errors import RequestRejected
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: PersonalToken
+    secret: str  # shown once, to the owner, then gone
+
+
+def create_token(
+    owner: User,
+    *,
+    actor: User | None,
+    name: str,
+    kind: str = PersonalToken.Kind.API,
+    scopes: list[str] | None = None,
+    days: int | None = None,
+) -> IssuedToken:
+    """Mint a personal token. The secret exists only in the return value."""
+    name, kind = name.strip(), PersonalToken.Kind(kind)
+    scopes = sorted(set(scopes or [PersonalToken.SCOPES[kind][0]]))
+    _check_token_request(owner, name, kind, scopes, days)
+    raw, lookup, digest = tokens.mint()
+    expires_at = timezone.now() + timedelta(days=days or settings.TOKEN_DEFAULT_DAYS)
+    with transaction.atomic():
+        token = PersonalToken.objects.create(
+            owner=owner,
+            name=name,
+            kind=kind,
+            scopes=scopes,
+            lookup=lookup,
+            digest=digest,
+            expires_at=expires_at,
+        )
+        audit.record(
+            actor,
+            AuditAction.TOKEN_CREATED,
+            target=token,
+            owner=owner.get_username(),
+            kind=kind,
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+    return IssuedToken(token=token, secret=raw)
+
+
+def _check_token_request(owner: User, name: str, kind: str, scopes: list[str], days: int | None) -> None:
+    if owner.status != User.Status.ACTIVE:
+        raise RequestRejected(f"{owner} is {owner.status}; tokens can only be issued to active people")
+    if not name:
+        raise RequestRejected("give the token a name, so you can tell it apart later")
+    allowed = PersonalToken.SCOPES[PersonalToken.Kind(kind)]
+    if unknown := [s for s in scopes if s not in allowed]:
+        raise RequestRejected(
+            f"{kind} tokens accept the scopes {', '.join(allowed)}; not {', '.join(unknown)}"
+        )
+    if days is not None and not 1 <= days <= settings.TOKEN_MAX_DAYS:
+        raise RequestRejected(f"a token lasts from 1 to {settings.TOKEN_MAX_DAYS} days")
+
+
+def revoke_token(token: PersonalToken, *, actor: User | None) -> bool:
+    """Revoke at once. Returns False when it was already revoked. Safe to repeat."""
+    with transaction.atomic():
+        if not PersonalToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now()):
+            return False
+        token.refresh_from_db(fields=["revoked_at"])
+        audit.record(actor, AuditAction.TOKEN_REVOKED, target=token, owner=token.owner.get_username())
+    return True
+
+
+def authenticate_token(raw: str) -> PersonalToken | None:
+    """The active token this secret belongs to, with its owner, or None. One indexed read."""
+    if not tokens.looks_like_token(raw):
+        return None
+    token = (
+        PersonalToken.objects.active()
+        .select_related("owner")
+        .filter(lookup=raw[: tokens.LOOKUP_LENGTH])
+        .first()
+    )
+    if token is None or not tokens.matches(raw, token.digest):
+        return None
+    if token.owner.status != User.Status.ACTIVE or not token.owner.is_active:
+        return None
+    _note_use(token)
+    return token
+
+
+def _note_use(token: PersonalToken) -> None:
+    now = timezone.now()
+    if token.last_used_at and now - token.last_used_at < settings.TOKEN_LAST_USED_RESOLUTION:
+        return
+    PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
+
+
+def bind_role(group: DirectoryGroup, role: str, *, actor: User | None) -> RoleBinding:
+    """Give every member of a directory group a portal role."""
+    role = Role(role)
+    try:
+        with transaction.atomic():
+            binding = RoleBinding.objects.create(group=group, role=role, created_by=actor)
+            audit.record(
+                actor, AuditAction.ROLE_BINDING_CREATED, target=binding, group=group.external_id, role=role
+            )
+    except IntegrityError:
+        raise RequestRejected(f"{group} already holds the {role.label} role") from None
+    return binding
+
+
+def unbind_role(binding: RoleBinding, *, actor: User | None) -> None:
+    with transaction.atomic():
+        audit.record(
+            actor,
+            AuditAction.ROLE_BINDING_DELETED,
+            target=binding,
+            group=binding.group.external_id,
+            role=binding.role,
+        )
+        binding.delete()
+
+
+def ensure_break_glass_admin() -> tuple[User, str | None]:
+    """Create the local superuser on first start. Returns the password only when it was just made."""
+    username = settings.BREAK_GLASS_USERNAME
+    existing = User.objects.filter(username=username).first()
+    if existing:
+        return existing, None
+    password = secrets.token_urlsafe(18)
+    with transaction.atomic():
+        user = User.objects.create_superuser(username=username, email="", password=password)
+        user.source = Source.LOCAL
+        user.display_name = "Break-glass admin"
+        user.save(update_fields=["source", "display_name"])
+        audit.record(None, AuditAction.BREAK_GLASS_CREATED, target=user)
+    return user, password

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("credentials/", views.credential_list, name="credentials"),
+    path("access/", views.access_page, name="access"),
+    path("access/groups/<int:group_id>/", views.group_detail, name="group_detail"),
+    path("access/role-bindings/", views.role_binding_create, name="role_binding_create"),
+    path(
+        "access/role-bindings/<int:binding_id>/delete/", views.role_binding_delete, name="role_binding_delete"
+    ),
+]

@@ -1,0 +1,154 @@
+"""The audit trail: one `record()` for every state change, and the chain check behind verify_audit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+
+from portal import requestid
+from portal.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditAction(StrEnum):
+    """Every action the trail knows. Not database choices: adding one needs no migration."""
+
+    BREAK_GLASS_CREATED = "user.break_glass_created"
+    TOKEN_CREATED = "token.create"
+    TOKEN_REVOKED = "token.revoke"
+    ROLE_BINDING_CREATED = "role_binding.create"
+    ROLE_BINDING_DELETED = "role_binding.delete"
+    FINDINGS_RECONCILED = "finding.reconcile"
+    FINDING_SUPPRESSED = "finding.suppress"
+    FINDING_UNSUPPRESSED = "finding.unsuppress"
+    ENCRYPTION_KEY_ROTATED = "encryption.rotate"
+
+
+class Actor(Protocol):
+    pk: Any
+
+    def get_username(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something an event concerns, named without importing the app it lives in."""
+
+    type: str
+    id: str
+    label: str = ""
+
+    @classmethod
+    def of(cls, obj: models.Model) -> Target:
+        return cls(type=obj._meta.label_lower, id=str(obj.pk), label=str(obj)[:255])
+
+
+def record(
+    actor: Actor | None, action: AuditAction, *, target: models.Model | Target | None = None, **detail: Any
+) -> AuditEvent:
+    """Append one event to the chain. Call it inside the transaction that made the change."""
+    subject = Target.of(target) if isinstance(target, models.Model) else target
+    # Normalise the detail to plain JSON first, so the hash covers exactly what is stored.
+    clean_detail = json.loads(json.dumps(detail, cls=DjangoJSONEncoder))
+    with transaction.atomic():
+        head = _head(lock=True)
+        event = AuditEvent(
+            sequence=head.last_sequence + 1,
+            actor_id=actor.pk if actor else None,
+            actor_label=actor.get_username() if actor else "system",
+            action=str(action),
+            target_type=subject.type if subject else "",
+            target_id=subject.id if subject else "",
+            target_label=subject.label if subject else "",
+            detail=clean_detail,
+            request_id=requestid.current() if requestid.current() != "-" else "",
+            prev_hash=head.last_hash,
+        )
+        event.hash = event_hash(event)
+        event.save()
+        head.last_sequence, head.last_hash = event.sequence, event.hash
+        head.save(update_fields=["last_sequence", "last_hash"])
+    return event
+
+
+def _head(*, lock: bool) -> AuditChainHead:
+    heads = AuditChainHead.objects.select_for_update() if lock else AuditChainHead.objects.all()
+    head = heads.filter(pk=1).first()
+    if head is None:
+        # Seeded by a migration; recreated from the trail's tip only if a database flush removed it.
+        tip = AuditEvent.objects.order_by("-sequence").first()
+        head, _ = AuditChainHead.objects.get_or_create(
+            pk=1,
+            defaults={
+                "last_sequence": tip.sequence if tip else 0,
+                "last_hash": tip.hash if tip else GENESIS_HASH,
+            },
+        )
+    return head
+
+
+def event_hash(event: AuditEvent) -> str:
+    """SHA-256 over a canonical JSON form of every field but the hash itself."""
+    body = {
+        "sequence": event.sequence,
+        "at": event.at.isoformat(),
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "action": event.action,
+        "target": [event.target_type, event.target_id, event.target_label],
+        "detail": event.detail,
+        "request_id": event.request_id,
+        "prev_hash": event.prev_hash,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    sequence: int
+    reason: str
+
+
+def verify_chain() -> tuple[int, ChainBreak | None]:
+    """Walk the trail in order; return how many events were checked and the first break."""
+    # Read the head first: events appended while we walk are beyond it and left for the next run.
+    head = _head(lock=False)
+    checked, expected_prev = 0, GENESIS_HASH
+    for event in _up_to(head.last_sequence):
+        problem = _problem(event, expected_prev, checked + 1)
+        if problem:
+            return checked, ChainBreak(checked + 1, problem)
+        checked, expected_prev = checked + 1, event.hash
+    if checked != head.last_sequence:
+        # Events removed from the end leave a chain that verifies but is shorter than the head says.
+        return checked, ChainBreak(
+            checked + 1, f"missing: the chain head records {head.last_sequence} events"
+        )
+    if expected_prev != head.last_hash:
+        return checked, ChainBreak(
+            checked, "the last event's hash differs from the one the chain head recorded"
+        )
+    return checked, None
+
+
+def _up_to(sequence: int) -> Iterator[AuditEvent]:
+    return AuditEvent.objects.filter(sequence__lte=sequence).order_by("sequence").iterator(chunk_size=2000)
+
+
+def _problem(event: AuditEvent, expected_prev: str, expected_sequence: int) -> str:
+    if event.sequence != expected_sequence:
+        return f"missing: the next event found is #{event.sequence}"
+    if event.prev_hash != expected_prev:
+        return "its previous-hash does not match the event before it"
+    if event_hash(event) != event.hash:
+        return "its content does not match its hash"
+    return ""

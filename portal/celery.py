@@ -1,0 +1,32 @@
+"""The Celery app, the retry policy for outbound work, and the beat schedule (one dict)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+
+from portal.http import TransientError
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("customs")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The one retry policy for tasks that talk to the outside: only transient failures are retried,
+# with capped, jittered exponential back-off. Outbound sessions never retry themselves, so
+# retries do not multiply across layers.
+TRANSIENT_RETRY: dict[str, Any] = {
+    "autoretry_for": (TransientError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+app.conf.beat_schedule = {
+    "verify-audit-chain": {"task": "portal.tasks.verify_audit_chain", "schedule": timedelta(hours=1)},
+}

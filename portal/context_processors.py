@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from accounts.roles import Role
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    role: Role
+    section: str  # the first path segment the item owns, to mark it current
+
+
+NAVIGATION = [
+    NavItem("Dashboard", "portal:dashboard", Role.DEVELOPER, ""),
+    NavItem("Registries", "registries:list", Role.DEVELOPER, "registries"),
+    NavItem("Access", "accounts:access", Role.REVIEWER, "access"),
+    NavItem("Credentials", "accounts:credentials", Role.REVIEWER, "credentials"),
+    NavItem("Base images", "registries:base_images", Role.DEVELOPER, "base-images"),
+    NavItem("Findings", "portal:findings", Role.REVIEWER, "findings"),
+    NavItem("Audit", "portal:audit", Role.REVIEWER, "audit"),
+    NavItem("Settings", "accounts:settings", Role.DEVELOPER, "settings"),
+]
+
+
+def navigation(request: HttpRequest) -> dict[str, object]:
+    """The menu a person sees: only the pages their role opens."""
+    user = request.user
+    if not user.is_authenticated:
+        return {"navigation": []}
+    section = request.path.strip("/").split("/", 1)[0]
+    items = [
+        {"label": item.label, "url": reverse(item.url_name), "current": item.section == section}
+        for item in NAVIGATION
+        if user.has_role(item.role)
+    ]
+    return {"navigation": items, "portal_role": user.role}

@@ -1,0 +1,66 @@
+"""Typed readers for environment variables: loud on bad values, secrets readable from files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_str(name: str, default: str = "") -> str:
+    """The variable's value, or the default when it is unset or empty."""
+    return os.environ.get(name, "").strip() or default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE + _FALSE:
+        # A typo must not silently mean False (or True).
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use one of {_TRUE + _FALSE}")
+    return raw in _TRUE
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str] | None = None, *, separator: str = ",") -> list[str]:
+    raw = os.environ.get(name, "")
+    items = [item.strip() for item in raw.split(separator) if item.strip()]
+    return items or list(default or [])
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """Read NAME, or the file named by NAME_FILE (Docker and Kubernetes secrets)."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if path and os.environ.get(name):
+        raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            # An unreadable secret file must stop startup, never fall back to a default.
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+    return os.environ.get(name, "").strip() or default
+
+
+def env_secret_list(name: str, default: list[str] | None = None) -> list[str]:
+    """A comma-separated list of secrets, from NAME or NAME_FILE."""
+    raw = env_secret(name)
+    items = [item.strip() for item in raw.replace("\n", ",").split(",") if item.strip()]
+    return items or list(default or [])
