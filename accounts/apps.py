@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "People, groups and tokens"
+
+    def ready(self) -> None:
+        from accounts import signals  # noqa: F401  (audits sign-ins)

@@ -22,6 +22,8 @@ class AuditAction(StrEnum):
     """Every action the trail knows. Not database choices: adding one needs no migration."""
 
     BREAK_GLASS_CREATED = "user.break_glass_created"
+    SIGNED_IN = "user.sign_in"
+    SIGN_IN_FAILED = "user.sign_in_failed"
     TOKEN_CREATED = "token.create"
     TOKEN_REVOKED = "token.revoke"
     ROLE_BINDING_CREATED = "role_binding.create"

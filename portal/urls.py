@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from allauth.account import views as account_views
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -22,12 +23,22 @@ api_routes: list[URLPattern | URLResolver] = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
 
+# Only the allauth views Customs uses: sign-in and out. No self sign-up, e-mail management, local
+# passwords for SSO people or password reset by e-mail: people come from the directory, each unused
+# view would be one more door to guard, and the break-glass admin's password is changed with
+# `manage.py changepassword` on the server.
+sign_in_routes: list[URLPattern | URLResolver] = [
+    path("login/", account_views.login, name="account_login"),
+    path("logout/", account_views.logout, name="account_logout"),
+    path("inactive/", account_views.account_inactive, name="account_inactive"),
+]
+
 urlpatterns = [
     path("", include((portal_routes, "portal"))),
     path("", include("accounts.urls")),
     path("", include("registries.urls")),
     path("api/", include((api_routes, "api"))),
-    path("accounts/", include("allauth.urls")),
+    path("accounts/", include(sign_in_routes)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics_view, name="metrics"),

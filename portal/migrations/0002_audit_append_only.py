@@ -31,12 +31,12 @@ def seed_head(apps, schema_editor):
 def install_trigger(apps, schema_editor):
     # SQLite (the local run) relies on the ORM's refusal alone.
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORBID_CHANGES)
+        schema_editor.execute(FORBID_CHANGES, params=None)
 
 
 def remove_trigger(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(ALLOW_CHANGES)
+        schema_editor.execute(ALLOW_CHANGES, params=None)
 
 
 class Migration(migrations.Migration):

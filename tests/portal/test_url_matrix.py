@@ -1,0 +1,145 @@
+"""Every URL in the URLconf, every role: a declared expectation, or the suite fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import PersonalToken, RoleBinding, User
+from accounts.roles import Role
+from portal.models import AuditEvent, Finding
+from tests import factories
+
+ROLES = ("admin", "reviewer", "developer", "outsider", "anonymous")
+
+
+@dataclass
+class World:
+    """One object of each kind the URLs name, owned by the developer where ownership matters."""
+
+    users: dict[str, User | None]
+    token: PersonalToken
+    finding: Finding
+    binding: RoleBinding
+    event: AuditEvent
+
+
+@dataclass(frozen=True)
+class Row:
+    expect: tuple[int, int, int, int, int]  # admin, reviewer, developer, outsider, anonymous
+    method: str = "get"
+    kwargs: Callable[[World], dict[str, Any]] = lambda world: {}
+    data: Callable[[World], dict[str, Any]] = lambda world: {}
+    note: str = field(default="", compare=False)
+
+
+def _suppress_body(world: World) -> dict[str, Any]:
+    return {"until": factories.days_from_now(7).isoformat(), "justification": "accepted for the test"}
+
+
+TOKEN = {"kwargs": lambda w: {"token_id": w.token.pk}}
+API_TOKEN = {"kwargs": lambda w: {"pk": w.token.pk}}
+FINDING = {"kwargs": lambda w: {"finding_id": w.finding.pk}}
+API_FINDING = {"kwargs": lambda w: {"pk": w.finding.pk}}
+GROUP = {"kwargs": lambda w: {"group_id": w.binding.group_id}}
+API_GROUP = {"kwargs": lambda w: {"pk": w.binding.group_id}}
+
+#                                   admin reviewer developer outsider anonymous
+MATRIX: dict[str, Row] = {
+    "portal:dashboard": Row((200, 200, 200, 200, 302)),
+    "portal:findings": Row((200, 200, 403, 403, 302)),
+    "portal:finding_detail": Row((200, 200, 403, 403, 302), **FINDING),
+    "portal:finding_unsuppress": Row((302, 302, 403, 403, 302), method="post", **FINDING),
+    "portal:audit": Row((200, 200, 403, 403, 302)),
+    "portal:audit_export_csv": Row((200, 200, 403, 403, 302)),
+    "portal:audit_export_jsonl": Row((200, 200, 403, 403, 302)),
+    "accounts:settings": Row((200, 200, 200, 200, 302)),
+    # Reviewers see every token but revoke none; an outsider cannot see the developer's token at all.
+    "accounts:token_revoke": Row((302, 403, 302, 404, 302), method="post", **TOKEN),
+    "accounts:credentials": Row((200, 200, 403, 403, 302)),
+    "accounts:access": Row((200, 200, 403, 403, 302)),
+    "accounts:group_detail": Row((200, 200, 403, 403, 302), **GROUP),
+    "accounts:role_binding_create": Row(
+        (302, 403, 403, 403, 302), method="post", data=lambda w: {"group": w.binding.group_id, "role": "admin"}
+    ),
+    "accounts:role_binding_delete": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=lambda w: {"binding_id": w.binding.pk}
+    ),
+    "registries:list": Row((200, 200, 200, 200, 302)),
+    "registries:base_images": Row((200, 200, 200, 200, 302)),
+    "api:me": Row((200, 200, 200, 200, 401)),
+    "api:token-list": Row((200, 200, 200, 200, 401)),
+    "api:token-detail": Row((200, 200, 200, 404, 401), **API_TOKEN),
+    "api:token-revoke": Row((200, 403, 200, 404, 401), method="post", **API_TOKEN),
+    "api:group-list": Row((200, 200, 403, 403, 401)),
+    "api:group-detail": Row((200, 200, 403, 403, 401), **API_GROUP),
+    "api:role-binding-list": Row((200, 200, 403, 403, 401)),
+    "api:role-binding-detail": Row(
+        (204, 403, 403, 403, 401), method="delete", kwargs=lambda w: {"pk": w.binding.pk}
+    ),
+    "api:audit-event-list": Row((200, 200, 403, 403, 401)),
+    "api:audit-event-detail": Row((200, 200, 403, 403, 401), kwargs=lambda w: {"sequence": w.event.sequence}),
+    "api:finding-list": Row((200, 200, 403, 403, 401)),
+    "api:finding-detail": Row((200, 200, 403, 403, 401), **API_FINDING),
+    "api:finding-suppress": Row((200, 200, 403, 403, 401), method="post", data=_suppress_body, **API_FINDING),
+    "api:finding-unsuppress": Row((200, 200, 403, 403, 401), method="post", **API_FINDING),
+    "api:schema": Row((200, 200, 200, 200, 401)),
+    "api:docs": Row((200, 200, 200, 200, 401)),
+    # Signed-in people are sent on from the sign-in page; the logout page asks to confirm.
+    "account_login": Row((302, 302, 302, 302, 200)),
+    "account_logout": Row((200, 200, 200, 200, 302)),
+    "account_inactive": Row((200, 200, 200, 200, 200)),
+    "healthz": Row((200, 200, 200, 200, 200)),
+    "readyz": Row((200, 200, 200, 200, 200)),
+    "metrics": Row((200, 200, 403, 403, 401)),
+}
+
+
+def _named_patterns(patterns: list[URLPattern | URLResolver], namespace: str = "") -> Iterator[str]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from _named_patterns(pattern.url_patterns, inner)
+        else:
+            yield f"{namespace}{pattern.name}" if pattern.name else f"<unnamed {pattern.pattern}>"
+
+
+def test_every_url_has_a_declared_expectation() -> None:
+    declared = set(MATRIX)
+    actual = set(_named_patterns(get_resolver().url_patterns))
+    assert not actual - declared, f"URLs without a row in MATRIX: {sorted(actual - declared)}"
+    assert not declared - actual, f"MATRIX rows for URLs that no longer exist: {sorted(declared - actual)}"
+
+
+@pytest.fixture
+def world(cast: dict[str, User | None]) -> World:
+    users = dict(cast) | {"outsider": factories.user_with_role(Role.DEVELOPER)}
+    developer = cast["developer"]
+    assert developer is not None
+    token, _ = factories.token(developer)
+    extra_group = factories.group()
+    binding = RoleBinding.objects.create(group=extra_group, role=Role.REVIEWER)
+    return World(users=users, token=token, finding=factories.finding(), binding=binding,
+                 event=AuditEvent.objects.order_by("sequence").first())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("who", ROLES)
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_role_gets_the_declared_status(name: str, who: str, world: World, client: Client) -> None:
+    row = MATRIX[name]
+    user = world.users[who]
+    if user is not None:
+        client.force_login(user)
+    url = reverse(name, kwargs=row.kwargs(world))
+    send = getattr(client, row.method)
+    if name.startswith("api:"):
+        response = send(url, data=row.data(world), content_type="application/json")
+    else:
+        response = send(url, data=row.data(world))
+    expected = row.expect[ROLES.index(who)]
+    assert response.status_code == expected, f"{who} {row.method.upper()} {url}: {response.status_code}"
