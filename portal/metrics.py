@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,3 +57,14 @@ class DatabaseCollector(Collector):
 
 
 REGISTRY.register(DatabaseCollector())
+
+
+def exposition_registry() -> CollectorRegistry:
+    """What a scrape reads: this process's metrics, or every gunicorn worker's in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    # Each worker writes its counters to files in that folder; a fresh registry per scrape reads them all.
+    combined = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    combined.register(DatabaseCollector())
+    return combined

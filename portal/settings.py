@@ -286,12 +286,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "A Customs API token"}
-        }
-    },
-    "SECURITY": [{"bearer": []}],
 }
 
 # --- Logging ----------------------------------------------------------------------------------
