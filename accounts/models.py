@@ -89,6 +89,11 @@ class User(AbstractUser):
     def has_role(self, required: str) -> bool:
         return self.status == self.Status.ACTIVE and roles.at_least(self.role, required)
 
+    @property
+    def may_sign_in(self) -> bool:
+        """Active in the directory and in Django; anything else ends the person's sessions."""
+        return self.is_active and self.status == self.Status.ACTIVE
+
 
 class DirectoryGroup(models.Model):
     """A group from the corporate directory. Matched by external_id; the display name is only shown."""
