@@ -65,7 +65,9 @@ MATRIX: dict[str, Row] = {
     "accounts:access": Row((200, 200, 403, 403, 302)),
     "accounts:group_detail": Row((200, 200, 403, 403, 302), **GROUP),
     "accounts:role_binding_create": Row(
-        (302, 403, 403, 403, 302), method="post", data=lambda w: {"group": w.binding.group_id, "role": "admin"}
+        (302, 403, 403, 403, 302),
+        method="post",
+        data=lambda w: {"group": w.binding.group_id, "role": "admin"},
     ),
     "accounts:role_binding_delete": Row(
         (302, 403, 403, 403, 302), method="post", kwargs=lambda w: {"binding_id": w.binding.pk}
@@ -124,8 +126,9 @@ def world(cast: dict[str, User | None]) -> World:
     token, _ = factories.token(developer)
     extra_group = factories.group()
     binding = RoleBinding.objects.create(group=extra_group, role=Role.REVIEWER)
-    return World(users=users, token=token, finding=factories.finding(), binding=binding,
-                 event=AuditEvent.objects.order_by("sequence").first())  # type: ignore[arg-type]
+    event = AuditEvent.objects.order_by("sequence").first()
+    assert event is not None  # creating the token recorded one
+    return World(users=users, token=token, finding=factories.finding(), binding=binding, event=event)
 
 
 @pytest.mark.parametrize("who", ROLES)
