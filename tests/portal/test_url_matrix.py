@@ -42,28 +42,45 @@ def _suppress_body(world: World) -> dict[str, Any]:
     return {"until": factories.days_from_now(7).isoformat(), "justification": "accepted for the test"}
 
 
-TOKEN = {"kwargs": lambda w: {"token_id": w.token.pk}}
-API_TOKEN = {"kwargs": lambda w: {"pk": w.token.pk}}
-FINDING = {"kwargs": lambda w: {"finding_id": w.finding.pk}}
-API_FINDING = {"kwargs": lambda w: {"pk": w.finding.pk}}
-GROUP = {"kwargs": lambda w: {"group_id": w.binding.group_id}}
-API_GROUP = {"kwargs": lambda w: {"pk": w.binding.group_id}}
+def token(w: World) -> dict[str, Any]:
+    return {"token_id": w.token.pk}
+
+
+def api_token(w: World) -> dict[str, Any]:
+    return {"pk": w.token.pk}
+
+
+def finding(w: World) -> dict[str, Any]:
+    return {"finding_id": w.finding.pk}
+
+
+def api_finding(w: World) -> dict[str, Any]:
+    return {"pk": w.finding.pk}
+
+
+def group(w: World) -> dict[str, Any]:
+    return {"group_id": w.binding.group_id}
+
+
+def api_group(w: World) -> dict[str, Any]:
+    return {"pk": w.binding.group_id}
+
 
 #                                   admin reviewer developer outsider anonymous
 MATRIX: dict[str, Row] = {
     "portal:dashboard": Row((200, 200, 200, 200, 302)),
     "portal:findings": Row((200, 200, 403, 403, 302)),
-    "portal:finding_detail": Row((200, 200, 403, 403, 302), **FINDING),
-    "portal:finding_unsuppress": Row((302, 302, 403, 403, 302), method="post", **FINDING),
+    "portal:finding_detail": Row((200, 200, 403, 403, 302), kwargs=finding),
+    "portal:finding_unsuppress": Row((302, 302, 403, 403, 302), method="post", kwargs=finding),
     "portal:audit": Row((200, 200, 403, 403, 302)),
     "portal:audit_export_csv": Row((200, 200, 403, 403, 302)),
     "portal:audit_export_jsonl": Row((200, 200, 403, 403, 302)),
     "accounts:settings": Row((200, 200, 200, 200, 302)),
     # Reviewers see every token but revoke none; an outsider cannot see the developer's token at all.
-    "accounts:token_revoke": Row((302, 403, 302, 404, 302), method="post", **TOKEN),
+    "accounts:token_revoke": Row((302, 403, 302, 404, 302), method="post", kwargs=token),
     "accounts:credentials": Row((200, 200, 403, 403, 302)),
     "accounts:access": Row((200, 200, 403, 403, 302)),
-    "accounts:group_detail": Row((200, 200, 403, 403, 302), **GROUP),
+    "accounts:group_detail": Row((200, 200, 403, 403, 302), kwargs=group),
     "accounts:role_binding_create": Row(
         (302, 403, 403, 403, 302),
         method="post",
@@ -76,10 +93,10 @@ MATRIX: dict[str, Row] = {
     "registries:base_images": Row((200, 200, 200, 200, 302)),
     "api:me": Row((200, 200, 200, 200, 401)),
     "api:token-list": Row((200, 200, 200, 200, 401)),
-    "api:token-detail": Row((200, 200, 200, 404, 401), **API_TOKEN),
-    "api:token-revoke": Row((200, 403, 200, 404, 401), method="post", **API_TOKEN),
+    "api:token-detail": Row((200, 200, 200, 404, 401), kwargs=api_token),
+    "api:token-revoke": Row((200, 403, 200, 404, 401), method="post", kwargs=api_token),
     "api:group-list": Row((200, 200, 403, 403, 401)),
-    "api:group-detail": Row((200, 200, 403, 403, 401), **API_GROUP),
+    "api:group-detail": Row((200, 200, 403, 403, 401), kwargs=api_group),
     "api:role-binding-list": Row((200, 200, 403, 403, 401)),
     "api:role-binding-detail": Row(
         (204, 403, 403, 403, 401), method="delete", kwargs=lambda w: {"pk": w.binding.pk}
@@ -87,9 +104,11 @@ MATRIX: dict[str, Row] = {
     "api:audit-event-list": Row((200, 200, 403, 403, 401)),
     "api:audit-event-detail": Row((200, 200, 403, 403, 401), kwargs=lambda w: {"sequence": w.event.sequence}),
     "api:finding-list": Row((200, 200, 403, 403, 401)),
-    "api:finding-detail": Row((200, 200, 403, 403, 401), **API_FINDING),
-    "api:finding-suppress": Row((200, 200, 403, 403, 401), method="post", data=_suppress_body, **API_FINDING),
-    "api:finding-unsuppress": Row((200, 200, 403, 403, 401), method="post", **API_FINDING),
+    "api:finding-detail": Row((200, 200, 403, 403, 401), kwargs=api_finding),
+    "api:finding-suppress": Row(
+        (200, 200, 403, 403, 401), method="post", data=_suppress_body, kwargs=api_finding
+    ),
+    "api:finding-unsuppress": Row((200, 200, 403, 403, 401), method="post", kwargs=api_finding),
     "api:schema": Row((200, 200, 200, 200, 401)),
     "api:docs": Row((200, 200, 200, 200, 401)),
     # Signed-in people are sent on from the sign-in page; the logout page asks to confirm.
