@@ -19,8 +19,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != self.keyword.lower():
             return None  # not ours: let session authentication try
-        token = services.authenticate_token(raw.strip())
-        if token is None or token.kind != PersonalToken.Kind.API:
+        token = services.authenticate_token(raw.strip(), kind=PersonalToken.Kind.API)
+        if token is None:
             raise exceptions.AuthenticationFailed("the token is invalid, expired or revoked")
         return token.owner, token
 

@@ -85,14 +85,16 @@ def revoke_token(token: PersonalToken, *, actor: User | None) -> bool:
     return True
 
 
-def authenticate_token(raw: str) -> PersonalToken | None:
-    """The active token this secret belongs to, with its owner, or None. One indexed read."""
+def authenticate_token(raw: str, *, kind: PersonalToken.Kind) -> PersonalToken | None:
+    """The active token of this kind the secret belongs to, with its owner, or None. One indexed read."""
     if not tokens.looks_like_token(raw):
         return None
+    # The kind is part of the lookup, not checked afterwards: a registry token tried on the API
+    # must not be marked used, or hygiene reports would count refused attempts as activity.
     token = (
         PersonalToken.objects.active()
         .select_related("owner")
-        .filter(lookup=raw[: tokens.LOOKUP_LENGTH])
+        .filter(lookup=raw[: tokens.LOOKUP_LENGTH], kind=kind)
         .first()
     )
     if token is None or not tokens.matches(raw, token.digest):
@@ -141,6 +143,13 @@ def ensure_break_glass_admin() -> tuple[User, str | None]:
     """Create the local superuser on first start. Returns the password only when it was just made."""
     username = settings.BREAK_GLASS_USERNAME
     existing = User.objects.filter(username=username).first()
+    if existing and not (existing.is_superuser and existing.source == Source.LOCAL):
+        # Never report someone else's account as the break-glass admin: the operator would believe
+        # they have a way in when they do not.
+        raise RequestRejected(
+            f"{username!r} already exists and is not a local superuser; "
+            "set CUSTOMS_BREAK_GLASS_USERNAME to another name"
+        )
     if existing:
         return existing, None
     password = secrets.token_urlsafe(18)

@@ -83,9 +83,11 @@ def credential_list(request: HttpRequest) -> HttpResponse:
 def access_page(request: HttpRequest) -> HttpResponse:
     """Directory groups, their members and the portal roles bound to them."""
     search = request.GET.get("q", "").strip()
+    # Explicit order: the member count adds a GROUP BY, which makes Django drop Meta.ordering.
     groups = (
         DirectoryGroup.objects.search(search)
         .annotate(member_count=Count("memberships"))
+        .order_by("display_name", "pk")
         .prefetch_related("role_bindings")
     )
     page = Paginator(groups, PAGE_SIZE).get_page(request.GET.get("page"))

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ class AuditAction(StrEnum):
     BREAK_GLASS_CREATED = "user.break_glass_created"
     SIGNED_IN = "user.sign_in"
     SIGN_IN_FAILED = "user.sign_in_failed"
+    SIGN_IN_THROTTLED = "user.sign_in_throttled"
     TOKEN_CREATED = "token.create"
     TOKEN_REVOKED = "token.revoke"
     ROLE_BINDING_CREATED = "role_binding.create"
@@ -59,7 +61,7 @@ def record(
     """Append one event to the chain. Call it inside the transaction that made the change."""
     subject = Target.of(target) if isinstance(target, models.Model) else target
     # Normalise the detail to plain JSON first, so the hash covers exactly what is stored.
-    clean_detail = json.loads(json.dumps(detail, cls=DjangoJSONEncoder))
+    clean_detail = json.loads(json.dumps(detail, cls=DjangoJSONEncoder), parse_float=_as_stored)
     with transaction.atomic():
         head = _head(lock=True)
         event = AuditEvent(
@@ -79,6 +81,15 @@ def record(
         head.last_sequence, head.last_hash = event.sequence, event.hash
         head.save(update_fields=["last_sequence", "last_hash"])
     return event
+
+
+def _as_stored(text: str) -> float | int:
+    """A JSON float as PostgreSQL's jsonb gives it back, so the hash covers what verify_chain reads."""
+    # jsonb keeps numbers as decimals and prints them without an exponent: 1e+16 reads back as the
+    # integer 10000000000000000 (the decimal, not the binary float's value), and -0.0 as 0.0.
+    if "e+" in text.lower():
+        return int(Decimal(text))
+    return float(text) or 0.0
 
 
 def _head(*, lock: bool) -> AuditChainHead:
@@ -122,8 +133,15 @@ class ChainBreak:
 
 def verify_chain() -> tuple[int, ChainBreak | None]:
     """Walk the trail in order; return how many events were checked and the first break."""
-    # Read the head first: events appended while we walk are beyond it and left for the next run.
+    # The highest sequence first, then the head: record() moves both in one transaction, so any
+    # genuine event seen by the first read is covered by the head the second read returns. An event
+    # beyond that head was written around record(). Events appended during the walk wait for next run.
+    newest = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
     head = _head(lock=False)
+    if newest > head.last_sequence:
+        return 0, ChainBreak(
+            head.last_sequence + 1, "an event exists beyond the chain head (written around record())"
+        )
     checked, expected_prev = 0, GENESIS_HASH
     for event in _up_to(head.last_sequence):
         problem = _problem(event, expected_prev, checked + 1)

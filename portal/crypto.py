@@ -40,11 +40,12 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     description = "Text encrypted at rest"
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
-        return None if value is None or value == "" else decrypt(value)
+        return value if value is None or value == "" else decrypt(value)
 
     def get_prep_value(self, value: Any) -> str | None:
         value = super().get_prep_value(value)
-        return None if value is None or value == "" else encrypt(value)
+        # "" stays "" (not NULL): a blank=True field is NOT NULL, and an empty secret reveals nothing.
+        return value if value is None or value == "" else encrypt(value)
 
 
 def encrypted_fields() -> Iterator[tuple[type[models.Model], list[str]]]:
@@ -62,9 +63,13 @@ def rotate_model(model: type[models.Model], field_names: list[str]) -> int:
     the older keys can be removed. All or nothing: a row no key can read aborts the whole model.
     """
     rows = model._base_manager.values_list("pk", *field_names).order_by("pk")
-    rewritten = 0
+    rewritten, after = 0, None
     with transaction.atomic():
-        for pk, *values in rows.iterator(chunk_size=500):
-            model._base_manager.filter(pk=pk).update(**dict(zip(field_names, values, strict=True)))
-            rewritten += 1
+        # Batches by primary key, not iterator(): a row no key can read raises mid-loop, and the
+        # server-side cursor that error leaves open is closed later by the garbage collector, in
+        # whatever transaction the connection is in by then; the failing CLOSE aborts that one.
+        while batch := list((rows if after is None else rows.filter(pk__gt=after))[:500]):
+            for pk, *values in batch:
+                model._base_manager.filter(pk=pk).update(**dict(zip(field_names, values, strict=True)))
+            rewritten, after = rewritten + len(batch), batch[-1][0]
     return rewritten

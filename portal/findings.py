@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit
@@ -83,7 +84,7 @@ def reconcile(
     """Make the findings of one kind match what a rule observed.
 
     Observed subjects get a finding opened (or reopened, or refreshed); unresolved findings of
-    this kind whose key starts with `scope` and that were not observed are resolved. A rule that
+    this kind under `scope` (see _in_scope) that were not observed are resolved. A rule that
     only looked at part of the estate (one registry) passes that part as `scope`, so findings
     elsewhere are left alone.
     """
@@ -95,7 +96,7 @@ def reconcile(
             key = finding_key(kind, observation.subject_key)
             seen_keys.add(key)
             _upsert(kind, key, observation, now, result)
-        stale = Finding.objects.unresolved().filter(kind=kind.slug, key__startswith=finding_key(kind, scope))
+        stale = Finding.objects.unresolved().filter(kind=kind.slug).filter(_in_scope(kind, scope))
         result.resolved = stale.exclude(key__in=seen_keys).update(resolved_at=now)
         if result.changed:
             audit.record(
@@ -108,6 +109,17 @@ def reconcile(
                 resolved=result.resolved,
             )
     return result
+
+
+def _in_scope(kind: FindingKind, scope: str) -> Q:
+    """Subject keys are "/"-separated paths; a scope covers itself and what lies beneath it.
+
+    Whole segments only: scope "registry-1" covers "registry-1/repo" but not "registry-10/repo".
+    """
+    if not scope:
+        return Q(key__startswith=finding_key(kind, ""))
+    prefix = finding_key(kind, scope.rstrip("/"))
+    return Q(key=prefix) | Q(key__startswith=prefix + "/")
 
 
 def _upsert(

@@ -88,3 +88,6 @@ class RoleBindingSerializer(serializers.ModelSerializer[RoleBinding]):
         model = RoleBinding
         fields = ["id", "group", "group_name", "role", "created_at", "created_by"]
         read_only_fields = ["id", "group_name", "created_at", "created_by"]
+        # No generated unique-together validator: services.bind_role rejects a duplicate with a
+        # message naming the group and role, the same one the access page shows.
+        validators: list[Any] = []

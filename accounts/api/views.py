@@ -77,9 +77,12 @@ class GroupViewSet(viewsets.ReadOnlyModelViewSet[DirectoryGroup]):
 
     def get_queryset(self) -> QuerySet[DirectoryGroup]:
         search = self.request.query_params.get("search", "")
+        # Explicit order: counting members adds a GROUP BY, and Django then drops Meta.ordering,
+        # so pages would come back in whatever order PostgreSQL's hash aggregate produced.
         return (
             DirectoryGroup.objects.search(search)
             .annotate(member_count=Count("memberships"))
+            .order_by("display_name", "pk")
             .prefetch_related("role_bindings")
         )
 
