@@ -156,9 +156,10 @@ def _searched_events(request: HttpRequest) -> tuple[AuditSearchForm, QuerySet[Au
 def audit_list(request: HttpRequest) -> HttpResponse:
     form, events = _searched_events(request)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(
-        request, "portal/audit.html", {"form": form, "page": page, "query": _filters_without_page(request)}
-    )
+    context = {"form": form, "page": page, "query": _filters_without_page(request)}
+    # htmx asks for the results alone while someone types in the search form.
+    template = "portal/_audit_results.html" if getattr(request, "htmx", False) else "portal/audit.html"
+    return render(request, template, context)
 
 
 CSV_COLUMNS = [

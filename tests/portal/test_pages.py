@@ -372,3 +372,25 @@ def test_dashboard_queries_do_not_grow_with_rows(
         factories.finding(severity=severity)
     with django_assert_num_queries(6):
         signed_in.get(reverse("portal:dashboard"))
+
+
+AUDIT = "/audit/"
+
+
+def test_htmx_search_gets_only_the_results_fragment(client: Client, reviewer: User) -> None:
+    audit.record(reviewer, AuditAction.TOKEN_CREATED)
+    client.force_login(reviewer)
+    fragment = client.get(AUDIT, {"action": "token."}, headers={"HX-Request": "true"}).content.decode()
+    full = client.get(AUDIT, {"action": "token."}).content.decode()
+    assert fragment.startswith('<div id="audit-results"')
+    assert "<html" not in fragment
+    assert "token.create" in fragment
+    assert "<html" in full
+    assert 'hx-target="#audit-results"' in full
+
+
+def test_htmx_search_shows_field_errors_in_the_fragment(client: Client, reviewer: User) -> None:
+    client.force_login(reviewer)
+    fragment = client.get(AUDIT, {"since": "yesterday"}, headers={"HX-Request": "true"}).content.decode()
+    assert "Enter a valid date." in fragment
+    assert "0 events." in fragment
