@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from functools import cached_property
 from typing import Self
@@ -56,9 +57,23 @@ class User(AbstractUser):
         DISABLED = "disabled", "Disabled"
         DEPARTED = "departed", "Departed"
 
-    # The identity provider's immutable id (Entra object id, Okta user id); names and emails change.
+    class GroupsClaim(models.TextChoices):
+        UNKNOWN = "unknown", "Not reported"
+        COMPLETE = "complete", "Complete"
+        OVERAGE = "overage", "Too many groups for the token"
+
+    # The directory a person comes from (one tenant: its SSO app and its SCIM connection share it),
+    # and their immutable id there (Entra object id, Okta user id): names and e-mails change.
+    directory = models.CharField(max_length=64, default="default")
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The id SCIM clients see: never reused, unlike usernames.
+    scim_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     display_name = models.CharField(max_length=255, blank=True)
+    # What the identity provider said about groups at the last sign-in, shown on the profile page.
+    groups_claim = models.CharField(max_length=16, choices=GroupsClaim.choices, default=GroupsClaim.UNKNOWN)
+    groups_claimed_at = models.DateTimeField(null=True, blank=True)
+    # SCIM attributes Customs keeps but does not model (enterprise extension: manager, department, …).
+    directory_attributes = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     departed_at = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.LOCAL)
@@ -69,7 +84,9 @@ class User(AbstractUser):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["source", "external_id"], condition=~Q(external_id=""), name="user_unique_external_id"
+                fields=["directory", "external_id"],
+                condition=~Q(external_id=""),
+                name="user_unique_external_id",
             )
         ]
 
@@ -98,7 +115,9 @@ class User(AbstractUser):
 class DirectoryGroup(models.Model):
     """A group from the corporate directory. Matched by external_id; the display name is only shown."""
 
+    directory = models.CharField(max_length=64, default="default")
     external_id = models.CharField(max_length=255)
+    scim_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     display_name = models.CharField(max_length=255)
     source = models.CharField(max_length=16, choices=Source.choices)
     description = models.TextField(blank=True)
@@ -109,7 +128,7 @@ class DirectoryGroup(models.Model):
     class Meta:
         ordering = ["display_name"]
         constraints = [
-            models.UniqueConstraint(fields=["source", "external_id"], name="group_unique_external_id")
+            models.UniqueConstraint(fields=["directory", "external_id"], name="group_unique_external_id")
         ]
 
     def __str__(self) -> str:
@@ -190,3 +209,43 @@ class PersonalToken(models.Model):
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class ScimToken(models.Model):
+    """The bearer token one directory's SCIM provisioning client presents. Stored as a digest."""
+
+    name = models.CharField(max_length=100, unique=True)
+    directory = models.CharField(max_length=64, default="default")
+    lookup = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lookup}…)"
+
+
+class ScimRequest(models.Model):
+    """One provisioning request and its result, for the SCIM page. Bodies are not kept."""
+
+    token = models.ForeignKey(
+        ScimToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="requests"
+    )
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    status = models.PositiveSmallIntegerField()
+    summary = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status}"

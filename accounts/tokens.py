@@ -12,9 +12,12 @@ PREFIX = "cst_"  # lets secret scanners and our log filter recognise a leaked to
 LOOKUP_LENGTH = 12  # "cst_" and 8 random characters: indexed, so a check reads one row
 
 
-def mint() -> tuple[str, str, str]:
+SCIM_PREFIX = "csp_"  # SCIM provisioning tokens: another prefix, so one can never pass for the other
+
+
+def mint(prefix: str = PREFIX) -> tuple[str, str, str]:
     """Return (token to show once, lookup prefix, digest to store)."""
-    raw = PREFIX + secrets.token_urlsafe(32)
+    raw = prefix + secrets.token_urlsafe(32)
     return raw, raw[:LOOKUP_LENGTH], digest(raw)
 
 
@@ -28,5 +31,5 @@ def matches(raw: str, stored: str) -> bool:
     return hmac.compare_digest(digest(raw), stored)
 
 
-def looks_like_token(raw: str) -> bool:
-    return raw.startswith(PREFIX) and len(raw) > LOOKUP_LENGTH
+def looks_like_token(raw: str, prefix: str = PREFIX) -> bool:
+    return raw.startswith(prefix) and len(raw) > LOOKUP_LENGTH
