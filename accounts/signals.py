@@ -8,14 +8,23 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from accounts.models import User
+from accounts.models import Source, User
 from portal import audit
 from portal.audit import AuditAction, Target
 
 
 @receiver(user_logged_in)
 def _audit_sign_in(sender: Any, request: HttpRequest | None, user: User, **_: Any) -> None:
-    audit.record(user, AuditAction.SIGNED_IN, target=user, source=user.source, superuser=user.is_superuser)
+    # Local accounts sign in with a password only as break-glass: flagged so the dashboard shows each one.
+    break_glass = user.source == Source.LOCAL
+    audit.record(
+        user,
+        AuditAction.SIGNED_IN,
+        target=user,
+        source=user.source,
+        superuser=user.is_superuser,
+        break_glass=break_glass,
+    )
 
 
 @receiver(user_login_failed)

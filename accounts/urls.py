@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views
+from accounts import sso_views, views
 
 app_name = "accounts"
 
 urlpatterns = [
     path("settings/", views.settings_page, name="settings"),
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("settings/identity/", sso_views.identity_providers, name="identity_providers"),
+    path("settings/identity/<str:kind>/<str:slug>/check/", sso_views.check_provider, name="idp_check"),
     path("credentials/", views.credential_list, name="credentials"),
     path("access/", views.access_page, name="access"),
     path("access/groups/<int:group_id>/", views.group_detail, name="group_detail"),

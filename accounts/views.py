@@ -43,7 +43,14 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             response["Cache-Control"] = "no-store"
             return response
     tokens = PersonalToken.objects.filter(owner=user)
-    return render(request, "accounts/settings.html", {"form": form, "tokens": tokens})
+    memberships = (
+        user.memberships.select_related("group")
+        .prefetch_related("group__role_bindings")
+        .order_by("group__display_name")
+    )
+    return render(
+        request, "accounts/settings.html", {"form": form, "tokens": tokens, "memberships": memberships}
+    )
 
 
 @require_POST

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -10,14 +11,21 @@ from django.core.exceptions import ImproperlyConfigured
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
+# Every helper reads os.environ unless given another mapping (tests, and providers configured per id).
+Environ = Mapping[str, str] | None
 
-def env_str(name: str, default: str = "") -> str:
+
+def _get(environ: Environ, name: str) -> str:
+    return (os.environ if environ is None else environ).get(name, "")
+
+
+def env_str(name: str, default: str = "", *, environ: Environ = None) -> str:
     """The variable's value, or the default when it is unset or empty."""
-    return os.environ.get(name, "").strip() or default
+    return _get(environ, name).strip() or default
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
+def env_bool(name: str, default: bool, *, environ: Environ = None) -> bool:
+    raw = _get(environ, name).strip().lower()
     if not raw:
         return default
     if raw not in _TRUE + _FALSE:
@@ -26,8 +34,8 @@ def env_bool(name: str, default: bool) -> bool:
     return raw in _TRUE
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name, "").strip()
+def env_int(name: str, default: int, *, minimum: int | None = None, environ: Environ = None) -> int:
+    raw = _get(environ, name).strip()
     if not raw:
         return default
     try:
@@ -39,16 +47,18 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
-def env_list(name: str, default: list[str] | None = None, *, separator: str = ",") -> list[str]:
-    raw = os.environ.get(name, "")
+def env_list(
+    name: str, default: list[str] | None = None, *, separator: str = ",", environ: Environ = None
+) -> list[str]:
+    raw = _get(environ, name)
     items = [item.strip() for item in raw.split(separator) if item.strip()]
     return items or list(default or [])
 
 
-def env_secret(name: str, default: str = "") -> str:
+def env_secret(name: str, default: str = "", *, environ: Environ = None) -> str:
     """Read NAME, or the file named by NAME_FILE (Docker and Kubernetes secrets)."""
-    path = os.environ.get(f"{name}_FILE", "").strip()
-    if path and os.environ.get(name):
+    path = _get(environ, f"{name}_FILE").strip()
+    if path and _get(environ, name):
         raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
     if path:
         try:
@@ -56,11 +66,11 @@ def env_secret(name: str, default: str = "") -> str:
         except OSError as exc:
             # An unreadable secret file must stop startup, never fall back to a default.
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
-    return os.environ.get(name, "").strip() or default
+    return _get(environ, name).strip() or default
 
 
-def env_secret_list(name: str, default: list[str] | None = None) -> list[str]:
+def env_secret_list(name: str, default: list[str] | None = None, *, environ: Environ = None) -> list[str]:
     """A comma-separated list of secrets, from NAME or NAME_FILE."""
-    raw = env_secret(name)
+    raw = env_secret(name, environ=environ)
     items = [item.strip() for item in raw.replace("\n", ",").split(",") if item.strip()]
     return items or list(default or [])

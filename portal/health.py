@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -17,6 +18,7 @@ from portal import metrics
 from portal.celery import app as celery_app
 
 
+@login_not_required
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -24,6 +26,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
+@login_not_required
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> HttpResponse:
@@ -55,6 +58,7 @@ def _broker_ok() -> bool:
         return False
 
 
+@login_not_required
 @never_cache
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -17,6 +17,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.sso import providers_from_env
 from portal.env import env_bool, env_int, env_list, env_secret, env_secret_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -164,13 +165,23 @@ ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_SESSION_REMEMBER = False
-ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SITE_URL.startswith("https://") else "http"
+ACCOUNT_UNIQUE_EMAIL = False  # e-mail addresses are shown, never used to match people
+SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = providers_from_env()
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an e-mail address alone never links a sign-in to an account
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_QUERY_EMAIL = False
 SOCIALACCOUNT_STORE_TOKENS = False
-SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_LOGIN_ON_GET = False  # starting a sign-in is a POST: no login CSRF through crafted links
 SESSION_COOKIE_AGE = env_int("CUSTOMS_SESSION_HOURS", 12, minimum=1) * 3600
 
 # Username of the local superuser created at first start, for when the identity provider is down.
 BREAK_GLASS_USERNAME = env_str("CUSTOMS_BREAK_GLASS_USERNAME", "admin")
+# Local accounts that may still sign in with a password once an identity provider is configured.
+BREAK_GLASS_USERNAMES = env_list("CUSTOMS_BREAK_GLASS_USERNAMES", [BREAK_GLASS_USERNAME])
 
 # Personal tokens: lifetime in days when none is asked for, and the longest allowed.
 TOKEN_DEFAULT_DAYS = env_int("CUSTOMS_TOKEN_DEFAULT_DAYS", 90, minimum=1)

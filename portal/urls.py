@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from allauth.account import views as account_views
+from allauth.socialaccount import views as social_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import oidc
 from portal import health, views
 
 portal_routes: list[URLPattern | URLResolver] = [
@@ -31,6 +34,17 @@ sign_in_routes: list[URLPattern | URLResolver] = [
     path("login/", account_views.login, name="account_login"),
     path("logout/", account_views.logout, name="account_logout"),
     path("inactive/", account_views.account_inactive, name="account_inactive"),
+    # OIDC through Customs' verifying adapter (accounts/oidc.py), at allauth's URLs and names.
+    path("oidc/<str:provider_id>/login/", oidc.login, name="openid_connect_login"),
+    path("oidc/<str:provider_id>/login/callback/", oidc.callback, name="openid_connect_callback"),
+    path("", include("allauth.socialaccount.providers.saml.urls")),
+    path("3rdparty/login/cancelled/", social_views.login_cancelled, name="socialaccount_login_cancelled"),
+    # The error page is where failed sign-ins land, so it must open without a session.
+    path(
+        "3rdparty/login/error/",
+        login_not_required(social_views.login_error),
+        name="socialaccount_login_error",
+    ),
 ]
 
 urlpatterns = [

@@ -21,6 +21,7 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal import findings
 from portal.api.serializers import AuditEventSerializer
+from portal.audit import AuditAction
 from portal.forms import AuditSearchForm, SuppressForm
 from portal.models import AuditEvent, Finding
 
@@ -34,6 +35,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["severity_bars"] = _severity_bars()
         context["activity"] = _audit_activity(days=14)
         context["recent_events"] = AuditEvent.objects.all()[:8]
+        since = timezone.now() - timedelta(days=30)
+        context["break_glass_sign_ins"] = AuditEvent.objects.filter(
+            action=AuditAction.SIGNED_IN, detail__break_glass=True, at__gte=since
+        )[:10]
     return render(request, "portal/dashboard.html", context)
 
 

@@ -40,7 +40,7 @@ def test_a_sign_in_is_audited(client: Client, person: User) -> None:
     event = AuditEvent.objects.get()
     assert event.action == AuditAction.SIGNED_IN
     assert (event.actor_id, event.target_id) == (person.pk, str(person.pk))
-    assert event.detail == {"source": "oidc", "superuser": False}
+    assert event.detail == {"source": "oidc", "superuser": False, "break_glass": False}
     assert PASSWORD not in everything_recorded()
 
 
@@ -50,6 +50,7 @@ def test_a_break_glass_sign_in_is_marked_as_a_superuser(client: Client, fast_pas
     assert AuditEvent.objects.get(action=AuditAction.SIGNED_IN).detail == {
         "source": "local",
         "superuser": True,
+        "break_glass": True,  # a local account's password sign-in: listed on the dashboard
     }
 
 

@@ -115,6 +115,23 @@ MATRIX: dict[str, Row] = {
     "account_login": Row((302, 302, 302, 302, 200)),
     "account_logout": Row((200, 200, 200, 200, 302)),
     "account_inactive": Row((200, 200, 200, 200, 200)),
+    # Federated sign-in: open to everyone, as a sign-in must be; an unknown provider is a 404 for all.
+    "openid_connect_login": Row(
+        (404, 404, 404, 404, 404), method="post", kwargs=lambda w: {"provider_id": "nope"}
+    ),
+    "openid_connect_callback": Row((404, 404, 404, 404, 404), kwargs=lambda w: {"provider_id": "nope"}),
+    "saml_login": Row((404, 404, 404, 404, 404), kwargs=lambda w: {"organization_slug": "nope"}),
+    "saml_metadata": Row((404, 404, 404, 404, 404), kwargs=lambda w: {"organization_slug": "nope"}),
+    "saml_acs": Row((302, 302, 302, 302, 302), method="post", kwargs=lambda w: {"organization_slug": "nope"}),
+    "saml_finish_acs": Row((404, 404, 404, 404, 404), kwargs=lambda w: {"organization_slug": "nope"}),
+    "saml_sls": Row((404, 404, 404, 404, 404), kwargs=lambda w: {"organization_slug": "nope"}),
+    "socialaccount_login_cancelled": Row((200, 200, 200, 200, 200)),
+    "socialaccount_login_error": Row((401, 401, 401, 401, 401)),
+    "accounts:identity_providers": Row((200, 403, 403, 403, 302)),
+    # No provider is configured in this world, so the admin's check finds nothing to check.
+    "accounts:idp_check": Row(
+        (404, 403, 403, 403, 302), method="post", kwargs=lambda w: {"kind": "oidc", "slug": "nope"}
+    ),
     "healthz": Row((200, 200, 200, 200, 200)),
     "readyz": Row((200, 200, 200, 200, 200)),
     "metrics": Row((200, 200, 403, 403, 401)),
