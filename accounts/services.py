@@ -160,3 +160,59 @@ def ensure_break_glass_admin() -> tuple[User, str | None]:
         user.save(update_fields=["source", "display_name"])
         audit.record(None, AuditAction.BREAK_GLASS_CREATED, target=user)
     return user, password
+
+
+# --- leaving: disabled or departed in the directory -----------------------------------------
+
+
+def deactivate_user(user: User, *, actor: User | None, reason: str, departed: bool = False) -> bool:
+    """Disable someone (or mark them departed) and cut them off from Customs at once. Safe to repeat.
+
+    Their API and registry tokens are revoked (re-enabling them later does not bring tokens back),
+    their web sessions end, and the offboarding hook is asked to clean up the registries.
+    """
+    status = User.Status.DEPARTED if departed else User.Status.DISABLED
+    if user.status == status or (user.status == User.Status.DEPARTED and not departed):
+        return False  # SCIM retries and a DELETE after a PATCH active=false report the same thing
+    with transaction.atomic():
+        user.status, user.is_active = status, False
+        if departed:
+            user.departed_at = timezone.now()
+        user.save(update_fields=["status", "is_active", "departed_at"])
+        revoked = PersonalToken.objects.filter(owner=user).revoke()
+        ended = end_sessions(user)
+        action = AuditAction.USER_DEPARTED if departed else AuditAction.USER_DISABLED
+        audit.record(actor, action, target=user, reason=reason, tokens_revoked=revoked, sessions_ended=ended)
+        transaction.on_commit(lambda: request_offboarding(user, reason=reason))
+    return True
+
+
+def reactivate_user(user: User, *, actor: User | None, reason: str) -> bool:
+    """Let someone back in. Revoked tokens stay revoked: they make new ones."""
+    if user.status == User.Status.ACTIVE and user.is_active:
+        return False
+    with transaction.atomic():
+        user.status, user.is_active, user.departed_at = User.Status.ACTIVE, True, None
+        user.save(update_fields=["status", "is_active", "departed_at"])
+        audit.record(actor, AuditAction.USER_REACTIVATED, target=user, reason=reason)
+    return True
+
+
+def end_sessions(user: User) -> int:
+    """End every web session of this person, wherever it was opened. Returns how many."""
+    from allauth.usersessions.models import UserSession
+
+    sessions = list(UserSession.objects.filter(user=user))
+    for session in sessions:
+        session.end()
+    return len(sessions)
+
+
+def request_offboarding(user: User, *, reason: str) -> None:
+    """The offboarding hook: registry-side clean-up of a person who left or was disabled.
+
+    Customs itself is already closed to them when this runs. The offboarding issue plugs the
+    cross-registry plan (memberships, registry-native credentials, robots they created) in here;
+    until then the request is recorded so a reviewer can see who still needs offboarding.
+    """
+    audit.record(None, AuditAction.OFFBOARDING_REQUESTED, target=user, reason=reason, status=user.status)

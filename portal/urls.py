@@ -52,6 +52,8 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("registries.urls")),
     path("api/", include((api_routes, "api"))),
+    path("scim/v2/", include("accounts.scim.urls")),
+    path("access/scim/", include("accounts.scim.page_urls")),
     path("accounts/", include(sign_in_routes)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

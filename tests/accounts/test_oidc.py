@@ -383,7 +383,7 @@ def test_a_discovery_document_for_another_issuer_is_refused(client: Client, sett
 def test_a_deactivated_persons_tokens_and_session_stop_at_once(
     client: Client, provider: FakeProvider
 ) -> None:
-    from accounts.directory import deactivate_user
+    from accounts.services import deactivate_user
 
     finish(client, provider)
     user = User.objects.get(external_id=provider.subject)

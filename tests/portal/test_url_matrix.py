@@ -12,6 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import PersonalToken, RoleBinding, User
 from accounts.roles import Role
+from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
 from tests import factories
 
@@ -131,6 +132,33 @@ MATRIX: dict[str, Row] = {
     # No provider is configured in this world, so the admin's check finds nothing to check.
     "accounts:idp_check": Row(
         (404, 403, 403, 403, 302), method="post", kwargs=lambda w: {"kind": "oidc", "slug": "nope"}
+    ),
+    # SCIM answers bearer tokens of a provisioning connection only: a session is no credential there.
+    "scim:users": Row((401, 401, 401, 401, 401)),
+    "scim:user": Row((401, 401, 401, 401, 401), kwargs=lambda w: {"resource_id": str(w.token.owner.scim_id)}),
+    "scim:groups": Row((401, 401, 401, 401, 401)),
+    "scim:group": Row(
+        (401, 401, 401, 401, 401), kwargs=lambda w: {"resource_id": str(w.binding.group.scim_id)}
+    ),
+    "scim:service_provider_config": Row((401, 401, 401, 401, 401)),
+    "scim:resource_types": Row((401, 401, 401, 401, 401)),
+    "scim:resource_type": Row((401, 401, 401, 401, 401), kwargs=lambda w: {"name": "User"}),
+    "scim:schemas": Row((401, 401, 401, 401, 401)),
+    "scim:schema": Row(
+        (401, 401, 401, 401, 401), kwargs=lambda w: {"urn": "urn:ietf:params:scim:schemas:core:2.0:User"}
+    ),
+    "scim:bulk": Row((401, 401, 401, 401, 401), method="post"),
+    "scim:search": Row((401, 401, 401, 401, 401), method="post"),
+    "scim:me": Row((401, 401, 401, 401, 401)),
+    "scim_admin:tokens": Row((200, 403, 403, 403, 302)),
+    "scim_admin:token_revoke": Row(
+        (302, 403, 403, 403, 302),
+        method="post",
+        kwargs=lambda w: {
+            "token_id": scim_services.create_token(
+                name=factories.unique("scim"), directory_name="default", actor=None
+            ).token.pk
+        },
     ),
     "healthz": Row((200, 200, 200, 200, 200)),
     "readyz": Row((200, 200, 200, 200, 200)),
