@@ -29,4 +29,6 @@ TRANSIENT_RETRY: dict[str, Any] = {
 
 app.conf.beat_schedule = {
     "verify-audit-chain": {"task": "portal.tasks.verify_audit_chain", "schedule": timedelta(hours=1)},
+    "schedule-registry-syncs": {"task": "registries.tasks.schedule_syncs", "schedule": timedelta(minutes=5)},
+    "free-stuck-syncs": {"task": "registries.tasks.free_stuck_syncs", "schedule": timedelta(minutes=15)},
 }

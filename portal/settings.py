@@ -262,6 +262,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A sync holding its registry longer than this is taken to have died with its worker.
+SYNC_STUCK_AFTER = timedelta(minutes=env_int("CUSTOMS_SYNC_STUCK_AFTER_MINUTES", 120, minimum=5))
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 

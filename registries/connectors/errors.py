@@ -1,0 +1,85 @@
+"""The five ways a connector fails. Sync and the tasks decide what happens; connectors only classify."""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+import requests
+from django.utils import timezone
+
+from portal.http import OutboundError, PermanentError, TransientError
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConnectorError",
+    "NotFoundError",
+    "PermanentError",
+    "RateLimited",
+    "TransientError",
+    "raise_for_status",
+    "retry_after_seconds",
+]
+
+ConnectorError = OutboundError
+
+
+class RateLimited(TransientError):
+    """429: the registry asked us to slow down, often saying for how long."""
+
+
+class AuthError(PermanentError):
+    """Credentials rejected, expired or missing a scope. No retry: someone must fix the credential."""
+
+
+class NotFoundError(PermanentError):
+    """One repository, tag or manifest is gone upstream."""
+
+
+class ConfigError(PermanentError):
+    """Our stored configuration cannot work (bad URL, unknown option)."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds, from either form the RFC allows (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - timezone.now()).total_seconds())
+
+
+def raise_for_status(response: requests.Response) -> None:
+    """Turn an HTTP failure into the taxonomy, naming the URL without its query string."""
+    if response.ok:
+        return
+    # Drop the query string: pre-signed blob URLs carry credentials there.
+    where, code = response.url.split("?", 1)[0], response.status_code
+    detail = _registry_error(response)
+    if code == 429:
+        raise RateLimited(
+            f"429 from {where}{detail}", retry_after=retry_after_seconds(response.headers.get("Retry-After"))
+        )
+    if code in (401, 403):
+        raise AuthError(f"{code} from {where}{detail}")
+    if code == 404:
+        raise NotFoundError(f"404 from {where}{detail}")
+    if code >= 500 or code == 408:
+        raise TransientError(f"{code} from {where}{detail}")
+    raise PermanentError(f"{code} from {where}{detail}")
+
+
+def _registry_error(response: requests.Response) -> str:
+    # The OCI error envelope: {"errors": [{"code": ..., "message": ...}]}.
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return ""
+    if errors and isinstance(errors[0], dict):
+        return f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip()
+    return ""

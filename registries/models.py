@@ -1,0 +1,260 @@
+"""Registries, their regional replicas, and the inventory: repositories, artifacts by digest, tags."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Self
+
+from django.db import models
+from django.utils import timezone
+
+from portal.crypto import EncryptedTextField
+from registries.connectors import kind_choices
+
+
+class RegistryQuerySet(models.QuerySet["Registry"]):
+    def visible_to(self, user: Any) -> Self:
+        # Every signed-in person may see which registries exist; what they may do there is access rules'.
+        return self
+
+    def idle(self) -> Self:
+        """Not being synced right now."""
+        return self.filter(syncing_since=None)
+
+
+class Registry(models.Model):
+    """One registry endpoint Customs reads (and, for some kinds, writes to)."""
+
+    name = models.SlugField(max_length=64, unique=True, help_text="A short name, e.g. prod-eu.")
+    kind = models.CharField(max_length=32, choices=kind_choices)
+    endpoint = models.CharField(
+        max_length=500, help_text="The registry's URL, e.g. https://registry.example.com"
+    )
+    region = models.CharField(max_length=64, blank=True, help_text="Where the primary endpoint serves from.")
+    # Validated by the kind's config class on every save and when a connector is built.
+    config = models.JSONField(default=dict, blank=True)
+    # JSON of the secret fields (passwords, tokens), encrypted; merged into the config only in connectors.
+    secret = EncryptedTextField(blank=True, default="")
+    webhook_secret_digest = models.CharField(max_length=64, blank=True)
+    sync_enabled = models.BooleanField(default=True)
+    sync_interval_minutes = models.PositiveIntegerField(default=60)
+    sync_concurrency = models.PositiveSmallIntegerField(
+        default=8, help_text="Parallel requests while syncing."
+    )
+    # Set by the sync that holds the registry, cleared when it ends: one sync per registry at a time.
+    syncing_since = models.DateTimeField(null=True, blank=True)
+    last_sync_started_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = RegistryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "registries"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def secrets(self) -> dict[str, str]:
+        loaded: dict[str, str] = json.loads(self.secret) if self.secret else {}
+        return loaded
+
+    def set_secrets(self, values: dict[str, str]) -> None:
+        self.secret = json.dumps(values, sort_keys=True) if values else ""
+
+
+class Replica(models.Model):
+    """A regional copy of a registry: another endpoint serving (some of) the same content."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="replicas")
+    region = models.CharField(max_length=64)
+    endpoint = models.CharField(max_length=500)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["region"]
+        constraints = [models.UniqueConstraint(fields=["registry", "region"], name="replica_unique_region")]
+
+    def __str__(self) -> str:
+        return f"{self.registry} ({self.region})"
+
+
+class Repository(models.Model):
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="repositories")
+    name = models.CharField(max_length=255)
+    # The path before the last segment ("team/app" → "team"): for filtering by namespace.
+    namespace = models.CharField(max_length=255, blank=True, db_index=True)
+    tag_count = models.PositiveIntegerField(default=0)
+    artifact_count = models.PositiveIntegerField(default=0)
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the artifacts its tags point at.")
+    last_pushed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_pulled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["registry__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["registry", "name"], name="repository_unique_name")]
+        indexes = [
+            models.Index(fields=["name"]),
+            models.Index(fields=["size"]),
+            models.Index(fields=["tag_count"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.registry.name}/{self.name}"
+
+    @staticmethod
+    def namespace_of(name: str) -> str:
+        return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+class Artifact(models.Model):
+    """A manifest or index, by digest, within one repository. Platform manifests of an index point to it."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="artifacts")
+    index = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="platforms"
+    )
+    digest = models.CharField(max_length=100)
+    media_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField(default=0)
+    platform = models.CharField(max_length=64, blank=True)
+    config_digest = models.CharField(max_length=100, blank=True)
+    layer_digests = models.JSONField(default=list, blank=True)
+    diff_ids = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    base_name = models.CharField(max_length=500, blank=True, help_text="org.opencontainers.image.base.name")
+    base_digest = models.CharField(
+        max_length=100, blank=True, help_text="org.opencontainers.image.base.digest"
+    )
+    created = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    last_pulled_at = models.DateTimeField(null=True, blank=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-first_seen"]
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "digest"], name="artifact_unique_digest"),
+        ]
+        indexes = [models.Index(fields=["digest"])]
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.digest[:19]}"
+
+
+class Tag(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tags")
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=128)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="tag_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.name}"
+
+
+class ArtifactPresence(models.Model):
+    """A replica holds this artifact (same repository name and digest), as of its last complete sync."""
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="presences")
+    replica = models.ForeignKey(Replica, on_delete=models.CASCADE, related_name="presences")
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["artifact", "replica"], name="presence_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.artifact} in {self.replica.region}"
+
+
+class SyncRun(models.Model):
+    """One sync of one registry (or one replica): progress while it runs, counts and errors after."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        COMMAND = "command", "Command"
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="sync_runs")
+    replica = models.ForeignKey(
+        Replica, null=True, blank=True, on_delete=models.CASCADE, related_name="sync_runs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    repositories_seen = models.PositiveIntegerField(default=0)
+    tags_seen = models.PositiveIntegerField(default=0)
+    manifests_fetched = models.PositiveIntegerField(default=0)
+    artifacts_added = models.PositiveIntegerField(default=0)
+    artifacts_removed = models.PositiveIntegerField(default=0)
+    repositories_added = models.PositiveIntegerField(default=0)
+    repositories_removed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"sync of {self.registry} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class StagedTag(models.Model):
+    """What a running sync has seen, kept aside until the listing is complete (then applied, then dropped)."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="staged_tags")
+    repository = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128)
+    digest = models.CharField(max_length=100)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "repository"])]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag} (staged)"
+
+
+class StagedArtifact(models.Model):
+    """A manifest a running sync fetched because its digest was new; applied with the listing."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="staged_artifacts")
+    repository = models.CharField(max_length=255)
+    digest = models.CharField(max_length=100)
+    record = models.JSONField()
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "repository"])]
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.digest} (staged)"
+
+
+class WebhookEvent(models.Model):
+    """A registry notification, kept for the registry page and to ignore redeliveries."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="webhook_events")
+    event_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=16)
+    repository = models.CharField(max_length=255)
+    digest = models.CharField(max_length=100, blank=True)
+    tag = models.CharField(max_length=128, blank=True)
+    result = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["registry", "event_id"], name="webhook_event_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.repository} ({self.event_id})"

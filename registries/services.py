@@ -1,0 +1,73 @@
+"""Changes to registries: every door (pages, API, commands, the demo) goes through these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from accounts import tokens
+from accounts.models import User
+from portal import audit
+from portal.audit import AuditAction
+from portal.errors import RequestRejected
+from registries import connectors
+from registries.connectors.errors import ConnectorError
+from registries.models import Registry
+from registries.sync import connector_for
+
+WEBHOOK_PREFIX = "crw_"
+
+
+@dataclass(frozen=True)
+class ConnectionResult:
+    ok: bool
+    reason: str
+
+
+def save_registry(
+    registry: Registry, *, actor: User | None, public: dict[str, Any], secrets: dict[str, str] | None = None
+) -> Registry:
+    """Create or update a registry after its kind's config class accepts it. Secrets keep their
+    stored value when `secrets` leaves them out, so an edit form never has to show them."""
+    merged_secrets = registry.secrets() | {k: v for k, v in (secrets or {}).items() if v}
+    try:
+        config = connectors.config_for(registry.kind, {**public, "url": registry.endpoint}, merged_secrets)
+    except ConnectorError as exc:
+        raise RequestRejected(str(exc)) from None
+    creating = registry.pk is None
+    registry.config = {k: v for k, v in config.public().items() if k != "url"}
+    registry.set_secrets(config.secrets())
+    with transaction.atomic():
+        registry.save()
+        action = AuditAction.REGISTRY_CREATED if creating else AuditAction.REGISTRY_UPDATED
+        audit.record(
+            actor,
+            action,
+            target=registry,
+            kind=registry.kind,
+            endpoint=registry.endpoint,
+            config=registry.config,
+            secrets_changed=sorted((secrets or {}).keys()),
+        )
+    return registry
+
+
+def check_connection(registry: Registry) -> ConnectionResult:
+    """Ask the registry whether it answers with these settings, in words a person can act on."""
+    try:
+        connector_for(registry).check()
+    except ConnectorError as exc:
+        return ConnectionResult(ok=False, reason=str(exc))
+    return ConnectionResult(ok=True, reason="the registry answered with these credentials")
+
+
+def rotate_webhook_secret(registry: Registry, *, actor: User | None) -> str:
+    """A new secret for the registry's notifications endpoint; shown once, stored as a digest."""
+    raw, _, digest = tokens.mint(prefix=WEBHOOK_PREFIX)
+    with transaction.atomic():
+        Registry.objects.filter(pk=registry.pk).update(webhook_secret_digest=digest)
+        registry.webhook_secret_digest = digest
+        audit.record(actor, AuditAction.REGISTRY_WEBHOOK_SECRET_ROTATED, target=registry)
+    return raw

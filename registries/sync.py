@@ -1,0 +1,317 @@
+"""Inventory sync: read a registry through its connector, then make the inventory match it.
+
+Reading happens with bounded concurrency and is staged in the database as it goes (so memory stays
+flat however large the registry); the staged listing is applied in one transaction only once it is
+complete. A failure anywhere before that leaves the inventory exactly as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from registries import connectors
+from registries.connectors.base import Connector, Platform, RemoteArtifact, RemoteTag
+from registries.connectors.errors import ConnectorError, RateLimited
+from registries.models import Artifact, Registry, Repository, StagedArtifact, StagedTag, SyncRun, Tag
+
+T = TypeVar("T")
+BATCH = 50  # repositories read before their observations are written
+# How long one request may wait on a registry's Retry-After before the run gives up on it.
+MAX_RETRY_AFTER = 60.0
+RATE_LIMIT_ATTEMPTS = 4
+EMPTY_MARKER = ""  # a staged tag row with this name records a repository that has no tags
+
+
+class AlreadySyncing(Exception):
+    """Another sync holds this registry."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    repository: str
+    tags: list[RemoteTag]
+    artifacts: list[RemoteArtifact]
+
+
+Progress = Callable[[SyncRun], None]
+
+
+def connector_for(registry: Registry) -> Connector:
+    return connectors.build(registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets())
+
+
+def claim(registry: Registry, *, trigger: str) -> SyncRun | None:
+    # Atomic on SQLite (local run) and PostgreSQL alike; an advisory lock would exist only in production.
+    now = timezone.now()
+    won = Registry.objects.filter(pk=registry.pk, syncing_since=None).update(
+        syncing_since=now, last_sync_started_at=now
+    )
+    if not won:
+        return None
+    return SyncRun.objects.create(registry=registry, trigger=trigger)
+
+
+def release(registry: Registry) -> None:
+    Registry.objects.filter(pk=registry.pk).update(syncing_since=None)
+
+
+def free_stuck_claims(*, older_than: timedelta) -> int:
+    """Release registries whose sync worker died mid-run, and close those runs as failed."""
+    cutoff = timezone.now() - older_than
+    stuck = Registry.objects.filter(syncing_since__lt=cutoff)
+    SyncRun.objects.filter(registry__in=stuck, status=SyncRun.Status.RUNNING).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(), error="the worker stopped before finishing"
+    )
+    return stuck.update(syncing_since=None)
+
+
+def sync_inventory(
+    registry: Registry, *, trigger: str = SyncRun.Trigger.SCHEDULE, on_progress: Progress | None = None
+) -> SyncRun:
+    """One complete sync of a registry's inventory. Raises AlreadySyncing if another one runs."""
+    run = claim(registry, trigger=trigger)
+    if run is None:
+        raise AlreadySyncing(f"{registry} is already being synced")
+    try:
+        connector = connector_for(registry)
+        _read(registry, connector, run, on_progress or (lambda run: None))
+        apply_listing(registry, run)
+        _finish(run, SyncRun.Status.SUCCEEDED)
+    except ConnectorError as exc:
+        _finish(run, SyncRun.Status.FAILED, error=str(exc))
+    except BaseException:
+        # A bug, or the worker being stopped: the run must not stay "running" for ever.
+        _finish(run, SyncRun.Status.FAILED, error="stopped by an internal error; see the worker log")
+        raise
+    finally:
+        StagedTag.objects.filter(run=run).delete()
+        StagedArtifact.objects.filter(run=run).delete()
+        release(registry)
+    if on_progress:
+        on_progress(run)
+    return run
+
+
+def _finish(run: SyncRun, status: str, *, error: str = "") -> None:
+    run.status, run.finished_at, run.error = status, timezone.now(), error[:2000]
+    run.save()
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _read(registry: Registry, connector: Connector, run: SyncRun, on_progress: Progress) -> None:
+    names = (repository.name for repository in connector.repositories())
+    with ThreadPoolExecutor(max_workers=max(1, registry.sync_concurrency)) as pool:
+        for batch in _batches(names, BATCH):
+            known = _known_digests(registry, batch)
+            digests = [known.get(name, set()) for name in batch]
+            observations = pool.map(_observe, itertools.repeat(connector), batch, digests)
+            _stage(run, list(observations))
+            on_progress(run)
+
+
+def _observe(connector: Connector, repository: str, known: set[str]) -> Observation:
+    tags = _rate_limited(lambda: connector.tags(repository))
+    new = sorted({tag.digest for tag in tags} - known)
+    artifacts = [_rate_limited(functools.partial(connector.artifact, repository, digest)) for digest in new]
+    return Observation(repository=repository, tags=tags, artifacts=artifacts)
+
+
+def _rate_limited(call: Callable[[], T]) -> T:
+    """Run a connector call, waiting as long as the registry's Retry-After asks (within reason)."""
+    for attempt in range(RATE_LIMIT_ATTEMPTS):
+        try:
+            return call()
+        except RateLimited as exc:
+            wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
+            if wait > MAX_RETRY_AFTER or attempt == RATE_LIMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _known_digests(registry: Registry, names: list[str]) -> dict[str, set[str]]:
+    known: dict[str, set[str]] = {}
+    rows = Artifact.objects.filter(repository__registry=registry, repository__name__in=names)
+    for name, digest in rows.values_list("repository__name", "digest"):
+        known.setdefault(name, set()).add(digest)
+    return known
+
+
+def _stage(run: SyncRun, observations: list[Observation]) -> None:
+    tags = [StagedTag(run=run, repository=o.repository, tag=EMPTY_MARKER, digest="") for o in observations]
+    tags += [
+        StagedTag(run=run, repository=o.repository, tag=t.name, digest=t.digest)
+        for o in observations
+        for t in o.tags
+    ]
+    artifacts = [
+        StagedArtifact(run=run, repository=o.repository, digest=a.digest, record=to_json(a))
+        for o in observations
+        for a in o.artifacts
+    ]
+    StagedTag.objects.bulk_create(tags, batch_size=1000)
+    StagedArtifact.objects.bulk_create(artifacts, batch_size=500)
+    run.repositories_seen += len(observations)
+    run.tags_seen += sum(len(o.tags) for o in observations)
+    run.manifests_fetched += sum(1 + len(a.children) for o in observations for a in o.artifacts)
+    run.save(update_fields=["repositories_seen", "tags_seen", "manifests_fetched"])
+
+
+# --- applying ------------------------------------------------------------------------------------
+
+
+def apply_listing(registry: Registry, run: SyncRun) -> None:
+    """Make the inventory match the complete staged listing, in one transaction."""
+    with transaction.atomic():
+        seen = set(StagedTag.objects.filter(run=run, tag=EMPTY_MARKER).values_list("repository", flat=True))
+        existing = dict(Repository.objects.filter(registry=registry).values_list("name", "pk"))
+        gone = [pk for name, pk in existing.items() if name not in seen]
+        run.repositories_removed = len(gone)
+        run.artifacts_removed += Artifact.objects.filter(repository_id__in=gone).count()
+        Repository.objects.filter(pk__in=gone).delete()
+        new = [
+            Repository(registry=registry, name=name, namespace=Repository.namespace_of(name))
+            for name in sorted(seen - existing.keys())
+        ]
+        Repository.objects.bulk_create(new, batch_size=1000)
+        run.repositories_added = len(new)
+        for batch in _batches(sorted(seen), BATCH):
+            repositories = Repository.objects.filter(registry=registry, name__in=batch)
+            for repository in repositories:
+                _apply_repository(repository, run)
+        run.save()
+
+
+def _apply_repository(repository: Repository, run: SyncRun) -> None:
+    staged = StagedArtifact.objects.filter(run=run, repository=repository.name)
+    for row in staged.iterator():
+        if not Artifact.objects.filter(repository=repository, digest=row.digest).exists():
+            create_artifact(repository, from_json(row.record))
+            run.artifacts_added += 1
+    wanted = dict(
+        StagedTag.objects.filter(run=run, repository=repository.name)
+        .exclude(tag=EMPTY_MARKER)
+        .values_list("tag", "digest")
+    )
+    replace_tags(repository, wanted)
+    run.artifacts_removed += prune_untagged(repository)
+    refresh_totals(repository)
+
+
+def create_artifact(
+    repository: Repository, record: RemoteArtifact, *, pushed_at: datetime | None = None
+) -> Artifact:
+    """Store one artifact (and, for an index, its platform manifests) in a repository."""
+    parent = Artifact.objects.create(
+        repository=repository, **_fields(record), pushed_at=record.pushed_at or pushed_at
+    )
+    for child in record.children:
+        Artifact.objects.update_or_create(
+            repository=repository, digest=child.digest, defaults={**_fields(child), "index": parent}
+        )
+    return parent
+
+
+def _fields(record: RemoteArtifact) -> dict[str, Any]:
+    return {
+        "digest": record.digest,
+        "media_type": record.media_type,
+        "size": record.size,
+        "platform": str(record.platform) if record.platform else "",
+        "config_digest": record.config_digest,
+        "layer_digests": list(record.layer_digests),
+        "diff_ids": list(record.diff_ids),
+        "labels": record.labels,
+        "annotations": record.annotations,
+        "base_name": record.annotations.get("org.opencontainers.image.base.name", "")[:500],
+        "base_digest": record.annotations.get("org.opencontainers.image.base.digest", "")[:100],
+        "created": record.created,
+        "last_pulled_at": record.last_pulled_at,
+    }
+
+
+def replace_tags(repository: Repository, wanted: dict[str, str]) -> None:
+    """Point the repository's tags exactly at `wanted` (tag → digest)."""
+    artifacts = dict(Artifact.objects.filter(repository=repository).values_list("digest", "pk"))
+    current = {tag.name: tag for tag in Tag.objects.filter(repository=repository)}
+    Tag.objects.filter(repository=repository).exclude(name__in=wanted).delete()
+    now = timezone.now()
+    moved = []
+    for name, digest in wanted.items():
+        if digest not in artifacts:
+            continue  # the manifest vanished between listing and reading: the next sync sees it again
+        tag = current.get(name)
+        if tag is None:
+            Tag.objects.create(
+                repository=repository, name=name, artifact_id=artifacts[digest], updated_at=now
+            )
+        elif tag.artifact_id != artifacts[digest]:
+            tag.artifact_id, tag.updated_at = artifacts[digest], now
+            moved.append(tag)
+    Tag.objects.bulk_update(moved, ["artifact", "updated_at"])
+
+
+def prune_untagged(repository: Repository) -> int:
+    """Remove artifacts nothing in the listing reaches: no tag points at them or at their index."""
+    kept = Artifact.objects.filter(repository=repository, tags__isnull=False)
+    orphans = Artifact.objects.filter(repository=repository, index=None).exclude(pk__in=kept.values("pk"))
+    count = orphans.count()
+    orphans.delete()
+    return count
+
+
+def refresh_totals(repository: Repository) -> None:
+    tagged = Artifact.objects.filter(repository=repository, tags__isnull=False).distinct()
+    totals = Artifact.objects.filter(pk__in=tagged.values("pk")).aggregate(
+        size=Sum("size"), pushed=Max("pushed_at"), created=Max("created"), pulled=Max("last_pulled_at")
+    )
+    Repository.objects.filter(pk=repository.pk).update(
+        tag_count=Tag.objects.filter(repository=repository).count(),
+        artifact_count=Artifact.objects.filter(repository=repository, index=None).count(),
+        size=totals["size"] or 0,
+        last_pushed_at=totals["pushed"] or totals["created"],
+        last_pulled_at=totals["pulled"],
+        synced_at=timezone.now(),
+    )
+
+
+# --- records as JSON, for staging ------------------------------------------------------------------
+
+
+def to_json(record: RemoteArtifact) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    for key in ("created", "pushed_at", "last_pulled_at"):
+        data[key] = data[key].isoformat() if data[key] else None
+    data["children"] = [to_json(child) for child in record.children]
+    return data
+
+
+def from_json(data: dict[str, Any]) -> RemoteArtifact:
+    values = dict(data)
+    for key in ("created", "pushed_at", "last_pulled_at"):
+        values[key] = datetime.fromisoformat(values[key]) if values[key] else None
+    values["platform"] = Platform(**values["platform"]) if values["platform"] else None
+    values["children"] = tuple(from_json(child) for child in values["children"])
+    for key in ("layer_digests", "diff_ids"):
+        values[key] = tuple(values[key])
+    return RemoteArtifact(**values)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import random
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from portal.celery import TRANSIENT_RETRY
+from registries import sync
+from registries.models import Registry, SyncRun
+
+
+@shared_task(acks_late=True, **TRANSIENT_RETRY)
+def sync_registry(registry_id: int, trigger: str = SyncRun.Trigger.SCHEDULE) -> None:
+    if registry := Registry.objects.filter(pk=registry_id).first():
+        try:
+            sync.sync_inventory(registry, trigger=trigger)
+        except sync.AlreadySyncing:
+            return  # the other run covers it
+
+
+@shared_task(acks_late=True)
+def schedule_syncs() -> int:
+    """Every few minutes: queue the registries whose interval has passed, spread out with jitter."""
+    now, queued = timezone.now(), 0
+    for registry in Registry.objects.filter(sync_enabled=True).idle():
+        due = (
+            registry.last_sync_started_at is None
+            or (now - registry.last_sync_started_at).total_seconds() >= registry.sync_interval_minutes * 60
+        )
+        if due:
+            # Jitter: a hundred registries with the same interval must not all start in the same second.
+            countdown = random.uniform(0, min(300, registry.sync_interval_minutes * 6))  # noqa: S311
+            sync_registry.apply_async((registry.pk,), countdown=countdown)
+            queued += 1
+    return queued
+
+
+@shared_task(acks_late=True)
+def free_stuck_syncs() -> int:
+    return sync.free_stuck_claims(older_than=settings.SYNC_STUCK_AFTER)
