@@ -9,7 +9,7 @@ MANAGE := $(PY) manage.py
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/customs
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help run test check lint fmt typecheck install install-dev services bench clean
+.PHONY: help run demo test check lint fmt typecheck install install-dev services bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,14 @@ run: install ## Migrate the embedded database and serve http://127.0.0.1:8000 wi
 	$(MANAGE) ensure_break_glass_admin
 	$(MANAGE) serve_local
 
+demo: install ## Like run, plus two local registries with sample images, registered and synced
+	@command -v docker-registry >/dev/null || { echo "installing Debian's docker-registry"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+	$(MANAGE) migrate --no-input -v0
+	$(MANAGE) ensure_break_glass_admin
+	$(MANAGE) demo
+
 services: ## Install Debian packages the suite needs; start PostgreSQL and Redis when they are down
 	./.ci/ensure-services
 
@@ -55,8 +63,9 @@ test: install-dev services check ## Everything CI runs: checks, then the whole s
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) CELERY_RESULT_BACKEND=$(TEST_REDIS_URL) \
 		$(VENV)/bin/pytest
 
-bench: install-dev ## Benchmarks (alternatives measured side by side, ratios printed)
-	$(PY) -m bench
+bench: install-dev services ## Benchmarks (alternatives measured side by side, ratios printed)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(MANAGE) migrate --no-input -v0
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m bench
 
 clean: ## Remove the virtual environment and local data
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

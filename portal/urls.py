@@ -22,6 +22,7 @@ portal_routes: list[URLPattern | URLResolver] = [
 api_routes: list[URLPattern | URLResolver] = [
     path("v1/", include("accounts.api.urls")),
     path("v1/", include("portal.api.urls")),
+    path("v1/", include("registries.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
@@ -55,6 +56,7 @@ urlpatterns = [
     path("scim/v2/", include("accounts.scim.urls")),
     path("access/scim/", include("accounts.scim.page_urls")),
     path("accounts/", include(sign_in_routes)),
+    path("hooks/", include("registries.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics_view, name="metrics"),

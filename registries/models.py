@@ -10,6 +10,13 @@ from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
 from registries.connectors import kind_choices
+from registries.querysets import (
+    ArtifactQuerySet,
+    RepositoryQuerySet,
+    SyncRunQuerySet,
+    TagQuerySet,
+    WebhookEventQuerySet,
+)
 
 
 class RegistryQuerySet(models.QuerySet["Registry"]):
@@ -92,6 +99,8 @@ class Repository(models.Model):
     first_seen = models.DateTimeField(default=timezone.now)
     synced_at = models.DateTimeField(default=timezone.now)
 
+    objects = RepositoryQuerySet.as_manager()
+
     class Meta:
         ordering = ["registry__name", "name"]
         constraints = [models.UniqueConstraint(fields=["registry", "name"], name="repository_unique_name")]
@@ -134,6 +143,8 @@ class Artifact(models.Model):
     last_pulled_at = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
 
+    objects = ArtifactQuerySet.as_manager()
+
     class Meta:
         ordering = ["-first_seen"]
         constraints = [
@@ -150,6 +161,8 @@ class Tag(models.Model):
     artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=128)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = TagQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -203,6 +216,8 @@ class SyncRun(models.Model):
     repositories_removed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
+    objects = SyncRunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at"]
 
@@ -246,11 +261,14 @@ class WebhookEvent(models.Model):
     registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="webhook_events")
     event_id = models.CharField(max_length=100)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    occurred_at = models.DateTimeField(null=True, blank=True, help_text="When the registry says it happened.")
     action = models.CharField(max_length=16)
     repository = models.CharField(max_length=255)
     digest = models.CharField(max_length=100, blank=True)
     tag = models.CharField(max_length=128, blank=True)
     result = models.CharField(max_length=255, blank=True)
+
+    objects = WebhookEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-received_at"]

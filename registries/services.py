@@ -12,9 +12,9 @@ from accounts.models import User
 from portal import audit
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
-from registries import connectors
+from registries import connectors, tasks
 from registries.connectors.errors import ConnectorError
-from registries.models import Registry
+from registries.models import Registry, Replica, SyncRun
 from registries.sync import connector_for
 
 WEBHOOK_PREFIX = "crw_"
@@ -71,3 +71,39 @@ def rotate_webhook_secret(registry: Registry, *, actor: User | None) -> str:
         registry.webhook_secret_digest = digest
         audit.record(actor, AuditAction.REGISTRY_WEBHOOK_SECRET_ROTATED, target=registry)
     return raw
+
+
+def delete_registry(registry: Registry, *, actor: User | None) -> None:
+    """Remove a registry and, by cascade, its replicas, inventory, runs and events."""
+    with transaction.atomic():
+        # Recorded first: the target's label must be read while the row still exists.
+        audit.record(actor, AuditAction.REGISTRY_DELETED, target=registry, endpoint=registry.endpoint)
+        registry.delete()
+
+
+def request_sync(registry: Registry, *, actor: User | None) -> None:
+    """Queue a manual sync. A sync already running makes the queued one return at once."""
+    with transaction.atomic():
+        audit.record(actor, AuditAction.REGISTRY_SYNC_REQUESTED, target=registry)
+        registry_id = registry.pk
+        transaction.on_commit(lambda: tasks.sync_registry.delay(registry_id, SyncRun.Trigger.MANUAL))
+
+
+def save_replica(registry: Registry, *, actor: User | None, region: str, endpoint: str) -> Replica:
+    """Add a regional copy of a registry; one replica per region."""
+    region, endpoint = region.strip(), endpoint.strip().rstrip("/")
+    if not region or not endpoint.startswith(("https://", "http://")):
+        raise RequestRejected("a replica needs a region and an endpoint starting with https://")
+    if region == registry.region or registry.replicas.filter(region=region).exists():
+        raise RequestRejected(f"{registry.name} already serves region {region}")
+    with transaction.atomic():
+        replica = Replica.objects.create(registry=registry, region=region, endpoint=endpoint)
+        audit.record(actor, AuditAction.REPLICA_CREATED, target=replica, region=region, endpoint=endpoint)
+    return replica
+
+
+def delete_replica(replica: Replica, *, actor: User | None) -> None:
+    """Remove a replica, with the presence rows that said what it holds."""
+    with transaction.atomic():
+        audit.record(actor, AuditAction.REPLICA_DELETED, target=replica, region=replica.region)
+        replica.delete()

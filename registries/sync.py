@@ -24,7 +24,18 @@ from django.utils import timezone
 from registries import connectors
 from registries.connectors.base import Connector, Platform, RemoteArtifact, RemoteTag
 from registries.connectors.errors import ConnectorError, RateLimited
-from registries.models import Artifact, Registry, Repository, StagedArtifact, StagedTag, SyncRun, Tag
+from registries.models import (
+    Artifact,
+    ArtifactPresence,
+    Registry,
+    Replica,
+    Repository,
+    StagedArtifact,
+    StagedTag,
+    SyncRun,
+    Tag,
+    WebhookEvent,
+)
 
 T = TypeVar("T")
 BATCH = 50  # repositories read before their observations are written
@@ -293,6 +304,117 @@ def refresh_totals(repository: Repository) -> None:
         last_pulled_at=totals["pulled"],
         synced_at=timezone.now(),
     )
+
+
+# --- replicas: which regions hold which artifacts ----------------------------------------------------
+
+
+def replica_connector(replica: Replica) -> Connector:
+    registry = replica.registry
+    return connectors.build(registry.kind, {**registry.config, "url": replica.endpoint}, registry.secrets())
+
+
+def sync_replica(replica: Replica, *, trigger: str = SyncRun.Trigger.SCHEDULE) -> SyncRun:
+    """Record which of the registry's artifacts this replica holds (same repository and digest).
+
+    Only digests are read (tag lists and HEADs): the primary's inventory already knows the content.
+    Presence is replaced only after the replica's listing is complete.
+    """
+    run = SyncRun.objects.create(registry=replica.registry, replica=replica, trigger=trigger)
+    try:
+        held = _replica_digests(replica_connector(replica), replica.registry.sync_concurrency)
+        run.repositories_seen, run.tags_seen = len(held), sum(len(d) for d in held.values())
+        _apply_presence(replica, held)
+        _finish(run, SyncRun.Status.SUCCEEDED)
+    except ConnectorError as exc:
+        _finish(run, SyncRun.Status.FAILED, error=str(exc))
+    return run
+
+
+def _replica_digests(connector: Connector, concurrency: int) -> dict[str, set[str]]:
+    names = [repository.name for repository in connector.repositories()]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        listings = pool.map(
+            lambda name: {tag.digest for tag in _rate_limited(lambda: connector.tags(name))}, names
+        )
+        return dict(zip(names, listings, strict=True))
+
+
+def _apply_presence(replica: Replica, held: dict[str, set[str]]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        ArtifactPresence.objects.filter(replica=replica).delete()
+        present: list[ArtifactPresence] = []
+        for batch in _batches(sorted(held), BATCH):
+            wanted = {(name, digest) for name in batch for digest in held[name]}
+            rows = Artifact.objects.filter(repository__registry=replica.registry, repository__name__in=batch)
+            for pk, name, digest, index_digest in rows.values_list(
+                "pk", "repository__name", "digest", "index__digest"
+            ):
+                # A platform manifest is held where its index is: a replica copies indexes whole.
+                if (name, digest) in wanted or (index_digest and (name, index_digest) in wanted):
+                    present.append(ArtifactPresence(artifact_id=pk, replica=replica, seen_at=now))
+        ArtifactPresence.objects.bulk_create(present, batch_size=1000)
+        Replica.objects.filter(pk=replica.pk).update(last_sync_at=now)
+
+
+# --- one event at a time (registry notifications) ---------------------------------------------------
+
+
+def apply_event(registry: Registry, event: WebhookEvent, connector: Connector | None = None) -> str:
+    """Bring the inventory up to date with one notification, without a full sync. Returns what changed."""
+    with transaction.atomic():
+        if event.action == "push":
+            return _apply_push(registry, event, connector or connector_for(registry))
+        if event.action == "delete":
+            return _apply_delete(registry, event)
+        if event.action == "pull":
+            pulled = Artifact.objects.filter(
+                repository__registry=registry, repository__name=event.repository, digest=event.digest
+            )
+            pulled.update(last_pulled_at=event.occurred_at or timezone.now())
+            Repository.objects.filter(registry=registry, name=event.repository).update(
+                last_pulled_at=event.occurred_at or timezone.now()
+            )
+            return "pull recorded"
+    return f"ignored {event.action}"
+
+
+def _apply_push(registry: Registry, event: WebhookEvent, connector: Connector) -> str:
+    repository, _ = Repository.objects.get_or_create(
+        registry=registry,
+        name=event.repository,
+        defaults={"namespace": Repository.namespace_of(event.repository)},
+    )
+    artifact = Artifact.objects.filter(repository=repository, digest=event.digest).first()
+    outcome = "known"
+    if artifact is None:
+        artifact = create_artifact(
+            repository, connector.artifact(event.repository, event.digest), pushed_at=event.occurred_at
+        )
+        outcome = "added"
+    elif event.tag:
+        Artifact.objects.filter(pk=artifact.pk).update(pushed_at=event.occurred_at or timezone.now())
+    if event.tag:
+        Tag.objects.update_or_create(
+            repository=repository,
+            name=event.tag,
+            defaults={"artifact": artifact, "updated_at": timezone.now()},
+        )
+    refresh_totals(repository)
+    return f"{outcome} {event.digest[:19]}" + (f" as {event.tag}" if event.tag else "")
+
+
+def _apply_delete(registry: Registry, event: WebhookEvent) -> str:
+    repository = Repository.objects.filter(registry=registry, name=event.repository).first()
+    if repository is None:
+        return "nothing to delete"
+    if event.tag:
+        removed, _ = Tag.objects.filter(repository=repository, name=event.tag).delete()
+    else:
+        removed, _ = Artifact.objects.filter(repository=repository, digest=event.digest).delete()
+    refresh_totals(repository)
+    return f"removed {removed} rows"
 
 
 # --- records as JSON, for staging ------------------------------------------------------------------

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from portal.celery import TRANSIENT_RETRY
 from registries import sync
-from registries.models import Registry, SyncRun
+from registries.connectors.errors import AuthError, ConfigError, NotFoundError
+from registries.models import Registry, SyncRun, WebhookEvent
 
 
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
@@ -18,6 +19,8 @@ def sync_registry(registry_id: int, trigger: str = SyncRun.Trigger.SCHEDULE) -> 
             sync.sync_inventory(registry, trigger=trigger)
         except sync.AlreadySyncing:
             return  # the other run covers it
+        for replica in registry.replicas.all():
+            sync.sync_replica(replica, trigger=trigger)
 
 
 @shared_task(acks_late=True)
@@ -40,3 +43,17 @@ def schedule_syncs() -> int:
 @shared_task(acks_late=True)
 def free_stuck_syncs() -> int:
     return sync.free_stuck_claims(older_than=settings.SYNC_STUCK_AFTER)
+
+
+@shared_task(acks_late=True, **TRANSIENT_RETRY)
+def apply_webhook_events(event_ids: list[int]) -> None:
+    """Apply stored notifications in the order they arrived; each records what it changed."""
+    for event in (
+        WebhookEvent.objects.filter(pk__in=event_ids, result="").select_related("registry").order_by("pk")
+    ):
+        try:
+            result = sync.apply_event(event.registry, event)
+        except (NotFoundError, AuthError, ConfigError) as exc:
+            # Permanent: say so on the event; the next full sync puts the inventory right.
+            result = f"failed: {exc}"
+        WebhookEvent.objects.filter(pk=event.pk).update(result=result[:255])

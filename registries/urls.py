@@ -8,5 +8,28 @@ app_name = "registries"
 
 urlpatterns = [
     path("registries/", views.registry_list, name="list"),
+    path("registries/add/", views.registry_add, name="add"),
+    path("registries/check/", views.registry_check_new, name="check_new"),
+    path("registries/<int:registry_id>/", views.registry_detail, name="detail"),
+    path("registries/<int:registry_id>/edit/", views.registry_edit, name="edit"),
+    path("registries/<int:registry_id>/delete/", views.registry_delete, name="delete"),
+    path("registries/<int:registry_id>/check/", views.registry_check, name="check"),
+    path("registries/<int:registry_id>/sync/", views.registry_sync, name="sync"),
+    path("registries/<int:registry_id>/runs/", views.registry_runs, name="runs"),
+    path(
+        "registries/<int:registry_id>/notifications/rotate/",
+        views.registry_rotate_webhook_secret,
+        name="rotate_webhook_secret",
+    ),
+    path("registries/<int:registry_id>/replicas/", views.replica_add, name="replica_add"),
+    path(
+        "registries/<int:registry_id>/replicas/<int:replica_id>/delete/",
+        views.replica_delete,
+        name="replica_delete",
+    ),
+    path("repositories/", views.repository_list, name="repositories"),
+    path("repositories/<int:repository_id>/", views.repository_detail, name="repository"),
+    # Digests hold a colon but never a slash, so the default str converter takes them whole.
+    path("repositories/<int:repository_id>/artifacts/<str:digest>/", views.artifact_detail, name="artifact"),
     path("base-images/", views.base_image_list, name="base_images"),
 ]

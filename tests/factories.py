@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from accounts import services
 from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RoleBinding, Source, User
 from accounts.roles import Role
 from portal.models import Finding
+from registries.models import Artifact, Registry, Replica, Repository, SyncRun, Tag
 
 _ids = itertools.count(1)
 
@@ -63,3 +65,54 @@ def finding(**fields: Any) -> Finding:
 
 def days_from_now(days: float) -> Any:
     return timezone.now() + timedelta(days=days)
+
+
+# --- Registries and inventory ---------------------------------------------------------------------
+
+# A loopback port nothing listens on: a connection test against it is refused at once, offline.
+CLOSED_ENDPOINT = "http://127.0.0.1:9"
+
+
+def registry(*, secrets: dict[str, str] | None = None, **fields: Any) -> Registry:
+
+    fields.setdefault("name", unique("registry"))
+    fields.setdefault("kind", "distribution")
+    fields.setdefault("endpoint", CLOSED_ENDPOINT)
+    fields.setdefault("region", "eu-west-1")
+    made = Registry(**fields)
+    made.set_secrets(secrets or {})
+    made.save()
+    return made
+
+
+def replica(of: Registry, **fields: Any) -> Replica:
+
+    fields.setdefault("region", unique("region"))
+    fields.setdefault("endpoint", f"https://{unique('replica')}.example.test")
+    return Replica.objects.create(registry=of, **fields)
+
+
+def repository(of: Registry, **fields: Any) -> Repository:
+
+    name = fields.pop("name", None) or f"{unique('team')}/{unique('app')}"
+    fields.setdefault("namespace", Repository.namespace_of(name))
+    return Repository.objects.create(registry=of, name=name, **fields)
+
+
+def artifact(of: Repository, **fields: Any) -> Artifact:
+
+    fields.setdefault("digest", "sha256:" + hashlib.sha256(unique("blob").encode()).hexdigest())
+    fields.setdefault("media_type", "application/vnd.oci.image.manifest.v1+json")
+    fields.setdefault("size", 1234)
+    return Artifact.objects.create(repository=of, **fields)
+
+
+def tag(to: Artifact, **fields: Any) -> Tag:
+
+    fields.setdefault("name", unique("v"))
+    return Tag.objects.create(repository=to.repository, artifact=to, **fields)
+
+
+def sync_run(of: Registry, **fields: Any) -> SyncRun:
+
+    return SyncRun.objects.create(registry=of, **fields)

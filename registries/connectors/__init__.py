@@ -19,6 +19,10 @@ def kind_choices() -> list[tuple[str, str]]:
     return sorted((kind, connector.label) for kind, connector in CONNECTORS.items())
 
 
+# The same choices as a value, for drf-spectacular's enum naming (it needs an importable object).
+KIND_CHOICES = kind_choices()
+
+
 def config_for(kind: str, public: dict[str, Any], secrets: dict[str, str]) -> ConnectorConfig:
     """Validate a registry's stored configuration; secrets are merged in only here."""
     if kind not in CONNECTORS:

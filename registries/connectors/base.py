@@ -7,6 +7,7 @@ records into rows. Adding a registry kind means one module here and one entry in
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,6 +98,20 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+
+
+_SUBMICROSECONDS = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_rfc3339(text: object) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime, or None; Go's nanoseconds are cut to microseconds."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(_SUBMICROSECONDS.sub(r"\1", text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None  # a time without a zone cannot be placed: treat as unknown
 
 
 class Connector(Protocol):

@@ -28,6 +28,7 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteRepository,
     RemoteTag,
+    parse_rfc3339,
 )
 from registries.connectors.errors import AuthError, PermanentError, raise_for_status
 
@@ -291,16 +292,6 @@ def _platform(data: dict[str, Any] | None) -> Platform | None:
 
 def _created(annotations: dict[str, str], config: dict[str, Any]) -> datetime | None:
     # No push times exist in the protocol: the build's own record is the best there is.
-    for raw in (annotations.get("org.opencontainers.image.created"), config.get("created")):
-        if raw:
-            try:
-                return datetime.fromisoformat(_to_microseconds(str(raw)))
-            except ValueError:
-                continue
-    return None
-
-
-def _to_microseconds(timestamp: str) -> str:
-    # Go writes nanoseconds ("…30.219838485Z"); Python reads at most microseconds.
-    timestamp = timestamp.replace("Z", "+00:00")
-    return re.sub(r"(\.\d{6})\d+", r"\1", timestamp)
+    return parse_rfc3339(annotations.get("org.opencontainers.image.created")) or parse_rfc3339(
+        config.get("created")
+    )

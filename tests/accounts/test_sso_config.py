@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import pytest
 import responses
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from pytest_django import Settings
@@ -19,6 +16,7 @@ from accounts.models import User
 from accounts.sso import providers_from_env
 from portal import audit
 from portal.audit import AuditAction
+from tests.certificates import self_signed
 
 OIDC = {
     "CUSTOMS_OIDC_PROVIDERS": "entra,okta",
@@ -36,19 +34,7 @@ OIDC = {
 
 def _certificate() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-idp")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=90))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed(key, "test-idp", days=90).public_bytes(serialization.Encoding.PEM).decode()
 
 
 def saml_env() -> dict[str, str]:

@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -20,10 +19,10 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import jwt
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+
+from tests.certificates import self_signed
 
 if TYPE_CHECKING:
     from playwright.sync_api import Route
@@ -165,19 +164,7 @@ def key_pem(key: rsa.RSAPrivateKey) -> str:
 
 
 def self_signed_pem(key: rsa.RSAPrivateKey, common_name: str) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed(key, common_name).public_bytes(serialization.Encoding.PEM).decode()
 
 
 # ---------------------------------------------------------------- the IdPs as tests see them

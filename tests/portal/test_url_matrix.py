@@ -67,6 +67,36 @@ def api_group(w: World) -> dict[str, Any]:
     return {"pk": w.binding.group_id}
 
 
+def inventory_registry(w: World) -> dict[str, Any]:
+    return {"registry_id": factories.registry().pk}
+
+
+def inventory_api_registry(w: World) -> dict[str, Any]:
+    return {"pk": factories.registry().pk}
+
+
+def inventory_replica(w: World) -> dict[str, Any]:
+    replica = factories.replica(factories.registry())
+    return {"registry_id": replica.registry_id, "replica_id": replica.pk}
+
+
+def inventory_repository(w: World) -> dict[str, Any]:
+    return {"repository_id": factories.repository(factories.registry()).pk}
+
+
+def inventory_artifact(w: World) -> dict[str, Any]:
+    artifact = factories.artifact(factories.repository(factories.registry()))
+    return {"repository_id": artifact.repository_id, "digest": artifact.digest}
+
+
+def inventory_api(make: Callable[[], Any]) -> Callable[[World], dict[str, Any]]:
+    return lambda w: {"pk": make().pk}
+
+
+def _inventory_tag() -> Any:
+    return factories.tag(factories.artifact(factories.repository(factories.registry())))
+
+
 #                                   admin reviewer developer outsider anonymous
 MATRIX: dict[str, Row] = {
     "portal:dashboard": Row((200, 200, 200, 200, 302)),
@@ -160,9 +190,60 @@ MATRIX: dict[str, Row] = {
             ).token.pk
         },
     ),
+    # Registry notifications authenticate with the registry's own secret, never a session.
+    "webhooks:registry": Row(
+        (404, 404, 404, 404, 404), method="post", kwargs=lambda w: {"registry_id": 999_999}
+    ),
     "healthz": Row((200, 200, 200, 200, 200)),
     "readyz": Row((200, 200, 200, 200, 200)),
     "metrics": Row((200, 200, 403, 403, 401)),
+    # Registries and their inventory: everyone signed in reads, admins change (all registries are visible).
+    "registries:add": Row((200, 403, 403, 403, 302)),
+    "registries:check_new": Row(
+        (200, 403, 403, 403, 302),
+        method="post",
+        data=lambda w: {"kind": "distribution", "endpoint": factories.CLOSED_ENDPOINT},
+    ),
+    "registries:detail": Row((200, 200, 200, 200, 302), kwargs=inventory_registry),
+    "registries:edit": Row((200, 403, 403, 403, 302), kwargs=inventory_registry),
+    "registries:delete": Row((302, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
+    "registries:check": Row((200, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
+    "registries:sync": Row((302, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
+    "registries:runs": Row((200, 200, 200, 200, 302), kwargs=inventory_registry),
+    "registries:rotate_webhook_secret": Row(
+        (200, 403, 403, 403, 302), method="post", kwargs=inventory_registry
+    ),
+    "registries:replica_add": Row(
+        (302, 403, 403, 403, 302),
+        method="post",
+        kwargs=inventory_registry,
+        data=lambda w: {"region": "us-east-1", "endpoint": "https://us.example.test"},
+    ),
+    "registries:replica_delete": Row((302, 403, 403, 403, 302), method="post", kwargs=inventory_replica),
+    "registries:repositories": Row((200, 200, 200, 200, 302)),
+    "registries:repository": Row((200, 200, 200, 200, 302), kwargs=inventory_repository),
+    "registries:artifact": Row((200, 200, 200, 200, 302), kwargs=inventory_artifact),
+    "api:registry-list": Row((200, 200, 200, 200, 401)),
+    "api:registry-detail": Row((200, 200, 200, 200, 401), kwargs=inventory_api_registry),
+    "api:registry-test-connection": Row(
+        (200, 403, 403, 403, 401), method="post", kwargs=inventory_api_registry
+    ),
+    "api:registry-sync": Row((202, 403, 403, 403, 401), method="post", kwargs=inventory_api_registry),
+    "api:sync-run-list": Row((200, 200, 200, 200, 401)),
+    "api:sync-run-detail": Row(
+        (200, 200, 200, 200, 401), kwargs=inventory_api(lambda: factories.sync_run(factories.registry()))
+    ),
+    "api:repository-list": Row((200, 200, 200, 200, 401)),
+    "api:repository-detail": Row(
+        (200, 200, 200, 200, 401), kwargs=inventory_api(lambda: factories.repository(factories.registry()))
+    ),
+    "api:artifact-list": Row((200, 200, 200, 200, 401)),
+    "api:artifact-detail": Row(
+        (200, 200, 200, 200, 401),
+        kwargs=inventory_api(lambda: factories.artifact(factories.repository(factories.registry()))),
+    ),
+    "api:tag-list": Row((200, 200, 200, 200, 401)),
+    "api:tag-detail": Row((200, 200, 200, 200, 401), kwargs=inventory_api(_inventory_tag)),
 }
 
 

@@ -1,0 +1,221 @@
+"""Inventory over the API. Registry secrets are write-only: no serializer here can read them back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from registries.inventory import platforms_of, pull_reference, region_states
+from registries.models import Artifact, Registry, Replica, Repository, SyncRun, Tag
+
+
+class ReplicaSerializer(serializers.ModelSerializer[Replica]):
+    class Meta:
+        model = Replica
+        fields = ["id", "region", "endpoint", "last_sync_at"]
+        read_only_fields = fields
+
+
+class RegistrySerializer(serializers.ModelSerializer[Registry]):
+    """What anyone signed in may read: the public config only, and whether a webhook secret is set."""
+
+    replicas = ReplicaSerializer(many=True, read_only=True)
+    config = serializers.DictField(read_only=True, help_text="The kind's public settings; never secrets.")
+    webhook_secret_set = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Registry
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "endpoint",
+            "region",
+            "config",
+            "sync_enabled",
+            "sync_interval_minutes",
+            "sync_concurrency",
+            "syncing_since",
+            "last_sync_started_at",
+            "created_at",
+            "replicas",
+            "webhook_secret_set",
+        ]
+        read_only_fields = fields
+
+    def get_webhook_secret_set(self, registry: Registry) -> bool:
+        return bool(registry.webhook_secret_digest)
+
+
+class RegistryWriteSerializer(serializers.ModelSerializer[Registry]):
+    """Admins' input. `secrets` is write-only; on update an omitted secret keeps its stored value."""
+
+    config = serializers.DictField(required=False, help_text="The kind's public settings, e.g. username.")
+    secrets = serializers.DictField(
+        child=serializers.CharField(trim_whitespace=False),
+        required=False,
+        write_only=True,
+        help_text="The kind's secret settings, e.g. password. Never returned.",
+    )
+
+    class Meta:
+        model = Registry
+        fields = [
+            "name",
+            "kind",
+            "endpoint",
+            "region",
+            "config",
+            "secrets",
+            "sync_enabled",
+            "sync_interval_minutes",
+            "sync_concurrency",
+        ]
+
+    def validate_kind(self, kind: str) -> str:
+        if self.instance is not None and kind != self.instance.kind:
+            raise serializers.ValidationError("a registry's kind cannot change; add a new registry instead")
+        return kind
+
+    def validate_endpoint(self, endpoint: str) -> str:
+        return endpoint.strip().rstrip("/")
+
+
+class ConnectionResultSerializer(serializers.Serializer[Any]):
+    ok = serializers.BooleanField()
+    reason = serializers.CharField()
+
+
+class SyncQueuedSerializer(serializers.Serializer[Any]):
+    queued = serializers.BooleanField()
+
+
+class SyncRunSerializer(serializers.ModelSerializer[SyncRun]):
+    """Counts are updated while a run runs: poll a running one to follow its progress."""
+
+    replica_region = serializers.CharField(source="replica.region", default=None, read_only=True)
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SyncRun
+        fields = [
+            "id",
+            "registry",
+            "replica_region",
+            "status",
+            "trigger",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "repositories_seen",
+            "tags_seen",
+            "manifests_fetched",
+            "artifacts_added",
+            "artifacts_removed",
+            "repositories_added",
+            "repositories_removed",
+            "error",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, run: SyncRun) -> float | None:
+        return (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+
+
+class RepositorySerializer(serializers.ModelSerializer[Repository]):
+    registry_name = serializers.CharField(source="registry.name", read_only=True)
+
+    class Meta:
+        model = Repository
+        fields = [
+            "id",
+            "registry",
+            "registry_name",
+            "name",
+            "namespace",
+            "tag_count",
+            "artifact_count",
+            "size",
+            "last_pushed_at",
+            "last_pulled_at",
+            "first_seen",
+            "synced_at",
+        ]
+        read_only_fields = fields
+
+
+class PlatformManifestSerializer(serializers.ModelSerializer[Artifact]):
+    class Meta:
+        model = Artifact
+        fields = ["id", "digest", "platform", "media_type", "size"]
+        read_only_fields = fields
+
+
+class PresenceSerializer(serializers.Serializer[Any]):
+    region = serializers.CharField()
+    endpoint = serializers.CharField()
+    primary = serializers.BooleanField()
+    state = serializers.ChoiceField(choices=["holds", "missing", "unknown"])
+
+
+class ArtifactSerializer(serializers.ModelSerializer[Artifact]):
+    index = serializers.CharField(source="index.digest", default=None, read_only=True)
+    tags = serializers.SerializerMethodField()
+    platforms = PlatformManifestSerializer(many=True, read_only=True)
+    platform_names = serializers.SerializerMethodField()
+    presence = serializers.SerializerMethodField()
+    pull_reference = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "id",
+            "repository",
+            "digest",
+            "media_type",
+            "size",
+            "index",
+            "platform",
+            "platform_names",
+            "platforms",
+            "tags",
+            "config_digest",
+            "layer_digests",
+            "labels",
+            "annotations",
+            "base_name",
+            "base_digest",
+            "created",
+            "pushed_at",
+            "last_pulled_at",
+            "first_seen",
+            "presence",
+            "pull_reference",
+        ]
+        read_only_fields = fields
+
+    def get_tags(self, artifact: Artifact) -> list[str]:
+        return [tag.name for tag in artifact.tags.all()]  # prefetched: .values_list would query per row
+
+    def get_platform_names(self, artifact: Artifact) -> list[str]:
+        return platforms_of(artifact)
+
+    @extend_schema_field(PresenceSerializer(many=True))
+    def get_presence(self, artifact: Artifact) -> list[dict[str, Any]]:
+        registry = artifact.repository.registry
+        held = {p.replica_id for p in artifact.presences.all()}
+        return [vars(state) for state in region_states(registry, list(registry.replicas.all()), held)]
+
+    def get_pull_reference(self, artifact: Artifact) -> str:
+        return pull_reference(artifact)
+
+
+class TagSerializer(serializers.ModelSerializer[Tag]):
+    digest = serializers.CharField(source="artifact.digest", read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = ["id", "repository", "name", "artifact", "digest", "updated_at"]
+        read_only_fields = fields

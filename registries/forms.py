@@ -1,0 +1,192 @@
+"""Registry forms (fields built from each kind's config class) and the repository filters.
+
+RepositoryFilter serves both the repository browser and /api/v1/repositories/, so the two
+cannot drift apart: one set of parameters (search, registry, namespace, region, ordering).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
+from registries import connectors
+from registries.models import Registry, Replica, Repository
+from registries.querysets import REPOSITORY_ORDERINGS, RepositoryQuerySet
+
+CONFIG_PREFIX = "config_"  # keeps config fields apart from the registry's own (a kind may have a "name")
+# The endpoint is the registry's own field; the config class's `url` is filled from it.
+ENDPOINT_FIELD = "url"
+
+
+def _optional(annotation: Any) -> tuple[Any, bool]:
+    """(the type inside `X | None`, whether None was allowed)."""
+    if isinstance(annotation, types.UnionType):
+        inner = [arg for arg in annotation.__args__ if arg is not type(None)]
+        return (inner[0] if len(inner) == 1 else str), len(inner) < len(annotation.__args__)
+    return annotation, False
+
+
+def _label(name: str, info: FieldInfo) -> str:
+    return info.title or name.replace("_", " ").capitalize()
+
+
+def config_field(name: str, info: FieldInfo, *, editing: bool) -> forms.Field:
+    """A form field for one config-class field; secrets become password inputs that never echo."""
+    annotation, nullable = _optional(info.annotation)
+    required = info.is_required() and not nullable
+    label, help_text = _label(name, info), info.description or ""
+    initial = None if info.is_required() else info.default
+    if annotation is SecretStr:
+        # render_value=False: neither the stored secret nor a just-typed one is ever sent back.
+        return forms.CharField(
+            label=label,
+            required=required and not editing,
+            strip=False,
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            help_text="Leave blank to keep the stored value." if editing else help_text,
+        )
+    if annotation is bool:
+        return forms.BooleanField(label=label, required=False, initial=initial, help_text=help_text)
+    if annotation is int:
+        return forms.IntegerField(label=label, required=required, initial=initial, help_text=help_text)
+    return forms.CharField(label=label, required=required, initial=initial, help_text=help_text)
+
+
+class RegistryForm(forms.Form):
+    name = forms.SlugField(max_length=64, help_text="A short name, e.g. prod-eu.")
+    endpoint = forms.CharField(
+        max_length=500, help_text="The registry's URL, e.g. https://registry.example.com"
+    )
+    region = forms.CharField(
+        max_length=64, required=False, help_text="Where the primary endpoint serves from."
+    )
+    sync_enabled = forms.BooleanField(required=False, initial=True, label="Sync on a schedule")
+    sync_interval_minutes = forms.IntegerField(min_value=5, max_value=7 * 24 * 60, initial=60)
+    sync_concurrency = forms.IntegerField(
+        min_value=1, max_value=64, initial=8, help_text="Parallel requests while syncing."
+    )
+
+    def __init__(self, data: Any = None, *, kind: str, registry: Registry | None = None) -> None:
+        self.kind, self.registry = kind, registry
+        editing = registry is not None and registry.pk is not None
+        initial: dict[str, Any] = {}
+        if registry is not None and editing:
+            initial = {name: getattr(registry, name) for name in self.base_fields}
+            initial |= {CONFIG_PREFIX + k: v for k, v in registry.config.items()}
+        super().__init__(data, initial=initial)
+        config_class = connectors.CONNECTORS[kind].config_class
+        self.secret_names = config_class.secret_fields()
+        for name, info in config_class.model_fields.items():
+            if name != ENDPOINT_FIELD:
+                self.fields[CONFIG_PREFIX + name] = config_field(name, info, editing=editing)
+
+    def clean_endpoint(self) -> str:
+        return str(self.cleaned_data["endpoint"]).strip().rstrip("/")
+
+    def clean_name(self) -> str:
+        name = str(self.cleaned_data["name"])
+        others = Registry.objects.filter(name=name)
+        if self.registry is not None and self.registry.pk is not None:
+            others = others.exclude(pk=self.registry.pk)
+        if others.exists():
+            raise forms.ValidationError("Another registry has this name.")
+        return name
+
+    def _config_values(self) -> dict[str, Any]:
+        return {
+            name.removeprefix(CONFIG_PREFIX): value
+            for name, value in self.cleaned_data.items()
+            if name.startswith(CONFIG_PREFIX)
+        }
+
+    def public(self) -> dict[str, Any]:
+        """Config values that are not secrets; a blank optional text field means "not set"."""
+        values = self._config_values()
+        return {k: (None if v == "" else v) for k, v in values.items() if k not in self.secret_names}
+
+    def secrets(self) -> dict[str, str]:
+        """Only the secrets typed in now: a blank one keeps the stored value."""
+        return {k: v for k, v in self._config_values().items() if k in self.secret_names and v}
+
+    def apply_to(self, registry: Registry) -> Registry:
+        """Copy the registry's own fields onto `registry` (not saved)."""
+        registry.kind = self.kind
+        for name in self.base_fields:
+            setattr(registry, name, self.cleaned_data[name])
+        return registry
+
+    def transient(self) -> Registry:
+        """An unsaved registry with this form's settings, for a connection test before saving."""
+        # Only what a connector reads: the test must work before the name and schedule are filled in.
+        registry = Registry(
+            kind=self.kind, endpoint=self.cleaned_data.get("endpoint", ""), config=self.public()
+        )
+        stored = self.registry.secrets() if self.registry is not None else {}
+        registry.set_secrets(stored | self.secrets())
+        return registry
+
+    def connection_errors(self) -> list[str]:
+        """Problems in the fields a connection test needs (the name and schedule do not matter)."""
+        self.is_valid()
+        return [
+            f"{self.fields[name].label or name}: {' '.join(str(m) for m in messages)}"
+            for name, messages in self.errors.items()
+            if name == "endpoint" or name.startswith(CONFIG_PREFIX)
+        ]
+
+
+class ReplicaForm(forms.Form):
+    region = forms.CharField(max_length=64)
+    endpoint = forms.CharField(
+        max_length=500, help_text="The replica's URL, e.g. https://eu.registry.example.com"
+    )
+
+
+def region_choices() -> list[tuple[str, str]]:
+    """Every region a primary endpoint or a replica serves from, in one query."""
+    primaries = Registry.objects.exclude(region="").order_by().values_list("region", flat=True)
+    regions = primaries.union(Replica.objects.order_by().values_list("region", flat=True))
+    return [(region, region) for region in sorted(regions)]
+
+
+def _visible_registries(request: Any) -> QuerySet[Registry]:
+    # Schema generation has no request; the choices do not matter there.
+    return Registry.objects.visible_to(getattr(request, "user", None)).only("pk", "name")
+
+
+class RepositoryFilter(django_filters.FilterSet):
+    search = django_filters.CharFilter(method="filter_search", label="Name contains")
+    # django-filter calls a callable queryset with the request; the stubs only know querysets.
+    registry = django_filters.ModelChoiceFilter(queryset=_visible_registries)  # type: ignore[arg-type]
+    namespace = django_filters.CharFilter(help_text="Exact, e.g. team for team/app.")
+    region = django_filters.ChoiceFilter(method="filter_region", help_text="Content held in this region.")
+    ordering = django_filters.ChoiceFilter(
+        label="Sort by",
+        choices=[(key, label) for key, (label, _) in REPOSITORY_ORDERINGS.items()],
+        method="filter_ordering",
+        empty_label=None,
+    )
+
+    class Meta:
+        model = Repository
+        fields = ["search", "registry", "namespace", "region", "ordering"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read once per request: a callable would run again for validation and for rendering.
+        self.filters["region"].extra["choices"] = region_choices()
+
+    def filter_search(self, queryset: RepositoryQuerySet, name: str, value: str) -> RepositoryQuerySet:
+        return queryset.search(value.strip())
+
+    def filter_region(self, queryset: RepositoryQuerySet, name: str, value: str) -> RepositoryQuerySet:
+        return queryset.in_region(value)
+
+    def filter_ordering(self, queryset: RepositoryQuerySet, name: str, value: str) -> RepositoryQuerySet:
+        return queryset.sorted_by(value)
