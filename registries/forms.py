@@ -165,7 +165,9 @@ class RepositoryFilter(django_filters.FilterSet):
     # django-filter calls a callable queryset with the request; the stubs only know querysets.
     registry = django_filters.ModelChoiceFilter(queryset=_visible_registries)  # type: ignore[arg-type]
     namespace = django_filters.CharFilter(help_text="Exact, e.g. team for team/app.")
-    region = django_filters.ChoiceFilter(method="filter_region", help_text="Content held in this region.")
+    region = django_filters.ChoiceFilter(
+        method="filter_region", label="Region", help_text="Content held in this region."
+    )
     ordering = django_filters.ChoiceFilter(
         label="Sort by",
         choices=[(key, label) for key, (label, _) in REPOSITORY_ORDERINGS.items()],

@@ -466,3 +466,11 @@ def test_an_artifact_of_another_repository_is_a_404(client: Client, developer: U
     elsewhere = factories.repository(registry)
     client.force_login(developer)
     assert client.get(reverse("registries:artifact", args=[elsewhere.pk, artifact.digest])).status_code == 404
+
+
+def test_every_browser_filter_has_a_readable_label(client: Client, developer: User) -> None:
+    client.force_login(developer)
+    page = client.get(reverse("registries:repositories")).content.decode()
+    assert "[invalid name]" not in page
+    for label in ("Name contains", "Registry", "Namespace", "Region", "Sort by"):
+        assert f">{label}</label>" in page
