@@ -42,7 +42,9 @@ BATCH = 50  # repositories read before their observations are written
 # How long one request may wait on a registry's Retry-After before the run gives up on it.
 MAX_RETRY_AFTER = 60.0
 RATE_LIMIT_ATTEMPTS = 4
-EMPTY_MARKER = ""  # a staged tag row with this name records a repository that has no tags
+EMPTY_MARKER = ""  # a staged tag row with this name records that the repository was listed
+# The marker's digest when the listing matched the inventory exactly: nothing to apply for it.
+UNCHANGED = "unchanged"
 
 
 class AlreadySyncing(Exception):
@@ -130,7 +132,7 @@ def _read(registry: Registry, connector: Connector, run: SyncRun, on_progress: P
             known = _known_digests(registry, batch)
             digests = [known.get(name, set()) for name in batch]
             observations = pool.map(_observe, itertools.repeat(connector), batch, digests)
-            _stage(run, list(observations))
+            _stage(run, list(observations), _current_tags(registry, batch))
             on_progress(run)
 
 
@@ -168,11 +170,36 @@ def _known_digests(registry: Registry, names: list[str]) -> dict[str, set[str]]:
     return known
 
 
-def _stage(run: SyncRun, observations: list[Observation]) -> None:
-    tags = [StagedTag(run=run, repository=o.repository, tag=EMPTY_MARKER, digest="") for o in observations]
+def _current_tags(registry: Registry, names: list[str]) -> dict[str, dict[str, str]]:
+    current: dict[str, dict[str, str]] = {}
+    rows = Tag.objects.filter(repository__registry=registry, repository__name__in=names)
+    for name, tag, digest in rows.values_list("repository__name", "name", "artifact__digest"):
+        current.setdefault(name, {})[tag] = digest
+    return current
+
+
+def _unchanged(observation: Observation, current: dict[str, dict[str, str]]) -> bool:
+    tags = {tag.name: tag.digest for tag in observation.tags}
+    return not observation.artifacts and tags == current.get(observation.repository, {})
+
+
+def _stage(run: SyncRun, observations: list[Observation], current: dict[str, dict[str, str]]) -> None:
+    # A repository that reads exactly as the inventory has it is staged as a marker only: a re-sync of
+    # an unchanged registry then writes one row per repository instead of one per tag.
+    unchanged = {o.repository for o in observations if _unchanged(o, current)}
+    tags = [
+        StagedTag(
+            run=run,
+            repository=o.repository,
+            tag=EMPTY_MARKER,
+            digest=UNCHANGED if o.repository in unchanged else "",
+        )
+        for o in observations
+    ]
     tags += [
         StagedTag(run=run, repository=o.repository, tag=t.name, digest=t.digest)
         for o in observations
+        if o.repository not in unchanged
         for t in o.tags
     ]
     artifacts = [
@@ -206,7 +233,12 @@ def apply_listing(registry: Registry, run: SyncRun) -> None:
         ]
         Repository.objects.bulk_create(new, batch_size=1000)
         run.repositories_added = len(new)
-        for batch in _batches(sorted(seen), BATCH):
+        unchanged = StagedTag.objects.filter(run=run, tag=EMPTY_MARKER, digest=UNCHANGED)
+        Repository.objects.filter(registry=registry, name__in=unchanged.values("repository")).update(
+            synced_at=timezone.now()
+        )
+        changed = sorted(seen - set(unchanged.values_list("repository", flat=True)))
+        for batch in _batches(changed, BATCH):
             repositories = Repository.objects.filter(registry=registry, name__in=batch)
             for repository in repositories:
                 _apply_repository(repository, run)
