@@ -39,7 +39,7 @@ ENV = {
     "CUSTOMS_OIDC_PROVIDERS": "corp",
     "CUSTOMS_OIDC_CORP_ISSUER": ISSUER,
     "CUSTOMS_OIDC_CORP_CLIENT_ID": CLIENT_ID,
-    "CUSTOMS_OIDC_CORP_CLIENT_SECRET": "client-secret-for-tests",
+    "CUSTOMS_OIDC_CORP_CLIENT_SECRET": "client-secret-for-tests-0123456789abcdef",
     "CUSTOMS_OIDC_CORP_NAME": "Corp sign-in",
     "CUSTOMS_OIDC_CORP_SCOPES": "openid profile email groups",
 }
@@ -328,7 +328,7 @@ ATTACKS: dict[str, Any] = {
     "wrong nonce": lambda p: lambda c: p.sign(c | {"nonce": "not-the-one-we-sent"}),
     "no nonce": lambda p: lambda c: p.sign({k: v for k, v in c.items() if k != "nonce"}),
     "HMAC with the client secret": lambda p: (
-        lambda c: jwt.encode(c, "client-secret-for-tests", algorithm="HS256")
+        lambda c: jwt.encode(c, "client-secret-for-tests-0123456789abcdef", algorithm="HS256")
     ),
 }
 
