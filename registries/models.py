@@ -6,6 +6,8 @@ import json
 from typing import Any, Self
 
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.lookups import StartsWith
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
@@ -43,6 +45,9 @@ class Registry(models.Model):
     # JSON of the secret fields (passwords, tokens), encrypted; merged into the config only in connectors.
     secret = EncryptedTextField(blank=True, default="")
     webhook_secret_digest = models.CharField(max_length=64, blank=True)
+    # The `service` this registry names when it sends clients to Customs' token server; set when
+    # Customs owns the registry's authentication (its config's auth.token.service).
+    token_service = models.CharField(max_length=100, blank=True)
     sync_enabled = models.BooleanField(default=True)
     sync_interval_minutes = models.PositiveIntegerField(default=60)
     sync_concurrency = models.PositiveSmallIntegerField(
@@ -58,6 +63,13 @@ class Registry(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "registries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token_service"],
+                condition=~models.Q(token_service=""),
+                name="registry_unique_token_service",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -276,3 +288,68 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.repository} ({self.event_id})"
+
+
+class AccessRuleQuerySet(models.QuerySet["AccessRule"]):
+    def in_force(self, *, now: Any = None) -> Self:
+        """Rules granting right now: expiry is read at query time, so no job has to end them."""
+        return self.filter(models.Q(expires_at=None) | models.Q(expires_at__gt=now or timezone.now()))
+
+    def for_registry(self, registry: Registry) -> Self:
+        return self.filter(models.Q(registry=registry) | models.Q(registry=None))
+
+    def granting(self, action: str) -> Self:
+        return self.filter(**{f"can_{action}": True})
+
+    def could_match(self, repository: str) -> Self:
+        """Rules whose literal prefix the name starts with: the database narrows, the regex decides."""
+        return self.filter(StartsWith(Value(repository), F("literal_prefix")))
+
+
+class AccessRule(models.Model):
+    """Members of a directory group may pull/push/delete in repositories matching a pattern."""
+
+    ACTIONS = ("pull", "push", "delete")
+
+    group = models.ForeignKey(
+        "accounts.DirectoryGroup", on_delete=models.CASCADE, related_name="access_rules"
+    )
+    registry = models.ForeignKey(
+        Registry,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="access_rules",
+        help_text="Empty: every registry.",
+    )
+    pattern = models.CharField(max_length=255)
+    # The pattern up to its first wildcard, so "which rules could match this name" is an index lookup.
+    literal_prefix = models.CharField(max_length=255, db_index=True, editable=False)
+    can_pull = models.BooleanField(default=True)
+    can_push = models.BooleanField(default=False)
+    can_delete = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    justification = models.TextField()
+    created_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = AccessRuleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pattern", "pk"]
+        indexes = [models.Index(fields=["group", "expires_at"])]
+
+    def __str__(self) -> str:
+        where = self.registry.name if self.registry_id and self.registry else "all registries"
+        return f"{self.group}: {','.join(self.actions)} on {self.pattern} ({where})"
+
+    @property
+    def actions(self) -> list[str]:
+        return [action for action in self.ACTIONS if getattr(self, f"can_{action}")]
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts import tokens
-from accounts.models import User
+from accounts.models import DirectoryGroup, User
 from portal import audit
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from registries import connectors, tasks
 from registries.connectors.errors import ConnectorError
-from registries.models import Registry, Replica, SyncRun
+from registries.models import AccessRule, Registry, Replica, SyncRun
+from registries.patterns import InvalidPattern, Pattern, compile_pattern
 from registries.sync import connector_for
 
 WEBHOOK_PREFIX = "crw_"
@@ -107,3 +110,67 @@ def delete_replica(replica: Replica, *, actor: User | None) -> None:
     with transaction.atomic():
         audit.record(actor, AuditAction.REPLICA_DELETED, target=replica, region=replica.region)
         replica.delete()
+
+
+# --- access rules -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleRequest:
+    group: DirectoryGroup
+    pattern: str
+    actions: frozenset[str]
+    justification: str
+    registry: Registry | None = None
+    expires_at: datetime | None = None
+
+
+def save_access_rule(rule: AccessRule | None, request: RuleRequest, *, actor: User | None) -> AccessRule:
+    """Create (rule None) or change an access rule after checking it; audited with before and after."""
+    pattern = _checked_rule(request)
+    creating = rule is None
+    rule = rule or AccessRule()
+    before = _rule_detail(rule) if not creating else {}
+    rule.group, rule.registry, rule.pattern = request.group, request.registry, pattern.text
+    rule.literal_prefix = pattern.literal_prefix
+    rule.can_pull, rule.can_push, rule.can_delete = (a in request.actions for a in AccessRule.ACTIONS)
+    rule.expires_at, rule.justification = request.expires_at, request.justification.strip()
+    rule.updated_at = timezone.now()
+    if creating:
+        rule.created_by = actor
+    with transaction.atomic():
+        rule.save()
+        action = AuditAction.ACCESS_RULE_CREATED if creating else AuditAction.ACCESS_RULE_UPDATED
+        audit.record(actor, action, target=rule, before=before, after=_rule_detail(rule))
+    return rule
+
+
+def delete_access_rule(rule: AccessRule, *, actor: User | None) -> None:
+    with transaction.atomic():
+        audit.record(actor, AuditAction.ACCESS_RULE_DELETED, target=rule, before=_rule_detail(rule))
+        rule.delete()
+
+
+def _checked_rule(request: RuleRequest) -> Pattern:
+    try:
+        pattern = compile_pattern(request.pattern)
+    except InvalidPattern as exc:
+        raise RequestRejected(f"pattern: {exc}") from None
+    if not request.actions or not request.actions <= set(AccessRule.ACTIONS):
+        raise RequestRejected(f"choose actions among {', '.join(AccessRule.ACTIONS)}")
+    if not request.justification.strip():
+        raise RequestRejected("say why this access is needed: the justification is what reviewers read")
+    if request.expires_at is not None and request.expires_at <= timezone.now():
+        raise RequestRejected("the expiry must be in the future")
+    return pattern
+
+
+def _rule_detail(rule: AccessRule) -> dict[str, Any]:
+    return {
+        "group": rule.group.external_id if rule.group_id else None,
+        "registry": rule.registry.name if rule.registry_id and rule.registry else "*",
+        "pattern": rule.pattern,
+        "actions": rule.actions,
+        "expires_at": rule.expires_at,
+        "justification": rule.justification,
+    }
