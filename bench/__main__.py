@@ -16,12 +16,12 @@ def main() -> None:
     settings.DEBUG = False
     import sys
 
-    from bench import browser, sync, tokens
+    from bench import access, browser, sync, tokens
 
     # `python -m bench sync` runs one benchmark; no argument runs them all.
-    chosen = sys.argv[1:] or ["tokens", "sync", "browser"]
-    for name in chosen:
-        {"tokens": tokens.run, "sync": sync.run, "browser": browser.run}[name]()
+    benchmarks = {"tokens": tokens.run, "sync": sync.run, "browser": browser.run, "access": access.run}
+    for name in sys.argv[1:] or list(benchmarks):
+        benchmarks[name]()
 
 
 if __name__ == "__main__":

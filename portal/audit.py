@@ -57,6 +57,10 @@ class AuditAction(StrEnum):
     FINDING_SUPPRESSED = "finding.suppress"
     FINDING_UNSUPPRESSED = "finding.unsuppress"
     ENCRYPTION_KEY_ROTATED = "encryption.rotate"
+    REGISTRY_TOKEN_DENIED = "registry_token.deny"
+    TOKEN_SIGNING_KEY_CREATED = "token_signing_key.create"
+    TOKEN_SIGNING_KEY_ROTATED = "token_signing_key.rotate"
+    TOKEN_SIGNING_KEY_RETIRED = "token_signing_key.retire"
 
 
 class Actor(Protocol):

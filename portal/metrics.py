@@ -26,6 +26,13 @@ LATENCY = Histogram(
     registry=REGISTRY,
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+# Granted registry tokens are counted, not audited: CI fleets ask for thousands an hour.
+REGISTRY_TOKENS = Counter(
+    "customs_registry_tokens",
+    "Registry bearer tokens issued, by service and outcome (granted, partial, anonymous).",
+    ["service", "outcome"],
+    registry=REGISTRY,
+)
 
 
 def observe_request(request: HttpRequest, response: HttpResponse, seconds: float) -> None:

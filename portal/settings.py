@@ -191,6 +191,12 @@ if TOKEN_DEFAULT_DAYS > TOKEN_MAX_DAYS:
 # A token's last use is written at most this often, so a busy CI token does not write on every call.
 TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+# Registry token server (/auth/token): how long a registry bearer token lives, and its `iss`.
+# Clients treat anything under 60 s as 60 s and would re-ask every minute, so never issue less.
+REGISTRY_TOKEN_LIFETIME_SECONDS = max(60, env_int("CUSTOMS_REGISTRY_TOKEN_LIFETIME_SECONDS", 300, minimum=1))
+# Must equal the registry's auth.token.issuer.
+REGISTRY_TOKEN_ISSUER = env_str("CUSTOMS_REGISTRY_TOKEN_ISSUER", "customs")
+
 # --- Security (production) --------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)

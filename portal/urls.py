@@ -57,6 +57,7 @@ urlpatterns = [
     path("access/scim/", include("accounts.scim.page_urls")),
     path("accounts/", include(sign_in_routes)),
     path("hooks/", include("registries.webhooks.urls")),
+    path("auth/", include("registries.tokenserver.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics_view, name="metrics"),

@@ -14,7 +14,6 @@ from django.db.models import QuerySet
 
 from accounts.models import DirectoryGroup, GroupMembership, User
 from registries.models import AccessRule, Registry, Repository
-from registries.patterns import compile_pattern
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,8 @@ NO_ACCESS = Access(actions=frozenset(), evidence=())
 
 def matching_rules(registry: Registry, repository: str, *, now: datetime | None = None) -> list[AccessRule]:
     """Rules in force on this registry whose pattern matches the repository."""
-    candidates = (
-        AccessRule.objects.in_force(now=now)
-        .for_registry(registry)
-        .could_match(repository)
-        .select_related("group")
-    )
-    return [rule for rule in candidates if compile_pattern(rule.pattern).matches(repository)]
+    rules = AccessRule.objects.in_force(now=now).for_registry(registry).matching(repository)
+    return list(rules.select_related("group"))
 
 
 def user_access(user: User, registry: Registry, repository: str, *, now: datetime | None = None) -> Access:
@@ -64,15 +58,11 @@ def user_access(user: User, registry: Registry, repository: str, *, now: datetim
     rules = (
         AccessRule.objects.in_force(now=now)
         .for_registry(registry)
-        .could_match(repository)
         .filter(group_id__in=memberships)
+        .matching(repository)
         .select_related("group")
     )
-    evidence = [
-        _evidence(rule, memberships[rule.group_id])
-        for rule in rules
-        if compile_pattern(rule.pattern).matches(repository)
-    ]
+    evidence = [_evidence(rule, memberships[rule.group_id]) for rule in rules]
     return Access(actions=frozenset(a for e in evidence for a in e.actions), evidence=tuple(evidence))
 
 
@@ -80,7 +70,13 @@ def who_can(
     registry: Registry, repository: str, action: str, *, now: datetime | None = None
 ) -> list[tuple[User, list[Evidence]]]:
     """Everyone who may perform `action` on the repository, each with the rules and memberships why."""
-    rules = [rule for rule in matching_rules(registry, repository, now=now) if action in rule.actions]
+    rules = list(
+        AccessRule.objects.in_force(now=now)
+        .for_registry(registry)
+        .granting(action)
+        .matching(repository)
+        .select_related("group")
+    )
     by_group: dict[int, list[AccessRule]] = {}
     for rule in rules:
         by_group.setdefault(rule.group_id, []).append(rule)
@@ -104,9 +100,7 @@ def group_reach(
     """Each rule in force for the group, with the inventoried repositories it matches."""
     reach: list[tuple[AccessRule, QuerySet[Repository]]] = []
     for rule in AccessRule.objects.in_force(now=now).filter(group=group).select_related("registry"):
-        repositories = Repository.objects.filter(
-            name__regex=f"^{compile_pattern(rule.pattern).regex.pattern}$"
-        )
+        repositories = Repository.objects.filter(name__regex=rule.regex)
         if rule.registry_id:
             repositories = repositories.filter(registry_id=rule.registry_id)
         reach.append((rule, repositories))

@@ -127,7 +127,10 @@ class RegistryForm(forms.Form):
         registry = Registry(
             kind=self.kind, endpoint=self.cleaned_data.get("endpoint", ""), config=self.public()
         )
-        stored = self.registry.secrets() if self.registry is not None else {}
+        # Stored secrets go only to the endpoint they were typed for: a test against another host
+        # would hand it the password (services.save_registry refuses the same for a save).
+        same_endpoint = self.registry is not None and self.registry.endpoint == registry.endpoint
+        stored = self.registry.secrets() if self.registry is not None and same_endpoint else {}
         registry.set_secrets(stored | self.secrets())
         return registry
 

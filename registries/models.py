@@ -7,7 +7,7 @@ from typing import Any, Self
 
 from django.db import models
 from django.db.models import F, Value
-from django.db.models.lookups import StartsWith
+from django.db.models.lookups import Regex, StartsWith
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
@@ -301,9 +301,10 @@ class AccessRuleQuerySet(models.QuerySet["AccessRule"]):
     def granting(self, action: str) -> Self:
         return self.filter(**{f"can_{action}": True})
 
-    def could_match(self, repository: str) -> Self:
-        """Rules whose literal prefix the name starts with: the database narrows, the regex decides."""
-        return self.filter(StartsWith(Value(repository), F("literal_prefix")))
+    def matching(self, repository: str) -> Self:
+        """Rules whose pattern matches the name: the literal prefix narrows cheaply, the regex decides."""
+        name = Value(repository, output_field=models.CharField())
+        return self.filter(StartsWith(name, F("literal_prefix"))).filter(Regex(name, F("regex")))
 
 
 class AccessRule(models.Model):
@@ -325,6 +326,8 @@ class AccessRule(models.Model):
     pattern = models.CharField(max_length=255)
     # The pattern up to its first wildcard, so "which rules could match this name" is an index lookup.
     literal_prefix = models.CharField(max_length=255, db_index=True, editable=False)
+    # The compiled, anchored pattern, so the database (not Python) picks the rules that match a name.
+    regex = models.CharField(max_length=1000, editable=False, default="")
     can_pull = models.BooleanField(default=True)
     can_push = models.BooleanField(default=False)
     can_delete = models.BooleanField(default=False)
@@ -353,3 +356,35 @@ class AccessRule(models.Model):
     @property
     def expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class TokenSigningKey(models.Model):
+    """A key the registry token server signs JWTs with; registries trust its certificate.
+
+    One key is active (it signs); older keys stay published in the certificate bundle until retired,
+    so tokens signed just before a rotation, and registries not yet given the new bundle, keep working.
+    """
+
+    class Algorithm(models.TextChoices):
+        ES256 = "ES256", "ES256 (P-256)"
+        RS256 = "RS256", "RS256 (RSA-2048)"
+
+    algorithm = models.CharField(max_length=8, choices=Algorithm.choices, default=Algorithm.ES256)
+    private_key = EncryptedTextField()  # PKCS#8 PEM
+    certificate = models.TextField(help_text="Self-signed PEM certificate registries put in rootcertbundle.")
+    # libtrust fingerprint of the public key: the `kid` distribution 2.x looks keys up by.
+    kid = models.CharField(max_length=64, unique=True)
+    active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"], condition=models.Q(active=True), name="token_signing_key_one_active"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} {self.kid}"

@@ -35,6 +35,11 @@ class Pattern:
         return self.regex.fullmatch(repository) is not None
 
     @property
+    def anchored(self) -> str:
+        """The regex anchored at both ends, in the subset PostgreSQL and SQLite read alike."""
+        return f"^{self.regex.pattern}$"
+
+    @property
     def is_exact(self) -> bool:
         return "*" not in self.text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -34,7 +35,9 @@ def save_registry(
 ) -> Registry:
     """Create or update a registry after its kind's config class accepts it. Secrets keep their
     stored value when `secrets` leaves them out, so an edit form never has to show them."""
-    merged_secrets = registry.secrets() | {k: v for k, v in (secrets or {}).items() if v}
+    typed = {k: v for k, v in (secrets or {}).items() if v}
+    _check_secrets_follow_endpoint(registry, typed)
+    merged_secrets = registry.secrets() | typed
     try:
         config = connectors.config_for(registry.kind, {**public, "url": registry.endpoint}, merged_secrets)
     except ConnectorError as exc:
@@ -55,6 +58,17 @@ def save_registry(
             secrets_changed=sorted((secrets or {}).keys()),
         )
     return registry
+
+
+def _check_secrets_follow_endpoint(registry: Registry, typed: dict[str, str]) -> None:
+    """Stored secrets stay with the endpoint they were typed for. Otherwise an admin could point a
+    registry at a host of their own and read its password off the wire: secrets are write-only."""
+    if registry.pk is None:
+        return
+    stored_endpoint = Registry.objects.filter(pk=registry.pk).values_list("endpoint", flat=True).first()
+    missing = sorted(set(registry.secrets()) - set(typed))
+    if stored_endpoint is not None and stored_endpoint != registry.endpoint and missing:
+        raise RequestRejected(f"A new endpoint needs the secrets typed again: {', '.join(missing)}.")
 
 
 def check_connection(registry: Registry) -> ConnectionResult:
@@ -97,6 +111,9 @@ def save_replica(registry: Registry, *, actor: User | None, region: str, endpoin
     region, endpoint = region.strip(), endpoint.strip().rstrip("/")
     if not region or not endpoint.startswith(("https://", "http://")):
         raise RequestRejected("a replica needs a region and an endpoint starting with https://")
+    if "@" in urlsplit(endpoint).netloc:
+        # Replica endpoints are shown to everyone signed in; the registry's credentials are used there.
+        raise RequestRejected("a replica endpoint must not carry credentials (user:password@)")
     if region == registry.region or registry.replicas.filter(region=region).exists():
         raise RequestRejected(f"{registry.name} already serves region {region}")
     with transaction.atomic():
@@ -132,7 +149,7 @@ def save_access_rule(rule: AccessRule | None, request: RuleRequest, *, actor: Us
     rule = rule or AccessRule()
     before = _rule_detail(rule) if not creating else {}
     rule.group, rule.registry, rule.pattern = request.group, request.registry, pattern.text
-    rule.literal_prefix = pattern.literal_prefix
+    rule.literal_prefix, rule.regex = pattern.literal_prefix, pattern.anchored
     rule.can_pull, rule.can_push, rule.can_delete = (a in request.actions for a in AccessRule.ACTIONS)
     rule.expires_at, rule.justification = request.expires_at, request.justification.strip()
     rule.updated_at = timezone.now()

@@ -360,6 +360,10 @@ def sync_replica(replica: Replica, *, trigger: str = SyncRun.Trigger.SCHEDULE) -
         _finish(run, SyncRun.Status.SUCCEEDED)
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
+    except BaseException:
+        # As in sync_inventory: a run left "running" keeps the registry page polling for ever.
+        _finish(run, SyncRun.Status.FAILED, error="stopped by an internal error; see the worker log")
+        raise
     return run
 
 

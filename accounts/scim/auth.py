@@ -27,6 +27,21 @@ def authenticate(request: HttpRequest) -> ScimToken:
     return token
 
 
+def names_issued_token(request: HttpRequest) -> bool:
+    """Whether the bearer token's lookup is one we issued (revoked ones too).
+
+    A client with a stale or mistyped secret is worth a row on the SCIM page; a made-up token from
+    the internet is not: logging those would let anyone write rows without limit.
+    """
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    raw = raw.strip()
+    return (
+        scheme.lower() == "bearer"
+        and tokens.looks_like_token(raw, tokens.SCIM_PREFIX)
+        and ScimToken.objects.filter(lookup=raw[: tokens.LOOKUP_LENGTH]).exists()
+    )
+
+
 def touch(token: ScimToken) -> None:
     """Note the token's use, at most once a minute."""
     now = timezone.now()
@@ -38,7 +53,7 @@ def log_request(token: ScimToken | None, request: HttpRequest, status: int, summ
     """One row per request for the SCIM page: method, path (no query: filters name people), result."""
     ScimRequest.objects.create(
         token=token,
-        method=request.method or "",
+        method=(request.method or "")[:8],  # the column's length: a longer custom method must not 500
         path=request.path[:500],
         status=status,
         summary=summary[:500],

@@ -62,8 +62,8 @@ def _serve(request: HttpRequest, handlers: dict[str, Handler], **kwargs: Any) ->
         reply = Reply(exc.status, error, f"{exc.scim_type or 'error'}: {exc.detail}")
     if token is not None:
         auth.touch(token)
-    if token is not None or "Authorization" in request.headers:
-        # Requests with no credentials at all are internet noise; they would push real ones off the page.
+    if token is not None or auth.names_issued_token(request):
+        # Requests without one of our tokens are internet noise; they would push real ones off the page.
         auth.log_request(token, request, reply.status, reply.summary)
     return _response(reply)
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from pydantic import SecretStr, field_validator
@@ -50,6 +50,9 @@ class DistributionConfig(ConnectorConfig):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("the registry URL must start with https:// (or http:// for a local registry)")
+        if "@" in urlsplit(value).netloc:
+            # user:password@ would be shown to every reader of the endpoint, the audit trail and errors.
+            raise ValueError("the registry URL must not carry credentials; use the username and password")
         return value.rstrip("/")
 
     @field_validator("page_size")

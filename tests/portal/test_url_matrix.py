@@ -194,6 +194,8 @@ MATRIX: dict[str, Row] = {
     "webhooks:registry": Row(
         (404, 404, 404, 404, 404), method="post", kwargs=lambda w: {"registry_id": 999_999}
     ),
+    # The registry token server authenticates each request itself; without a known service it is a 400.
+    "tokenserver:token": Row((400, 400, 400, 400, 400)),
     "healthz": Row((200, 200, 200, 200, 200)),
     "readyz": Row((200, 200, 200, 200, 200)),
     "metrics": Row((200, 200, 403, 403, 401)),

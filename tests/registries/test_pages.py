@@ -138,7 +138,10 @@ def test_editing_with_the_password_blank_keeps_the_stored_one(client: Client, ad
     page = body(client.get(edit))
     assert 'value="robot"' in page
     assert PASSWORD not in page
-    response = client.post(edit, form_data(config_password="", region="eu-central-1"))
+    # The same endpoint: stored secrets never follow a registry to another host.
+    response = client.post(
+        edit, form_data(config_password="", region="eu-central-1", endpoint=registry.endpoint)
+    )
     assert response.status_code == 302
     registry.refresh_from_db()
     assert registry.region == "eu-central-1"

@@ -1,0 +1,141 @@
+"""GET and OAuth2 POST on /auth/token: authenticate with a Customs registry token, answer a JWT."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from accounts.models import PersonalToken, User
+from accounts.services import authenticate_token
+from registries.models import Registry
+from registries.tokenserver import issue
+from registries.tokenserver.scopes import Scope, parse_scopes
+
+REALM = "Customs registry tokens"
+
+
+class Refusal(Exception):
+    """Ends the request with a registry-style error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@csrf_exempt  # called by registry clients, never a browser; no cookies are read
+@login_not_required  # it authenticates each request itself, from the Basic header or the form
+@require_http_methods(["GET", "POST"])
+def token(request: HttpRequest) -> HttpResponse:
+    form = request.POST if request.method == "POST" else request.GET
+    try:
+        registry = _registry(form.get("service", ""))
+        if request.method == "POST":
+            return _oauth(request.POST, registry)
+        return _get(request, registry)
+    except Refusal as refusal:
+        return _error(refusal)
+
+
+def _get(request: HttpRequest, registry: Registry) -> HttpResponse:
+    credentials = _basic(request)
+    account = request.GET.get("account", "")
+    if credentials and account and account != credentials[0]:
+        # docker_auth's answer too: the client's idea of who it is disagrees with what it sent.
+        raise Refusal(400, "DENIED", "account does not match the Basic user")
+    user = _authenticate(registry, *credentials) if credentials else None
+    offline = request.GET.get("offline_token") == "true" and credentials is not None
+    refresh = credentials[1] if offline and credentials else None
+    return _answer(user, registry, parse_scopes(request.GET.getlist("scope")), refresh=refresh)
+
+
+def _oauth(form: QueryDict, registry: Registry) -> HttpResponse:
+    if not form.get("client_id"):
+        raise Refusal(400, "UNSUPPORTED", "client_id is required")
+    grant_type = form.get("grant_type")
+    if grant_type == "password":
+        secret = form.get("password", "")
+        offline = form.get("access_type") == "offline"
+    elif grant_type == "refresh_token":
+        secret, offline = form.get("refresh_token", ""), True
+    else:
+        raise Refusal(400, "UNSUPPORTED", "grant_type must be password or refresh_token")
+    user = _authenticate(
+        registry, form.get("username", ""), secret, require_username=grant_type == "password"
+    )
+    scopes = parse_scopes([form.get("scope", "")])
+    return _answer(user, registry, scopes, refresh=secret if offline else None, oauth=True)
+
+
+def _answer(
+    user: User | None, registry: Registry, scopes: list[Scope], *, refresh: str | None, oauth: bool = False
+) -> HttpResponse:
+    try:
+        issued = issue.issue(user, registry, scopes)
+    except issue.NoSigningKey:
+        raise Refusal(503, "UNAVAILABLE", "the token server has no signing key yet") from None
+    body: dict[str, Any] = {
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": settings.REGISTRY_TOKEN_LIFETIME_SECONDS,
+        "issued_at": datetime.fromtimestamp(issued.issued_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if oauth:
+        body["scope"] = " ".join(str(_granted_scope(g)) for g in issued.granted if g.actions)
+    if refresh and user is not None:
+        # The refresh token is the person's registry token itself: it already expires, is revocable,
+        # and dies with its owner's departure, which is all a refresh token must do (B3).
+        body["refresh_token"] = refresh
+    return JsonResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _granted_scope(granted: issue.Grant) -> Scope:
+    return Scope(granted.asked.type, granted.asked.name, granted.actions)
+
+
+def _registry(service: str) -> Registry:
+    registry = Registry.objects.filter(token_service=service).first() if service else None
+    if registry is None:
+        raise Refusal(400, "UNSUPPORTED", f"unknown service {service[:100]!r}")
+    return registry
+
+
+def _basic(request: HttpRequest) -> tuple[str, str] | None:
+    """(username, secret) from HTTP Basic; None when the client sent no Authorization at all."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    username, separator, secret = decoded.partition(":")
+    if scheme.lower() != "basic" or not separator:
+        return ("", "")  # present but unusable: a failed login, not an anonymous one
+    return username, secret
+
+
+def _authenticate(registry: Registry, username: str, secret: str, *, require_username: bool = True) -> User:
+    """The token's owner, or a 401. The username must be the owner's, so a leaked name means nothing."""
+    found = authenticate_token(secret, kind=PersonalToken.Kind.REGISTRY)
+    owner = found.owner if found else None
+    if owner is None or (username != owner.get_username() and (require_username or username)):
+        issue.refuse_credentials(registry, username=username)
+        raise Refusal(401, "UNAUTHORIZED", "invalid username or registry token")
+    return owner
+
+
+def _error(refusal: Refusal) -> HttpResponse:
+    body = {"errors": [{"code": refusal.code, "message": refusal.message, "detail": None}]}
+    response = JsonResponse(body, status=refusal.status)
+    if refusal.status == 401:
+        response["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    return response

@@ -1,0 +1,26 @@
+"""Shared set-up for token-server tests: a registry behind Customs, people, groups and rules."""
+
+from __future__ import annotations
+
+import base64
+
+from accounts.models import DirectoryGroup, PersonalToken, User
+from registries.models import AccessRule, Registry
+from registries.services import RuleRequest, save_access_rule
+from tests import factories
+
+
+def rule(group: DirectoryGroup, registry: Registry, pattern: str, *actions: str) -> AccessRule:
+    request = RuleRequest(
+        group=group, pattern=pattern, actions=frozenset(actions), justification="test", registry=registry
+    )
+    return save_access_rule(None, request, actor=None)
+
+
+def registry_token(owner: User, **fields: object) -> str:
+    _, secret = factories.token(owner, kind=PersonalToken.Kind.REGISTRY, **fields)
+    return secret
+
+
+def basic(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
