@@ -71,6 +71,12 @@ class RegistryForm(forms.Form):
     sync_concurrency = forms.IntegerField(
         min_value=1, max_value=64, initial=8, help_text="Parallel requests while syncing."
     )
+    token_service = forms.CharField(
+        max_length=100,
+        required=False,
+        label="Token service",
+        help_text="Set when Customs is this registry's token server: the auth.token.service in its config.",
+    )
 
     def __init__(self, data: Any = None, *, kind: str, registry: Registry | None = None) -> None:
         self.kind, self.registry = kind, registry
@@ -97,6 +103,15 @@ class RegistryForm(forms.Form):
         if others.exists():
             raise forms.ValidationError("Another registry has this name.")
         return name
+
+    def clean_token_service(self) -> str:
+        service = str(self.cleaned_data.get("token_service") or "").strip()
+        others = Registry.objects.filter(token_service=service)
+        if self.registry is not None and self.registry.pk is not None:
+            others = others.exclude(pk=self.registry.pk)
+        if service and others.exists():
+            raise forms.ValidationError("Another registry uses this token service name.")
+        return service
 
     def _config_values(self) -> dict[str, Any]:
         return {

@@ -37,6 +37,7 @@ class RegistrySerializer(serializers.ModelSerializer[Registry]):
             "sync_enabled",
             "sync_interval_minutes",
             "sync_concurrency",
+            "token_service",
             "syncing_since",
             "last_sync_started_at",
             "created_at",
@@ -72,6 +73,7 @@ class RegistryWriteSerializer(serializers.ModelSerializer[Registry]):
             "sync_enabled",
             "sync_interval_minutes",
             "sync_concurrency",
+            "token_service",
         ]
 
     def validate_kind(self, kind: str) -> str:

@@ -240,3 +240,21 @@ def test_the_schema_lists_the_inventory_endpoints(client: Client, developer: Use
     for path in ("/api/v1/registries/{id}/test-connection/", "/api/v1/sync-runs/", "/api/v1/repositories/"):
         assert path in schema
     assert "secrets" in schema  # documented as write-only input
+
+
+def test_a_token_service_name_is_unique_across_registries(client: Client, admin: User) -> None:
+    client.force_login(admin)
+    body = {
+        "name": "one",
+        "kind": "distribution",
+        "endpoint": "https://one.example.test",
+        "token_service": "shared.example.test",
+    }
+    assert client.post("/api/v1/registries/", body, content_type="application/json").status_code == 201
+    clash = client.post(
+        "/api/v1/registries/",
+        body | {"name": "two", "endpoint": "https://two.example.test"},
+        content_type="application/json",
+    )
+    assert clash.status_code == 400
+    assert clash.json()["error"]["code"] == "invalid"

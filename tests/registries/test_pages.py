@@ -477,3 +477,23 @@ def test_every_browser_filter_has_a_readable_label(client: Client, developer: Us
     assert "[invalid name]" not in page
     for label in ("Name contains", "Registry", "Namespace", "Region", "Sort by"):
         assert f">{label}</label>" in page
+
+
+def test_an_admin_names_the_token_service_of_a_registry_behind_customs(client: Client, admin: User) -> None:
+    client.force_login(admin)
+    data = {
+        "name": "self-hosted",
+        "endpoint": "https://registry.example.test",
+        "region": "",
+        "sync_enabled": "on",
+        "sync_interval_minutes": 60,
+        "sync_concurrency": 8,
+        "token_service": "registry.example.test",
+        "config_page_size": 100,
+        "config_verify_tls": "on",
+    }
+    response = client.post(reverse("registries:add") + "?kind=distribution", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Registry.objects.get(name="self-hosted").token_service == "registry.example.test"
+    again = client.post(reverse("registries:add") + "?kind=distribution", data | {"name": "another"})
+    assert "Another registry uses this token service name." in again.content.decode()
