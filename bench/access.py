@@ -96,6 +96,7 @@ def _rule(rng: random.Random, groups: list[DirectoryGroup], i: int, group_count:
         group=rng.choice(groups),
         pattern=pattern,
         literal_prefix=compiled.literal_prefix,
+        regex=compiled.anchored,
         can_pull=True,
         can_push=rng.random() < 0.3,
         justification="bench",

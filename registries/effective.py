@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 
 from accounts.models import DirectoryGroup, GroupMembership, User
 from registries.models import AccessRule, Registry, Repository
+from registries.patterns import compile_pattern
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def group_reach(
     """Each rule in force for the group, with the inventoried repositories it matches."""
     reach: list[tuple[AccessRule, QuerySet[Repository]]] = []
     for rule in AccessRule.objects.in_force(now=now).filter(group=group).select_related("registry"):
-        repositories = Repository.objects.filter(name__regex=rule.regex)
+        repositories = Repository.objects.filter(name__regex=compile_pattern(rule.pattern).anchored)
         if rule.registry_id:
             repositories = repositories.filter(registry_id=rule.registry_id)
         reach.append((rule, repositories))

@@ -7,11 +7,12 @@ from typing import Any, Self
 
 from django.db import models
 from django.db.models import F, Value
-from django.db.models.lookups import Regex, StartsWith
+from django.db.models.lookups import StartsWith
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
 from registries.connectors import kind_choices
+from registries.patterns import InvalidPattern, compile_pattern
 from registries.querysets import (
     ArtifactQuerySet,
     RepositoryQuerySet,
@@ -302,9 +303,22 @@ class AccessRuleQuerySet(models.QuerySet["AccessRule"]):
         return self.filter(**{f"can_{action}": True})
 
     def matching(self, repository: str) -> Self:
-        """Rules whose pattern matches the name: the literal prefix narrows cheaply, the regex decides."""
+        """Rules whose pattern matches the name.
+
+        The database narrows by literal prefix; the patterns of what is left are matched here,
+        compiled once per process. The pattern itself is the source of truth, never a stored
+        derivative: an empty or stale regex column must not widen anyone's access.
+        """
         name = Value(repository, output_field=models.CharField())
-        return self.filter(StartsWith(name, F("literal_prefix"))).filter(Regex(name, F("regex")))
+        candidates = self.filter(StartsWith(name, F("literal_prefix"))).values_list("pk", "pattern")
+        return self.filter(pk__in=[pk for pk, pattern in candidates if _matches(pattern, repository)])
+
+
+def _matches(pattern: str, repository: str) -> bool:
+    try:
+        return compile_pattern(pattern).matches(repository)
+    except InvalidPattern:
+        return False  # a rule saved outside the services with a broken pattern grants nothing
 
 
 class AccessRule(models.Model):

@@ -166,3 +166,12 @@ def test_every_rule_change_is_audited_with_before_and_after(registry: Registry) 
         "payments/*",
     )
     assert update.detail["after"]["actions"] == ["pull", "push"]
+
+
+def test_a_rule_row_without_its_derived_columns_never_widens_access(registry: Registry) -> None:
+    # Written outside the services (a data migration, a bulk import): the pattern still decides.
+    team = factories.group()
+    AccessRule.objects.create(group=team, pattern="payments/api", can_push=True, justification="raw insert")
+    grace = person_in(team)
+    assert not effective.user_access(grace, registry, "web/shop").allows("push")
+    assert effective.user_access(grace, registry, "payments/api").allows("push")
