@@ -176,8 +176,14 @@ def login(request: HttpRequest, provider_id: str) -> HttpResponse:
 
 @login_not_required
 def callback(request: HttpRequest, provider_id: str) -> HttpResponse:
+    adapter = VerifiedOIDCAdapter(request, provider_id)
     try:
-        view = OAuth2CallbackView.adapter_view(VerifiedOIDCAdapter(request, provider_id))
+        view = OAuth2CallbackView.adapter_view(adapter)
         return view(request)  # type: ignore[no-any-return]
     except SocialApp.DoesNotExist:
         raise Http404 from None
+    except OutboundError as exc:
+        # allauth catches its own and requests' errors; ours (a provider timing out during the
+        # code exchange or the key fetch) must end on the same error page, not a 500.
+        error_page: HttpResponse = render_authentication_error(request, adapter.get_provider(), exception=exc)
+        return error_page

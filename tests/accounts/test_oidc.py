@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
+import requests
 import responses
 from allauth.socialaccount.models import SocialAccount
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -394,3 +395,18 @@ def test_a_deactivated_persons_tokens_and_session_stop_at_once(
     api = Client().get("/api/v1/me/", headers={"Authorization": f"Bearer {secret}"})
     assert api.status_code == 401
     assert not PersonalToken.objects.active().filter(owner=user).exists()
+
+
+def test_a_provider_timing_out_during_the_code_exchange_shows_the_error_page(
+    client: Client, provider: FakeProvider
+) -> None:
+    users_before = User.objects.count()
+
+    def timeout(claims: dict[str, Any]) -> str:
+        raise requests.exceptions.ReadTimeout("the provider did not answer")
+
+    provider.token_hook = timeout
+    response = finish(client, provider)
+    assert response.status_code in (400, 401)  # allauth's sign-in error page, not a 500
+    assert not signed_in(client)
+    assert nothing_created(users_before)
