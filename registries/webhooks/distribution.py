@@ -33,6 +33,10 @@ def _event(raw: Any) -> PushEvent | None:
     # A delete names the manifest by digest (then each removed tag) and carries no media type.
     if action != "delete" and media_type not in INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES:
         return None
+    for field, limit in (("repository", 255), ("tag", 128), ("digest", 100)):
+        if len(str(target.get(field, ""))) > limit:
+            # Longer than any valid name; refusing it keeps a 400 from becoming a database error.
+            raise MalformedEvent(f"the target's {field} is longer than {limit} characters")
     return PushEvent(
         event_id=str(raw["id"])[:100],
         action=action,

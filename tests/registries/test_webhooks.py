@@ -144,3 +144,28 @@ def test_blob_events_are_not_inventory() -> None:
         }
     ).encode()
     assert distribution.parse(body) == []
+
+
+def test_an_over_long_name_is_refused_as_malformed(client: Client) -> None:
+    registry = services.save_registry(
+        Registry(name="long", kind="distribution", endpoint="http://127.0.0.1:9"), actor=None, public={}
+    )
+    secret = services.rotate_webhook_secret(registry, actor=None)
+    event = {
+        "id": "e1",
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "repository": "a/" + "b" * 300,
+            "digest": "sha256:00",
+        },
+    }
+    response = client.post(
+        f"/hooks/registries/{registry.pk}/",
+        json.dumps({"events": [event]}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 400
+    assert "longer than 255" in response.json()["error"]
+    assert not WebhookEvent.objects.exists()
