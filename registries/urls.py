@@ -8,6 +8,7 @@ app_name = "registries"
 
 urlpatterns = [
     path("registries/", views.registry_list, name="list"),
+    path("registries/token-bundle.pem", views.token_bundle, name="token_bundle"),
     path("registries/add/", views.registry_add, name="add"),
     path("registries/check/", views.registry_check_new, name="check_new"),
     path("registries/<int:registry_id>/", views.registry_detail, name="detail"),

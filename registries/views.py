@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, QuerySet, Subquery
@@ -27,6 +28,7 @@ from registries import access, connectors, services
 from registries.forms import RegistryForm, ReplicaForm, RepositoryFilter
 from registries.inventory import platforms_of, pull_reference, region_states
 from registries.models import Artifact, Registry, Repository, SyncRun, Tag, WebhookEvent
+from registries.tokenserver import keys
 
 # 50 rows a page everywhere. The repository browser pages with LIMIT/OFFSET: a deep page costs
 # PostgreSQL the skipped rows, which at 50 a page stays cheap far past anyone's patience for
@@ -268,9 +270,19 @@ def registry_detail(request: HttpRequest, registry_id: int) -> HttpResponse:
             "can_change": can_change,
             "replica_form": ReplicaForm() if can_change else None,
             "notifications_url": request.build_absolute_uri(notifications_path(registry)),
+            "token_realm": request.build_absolute_uri(reverse("tokenserver:token")),
+            "token_issuer": settings.REGISTRY_TOKEN_ISSUER,
         }
     )
     return render(request, "registries/detail.html", context)
+
+
+@require_GET
+def token_bundle(request: HttpRequest) -> HttpResponse:
+    """The certificates registries behind Customs' token server must trust (auth.token.rootcertbundle)."""
+    response = HttpResponse(keys.bundle(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="customs-registry-tokens.pem"'
+    return response
 
 
 @require_GET

@@ -196,6 +196,8 @@ MATRIX: dict[str, Row] = {
     ),
     # The registry token server authenticates each request itself; without a known service it is a 400.
     "tokenserver:token": Row((400, 400, 400, 400, 400)),
+    # Certificates only (public keys): the same bundle every registry behind Customs must trust.
+    "registries:token_bundle": Row((200, 200, 200, 200, 302)),
     "healthz": Row((200, 200, 200, 200, 200)),
     "readyz": Row((200, 200, 200, 200, 200)),
     "metrics": Row((200, 200, 403, 403, 401)),

@@ -497,3 +497,26 @@ def test_an_admin_names_the_token_service_of_a_registry_behind_customs(client: C
     assert Registry.objects.get(name="self-hosted").token_service == "registry.example.test"
     again = client.post(reverse("registries:add") + "?kind=distribution", data | {"name": "another"})
     assert "Another registry uses this token service name." in again.content.decode()
+
+
+def test_a_registry_behind_customs_shows_its_token_configuration(
+    client: Client, admin: User, developer: User
+) -> None:
+    from registries.tokenserver import keys
+
+    keys.generate(actor=None)
+    registry = factories.registry()
+    Registry.objects.filter(pk=registry.pk).update(token_service="registry.example.test")
+    client.force_login(admin)
+    page = client.get(reverse("registries:detail", args=[registry.pk])).content.decode()
+    assert "service: registry.example.test" in page
+    assert "realm: http://testserver/auth/token" in page
+    bundle = client.get(reverse("registries:token_bundle"))
+    assert bundle.status_code == 200
+    assert bundle.content.decode().startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" not in bundle.content.decode()
+    client.force_login(developer)
+    assert (
+        "service: registry.example.test"
+        not in client.get(reverse("registries:detail", args=[registry.pk])).content.decode()
+    )
