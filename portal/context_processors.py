@@ -19,6 +19,7 @@ class NavItem:
 NAVIGATION = [
     NavItem("Dashboard", "portal:dashboard", Role.DEVELOPER, ""),
     NavItem("Registries", "registries:list", Role.DEVELOPER, "registries"),
+    NavItem("Repositories", "registries:repositories", Role.DEVELOPER, "repositories"),
     NavItem("Access", "accounts:access", Role.REVIEWER, "access"),
     NavItem("Credentials", "accounts:credentials", Role.REVIEWER, "credentials"),
     NavItem("Base images", "registries:base_images", Role.DEVELOPER, "base-images"),

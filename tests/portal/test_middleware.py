@@ -29,3 +29,16 @@ def test_a_session_ends_once_the_person_is_no_longer_active(
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
     assert "_auth_user_id" not in client.session
+
+
+def test_the_menu_shows_each_role_only_the_pages_it_opens(
+    client: Client, developer: User, reviewer: User
+) -> None:
+    client.force_login(developer)
+    menu = client.get("/").content.decode().split('aria-label="Main"', 1)[1].split("</nav>", 1)[0]
+    assert ">Repositories</a>" in menu
+    assert ">Audit</a>" not in menu
+    client.force_login(reviewer)
+    menu = client.get("/").content.decode().split('aria-label="Main"', 1)[1].split("</nav>", 1)[0]
+    assert ">Audit</a>" in menu
+    assert 'aria-current="page">Dashboard</a>' in menu
