@@ -43,12 +43,6 @@ class Access:
 NO_ACCESS = Access(actions=frozenset(), evidence=())
 
 
-def matching_rules(registry: Registry, repository: str, *, now: datetime | None = None) -> list[AccessRule]:
-    """Rules in force on this registry whose pattern matches the repository."""
-    rules = AccessRule.objects.in_force(now=now).for_registry(registry).matching(repository)
-    return list(rules.select_related("group"))
-
-
 def user_access(user: User, registry: Registry, repository: str, *, now: datetime | None = None) -> Access:
     """What this person may do on this repository, and why."""
     if not user.may_sign_in:
