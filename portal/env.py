@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,6 +54,19 @@ def env_list(
     raw = _get(environ, name)
     items = [item.strip() for item in raw.split(separator) if item.strip()]
     return items or list(default or [])
+
+
+def env_networks(
+    name: str, default: list[str], *, environ: Environ = None
+) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated CIDR networks; "none" for an empty list (unset means the default)."""
+    items = env_list(name, default, environ=environ)
+    if [item.lower() for item in items] == ["none"]:
+        return ()
+    try:
+        return tuple(ip_network(item) for item in items)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
 def env_secret(name: str, default: str = "", *, environ: Environ = None) -> str:

@@ -6,10 +6,15 @@ patch here. Sessions do not retry: tasks retry TransientError under TRANSIENT_RE
 
 from __future__ import annotations
 
+import socket
+from ipaddress import IPv6Address, ip_address
 from typing import Any
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 
 class OutboundError(Exception):
@@ -28,6 +33,55 @@ class PermanentError(OutboundError):
     """The other side refused and will keep refusing until someone changes something."""
 
 
+class DeniedDestination(PermanentError):
+    """The address connected to is in CUSTOMS_OUTBOUND_DENY_NETWORKS (e.g. a cloud metadata service)."""
+
+
+def _refuse_denied_peer(sock: socket.socket, host: str) -> None:
+    # The address actually connected to, not what a name resolved to earlier: a name that resolves
+    # to a public address for a check and to 169.254.169.254 for the request gets nowhere.
+    peer = ip_address(sock.getpeername()[0].split("%", 1)[0])
+    if isinstance(peer, IPv6Address) and peer.ipv4_mapped:
+        peer = peer.ipv4_mapped
+    if any(peer in network for network in settings.OUTBOUND_DENY_NETWORKS):
+        sock.close()
+        raise DeniedDestination(
+            f"{host} connects to {peer}, which CUSTOMS_OUTBOUND_DENY_NETWORKS forbids "
+            "(a cloud metadata or link-local address)"
+        )
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _refuse_denied_peer(sock, self.host)
+        return sock
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _refuse_denied_peer(sock, self.host)
+        return sock
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """Connections whose peer address is checked against the deny list before a byte is sent."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+        self.poolmanager.key_fn_by_scheme = dict(self.poolmanager.key_fn_by_scheme)
+
+
 class OutboundSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         # requests has no default timeout; without one a stuck server holds a worker forever.
@@ -43,6 +97,8 @@ def outbound_session(*, purpose: str) -> OutboundSession:
     from portal import __version__
 
     session = OutboundSession()
+    session.mount("http://", _GuardedAdapter())
+    session.mount("https://", _GuardedAdapter())
     session.headers["User-Agent"] = f"Customs/{__version__} ({purpose})"
     # trust_env off: no ~/.netrc credentials or stray proxy variables; only our settings apply.
     session.trust_env = False

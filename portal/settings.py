@@ -18,7 +18,15 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.sso import providers_from_env
-from portal.env import env_bool, env_int, env_list, env_secret, env_secret_list, env_str
+from portal.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_networks,
+    env_secret,
+    env_secret_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CUSTOMS_DATA_DIR", str(BASE_DIR / "var")))
@@ -279,6 +287,13 @@ OUTBOUND_TIMEOUT = env_int("CUSTOMS_OUTBOUND_TIMEOUT", 30, minimum=1)
 _PROXY = env_secret("CUSTOMS_OUTBOUND_PROXY")
 OUTBOUND_PROXIES = {"http": _PROXY, "https": _PROXY} if _PROXY else {}
 OUTBOUND_CA_BUNDLE = env_str("CUSTOMS_OUTBOUND_CA_BUNDLE") or None
+# Cloud instance-metadata services hand out the host's own cloud credentials to anyone who can
+# make it send a request; registry endpoints and webhook URLs are typed by people, so no outbound
+# call may reach them. Private ranges stay reachable: self-hosted registries live there.
+OUTBOUND_DENY_NETWORKS = env_networks(
+    "CUSTOMS_OUTBOUND_DENY_NETWORKS",
+    ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32"],
+)
 
 # --- API ----------------------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import socket
+from ipaddress import ip_address, ip_network
 
 import pytest
 import responses
 from django.test import override_settings
 
 from portal import __version__
-from portal.http import TransientError, outbound_session
+from portal.env import env_networks
+from portal.http import DeniedDestination, TransientError, outbound_session
 
 
 @responses.activate
@@ -56,3 +58,50 @@ def test_a_stalled_server_times_out_as_transient() -> None:
     port = server.getsockname()[1]
     with server, pytest.raises(TransientError, match="timed out"):
         outbound_session(purpose="test").get(f"http://127.0.0.1:{port}/", timeout=0.3)
+
+
+def test_a_denied_network_is_refused_before_anything_is_sent() -> None:
+    # Loopback stands in for the metadata service: what counts is the address connected to.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with (
+            override_settings(OUTBOUND_DENY_NETWORKS=(ip_network("127.0.0.0/8"),)),
+            pytest.raises(DeniedDestination, match="127.0.0.1, which CUSTOMS_OUTBOUND_DENY_NETWORKS forbids"),
+        ):
+            outbound_session(purpose="test").get(f"http://localhost:{port}/latest/meta-data/", timeout=2)
+        server.settimeout(0.5)
+        connection, _ = server.accept()  # the TCP handshake happened, but the request never left
+        with connection:
+            connection.settimeout(0.5)
+            assert connection.recv(100) == b""
+
+
+def test_addresses_outside_the_deny_list_are_reached() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        # Nothing answers, so the call times out: it was allowed to try.
+        with (
+            override_settings(OUTBOUND_DENY_NETWORKS=(ip_network("169.254.0.0/16"),)),
+            pytest.raises(TransientError, match="timed out"),
+        ):
+            outbound_session(purpose="test").get(f"http://127.0.0.1:{port}/", timeout=0.3)
+
+
+def test_https_connections_are_checked_too() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with (
+            override_settings(OUTBOUND_DENY_NETWORKS=(ip_network("127.0.0.0/8"),)),
+            pytest.raises(DeniedDestination),
+        ):
+            outbound_session(purpose="test").get(f"https://127.0.0.1:{port}/", timeout=2)
+
+
+def test_the_default_deny_list_covers_the_metadata_services() -> None:
+    defaults = env_networks("UNSET_FOR_TEST", [], environ={})
+    assert defaults == ()
+    from django.conf import settings
+
+    for address in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254"):
+        assert any(ip_address(address) in net for net in settings.OUTBOUND_DENY_NETWORKS), address
+    assert not any(ip_address("10.1.2.3") in net for net in settings.OUTBOUND_DENY_NETWORKS)

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _variables_read_by_settings() -> set[str]:
     source = (ROOT / "portal" / "settings.py").read_text()
-    return set(re.findall(r'env_(?:str|bool|int|list|secret|secret_list)\(\s*"([A-Z_]+)"', source))
+    return set(re.findall(r'env_(?:str|bool|int|list|networks|secret|secret_list)\(\s*"([A-Z_]+)"', source))
 
 
 def test_every_setting_variable_is_in_the_readme() -> None:
