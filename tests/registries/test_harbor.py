@@ -13,7 +13,8 @@ from registries.connectors.errors import AuthError, ConfigError, RateLimited, Tr
 from registries.connectors.harbor import HarborConnector
 from registries.demo import images as im
 from registries.models import Artifact, Registry, Repository, SyncRun, Tag
-from tests.fakes.harbor import Answer, FakeHarbor
+from tests.fakes.harbor import FakeHarbor
+from tests.fakes.server import Answer
 from tests.registries.harness import RunningRegistry
 
 PUSHED = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
@@ -124,9 +125,7 @@ def test_throttling_says_when_to_come_back(registry: RunningRegistry, harbor: Fa
 
 
 def test_page_size_is_bounded_by_harbors_cap() -> None:
-    with pytest.raises(
-        ConfigError, match="page_size: Value error, page size must be between 1 and 100"
-    ):
+    with pytest.raises(ConfigError, match="page_size: Value error, page size must be between 1 and 100"):
         connectors.config_for(
             "harbor",
             {"url": "https://harbor.example.test", "username": "u", "page_size": 500},

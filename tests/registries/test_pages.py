@@ -101,7 +101,7 @@ def test_an_admin_adds_a_registry_and_the_password_is_stored_but_never_shown(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     client.force_login(admin)
-    form = client.get(ADD)
+    form = client.get(ADD + "?kind=distribution")
     assert 'type="password"' in body(form)
     response = client.post(ADD, form_data())
     registry = Registry.objects.get(name="prod-eu")
@@ -118,6 +118,14 @@ def test_an_admin_adds_a_registry_and_the_password_is_stored_but_never_shown(
     assert PASSWORD not in caplog.text
     event = AuditEvent.objects.get(action=AuditAction.REGISTRY_CREATED)
     assert PASSWORD not in str(event.detail)
+
+
+def test_adding_a_registry_starts_with_the_choice_of_kind(client: Client, admin: User) -> None:
+    client.force_login(admin)
+    page = body(client.get(ADD))
+    assert "?kind=distribution" in page
+    assert "?kind=harbor" in page
+    assert 'type="password"' not in page  # no settings until the kind is known
 
 
 def test_a_refused_form_does_not_echo_the_password(client: Client, admin: User) -> None:
