@@ -8,10 +8,13 @@ from pydantic import ValidationError
 
 from registries.connectors.base import Connector, ConnectorConfig
 from registries.connectors.distribution import DistributionConnector
+from registries.connectors.dockerhub import DockerHubConnector
 from registries.connectors.errors import ConfigError
 from registries.connectors.harbor import HarborConnector
 
-CONNECTORS: dict[str, type[Connector]] = {c.kind: c for c in (DistributionConnector, HarborConnector)}
+CONNECTORS: dict[str, type[Connector]] = {
+    c.kind: c for c in (DistributionConnector, DockerHubConnector, HarborConnector)
+}
 
 
 def kind_choices() -> list[tuple[str, str]]:
