@@ -36,3 +36,24 @@ class TokenForm(forms.Form):
 class RoleBindingForm(forms.Form):
     group = forms.ModelChoiceField(queryset=DirectoryGroup.objects.all(), help_text="A directory group.")
     role = forms.ChoiceField(choices=[(Role.REVIEWER, "Reviewer"), (Role.ADMIN, "Admin")])
+
+
+class RobotTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=64,
+        help_text="Lowercase letters and digits joined by - _ or ., e.g. “ci-payments”. "
+        "The registry username becomes robot$<name>; names are never reused.",
+    )
+    description = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What uses it and who looks after it.",
+    )
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=settings.TOKEN_MAX_DAYS,
+        initial=settings.TOKEN_DEFAULT_DAYS,
+        label="Expires in (days)",
+        help_text=f"At most {settings.TOKEN_MAX_DAYS}.",
+    )

@@ -9,6 +9,7 @@ from typing import Self
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -26,6 +27,21 @@ class PersonalTokenQuerySet(models.QuerySet["PersonalToken"]):
         if user.role in (Role.ADMIN, Role.REVIEWER):
             return self
         return self.filter(owner=user)
+
+    def revoke(self, *, now: datetime | None = None) -> int:
+        return self.filter(revoked_at=None).update(revoked_at=now or timezone.now())
+
+
+class RobotTokenQuerySet(models.QuerySet["RobotToken"]):
+    def active(self, *, now: datetime | None = None) -> Self:
+        """Not revoked, not expired, and still owned by a group: robots that still open a door."""
+        return self.filter(revoked_at=None, expires_at__gt=now or timezone.now(), group__isnull=False)
+
+    def visible_to(self, user: User) -> Self:
+        # Robots belong to groups, not people: reviewers and admins see them, nobody else does.
+        if user.role in (Role.ADMIN, Role.REVIEWER):
+            return self
+        return self.none()
 
     def revoke(self, *, now: datetime | None = None) -> int:
         return self.filter(revoked_at=None).update(revoked_at=now or timezone.now())
@@ -209,6 +225,61 @@ class PersonalToken(models.Model):
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class RobotToken(models.Model):
+    """A registry token owned by a directory group, for CI and machines. Only its lookup and digest are kept.
+
+    The robot may do exactly what the access rules give its group; when the group is deleted the
+    robot keeps its row (hygiene reports need it) but grants nothing and is refused at login.
+    """
+
+    # Harbor's convention: registries and their logs see `robot$<name>`, never mistaken for a person.
+    USERNAME_PREFIX = "robot$"
+    # Lowercase letters and digits, joined by single `-`, `_` or `.`: safe in a Basic username and a shell.
+    NAME_PATTERN = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z"
+
+    group = models.ForeignKey(
+        DirectoryGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="robot_tokens"
+    )
+    # Never reused, even after revocation: `robot$<name>` in a registry's log names one robot forever.
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(NAME_PATTERN, "lowercase letters and digits, joined by - _ or .")],
+    )
+    description = models.TextField(blank=True)
+    lookup = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RobotTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.username} ({self.lookup}…)"
+
+    @property
+    def username(self) -> str:
+        return self.USERNAME_PREFIX + self.name
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        if self.group_id is None:
+            return "orphaned"  # its group was deleted in the directory
+        return "active"
 
 
 class ScimToken(models.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import tokens
-from accounts.models import DirectoryGroup, PersonalToken, RoleBinding, Source, User
+from accounts.models import DirectoryGroup, PersonalToken, RobotToken, RoleBinding, Source, User
 from accounts.roles import Role
 from portal import audit
 from portal.audit import AuditAction
@@ -105,12 +106,91 @@ def authenticate_token(raw: str, *, kind: PersonalToken.Kind) -> PersonalToken |
     return token
 
 
-def _note_use(token: PersonalToken) -> None:
+def _note_use(token: PersonalToken | RobotToken) -> None:
+    # At most one write per token per TOKEN_LAST_USED_RESOLUTION: a busy CI robot asks for a
+    # registry token on every pull, and hygiene reports only need "used recently".
     now = timezone.now()
     if token.last_used_at and now - token.last_used_at < settings.TOKEN_LAST_USED_RESOLUTION:
         return
-    PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    type(token)._default_manager.filter(pk=token.pk).update(last_used_at=now)
     token.last_used_at = now
+
+
+# --- robot tokens: registry credentials owned by a directory group --------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedRobotToken:
+    robot: RobotToken
+    secret: str  # shown once, to the admin who made it, then gone
+
+
+def create_robot_token(
+    group: DirectoryGroup, *, actor: User | None, name: str, description: str = "", days: int | None = None
+) -> IssuedRobotToken:
+    """Mint a robot token for a group. The secret exists only in the return value."""
+    name = name.strip()
+    _check_robot_request(name, days)
+    raw, lookup, digest = tokens.mint(prefix=tokens.ROBOT_PREFIX)
+    expires_at = timezone.now() + timedelta(days=days or settings.TOKEN_DEFAULT_DAYS)
+    try:
+        with transaction.atomic():
+            robot = RobotToken.objects.create(
+                group=group,
+                name=name,
+                description=description.strip(),
+                lookup=lookup,
+                digest=digest,
+                created_by=actor,
+                expires_at=expires_at,
+            )
+            audit.record(
+                actor,
+                AuditAction.ROBOT_TOKEN_CREATED,
+                target=robot,
+                group=group.external_id,
+                username=robot.username,
+                expires_at=expires_at,
+            )
+    except IntegrityError:  # two admins picked the same name at the same moment
+        raise RequestRejected(f"a robot named “{name}” already exists; names are never reused") from None
+    return IssuedRobotToken(robot=robot, secret=raw)
+
+
+def _check_robot_request(name: str, days: int | None) -> None:
+    if not re.match(RobotToken.NAME_PATTERN, name) or len(name) > 64:
+        raise RequestRejected(
+            "a robot name is up to 64 lowercase letters and digits joined by single - _ or ."
+            " (e.g. ci-payments)"
+        )
+    if RobotToken.objects.filter(name=name).exists():
+        raise RequestRejected(f"a robot named “{name}” already exists; names are never reused")
+    if days is not None and not 1 <= days <= settings.TOKEN_MAX_DAYS:
+        raise RequestRejected(f"a robot token lasts from 1 to {settings.TOKEN_MAX_DAYS} days")
+
+
+def revoke_robot_token(robot: RobotToken, *, actor: User | None) -> bool:
+    """Revoke at once. Returns False when it was already revoked. Safe to repeat."""
+    with transaction.atomic():
+        if not RobotToken.objects.filter(pk=robot.pk, revoked_at=None).update(revoked_at=timezone.now()):
+            return False
+        robot.refresh_from_db(fields=["revoked_at"])
+        audit.record(actor, AuditAction.ROBOT_TOKEN_REVOKED, target=robot, username=robot.username)
+    return True
+
+
+def authenticate_robot(raw: str) -> RobotToken | None:
+    """The active robot the secret belongs to, with its group, or None. One indexed read."""
+    if not tokens.looks_like_token(raw, tokens.ROBOT_PREFIX):
+        return None
+    # active() also drops robots whose group was deleted: they grant nothing, so they are refused.
+    robot = (
+        RobotToken.objects.active().select_related("group").filter(lookup=raw[: tokens.LOOKUP_LENGTH]).first()
+    )
+    if robot is None or not tokens.matches(raw, robot.digest):
+        return None
+    _note_use(robot)
+    return robot
 
 
 def bind_role(group: DirectoryGroup, role: str, *, actor: User | None) -> RoleBinding:

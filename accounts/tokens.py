@@ -13,6 +13,7 @@ LOOKUP_LENGTH = 12  # "cst_" and 8 random characters: indexed, so a check reads 
 
 
 SCIM_PREFIX = "csp_"  # SCIM provisioning tokens: another prefix, so one can never pass for the other
+ROBOT_PREFIX = "csr_"  # robot tokens, owned by a directory group: never accepted as a personal token
 
 
 def mint(prefix: str = PREFIX) -> tuple[str, str, str]:

@@ -14,6 +14,8 @@ urlpatterns = [
     path("credentials/", views.credential_list, name="credentials"),
     path("access/", views.access_page, name="access"),
     path("access/groups/<int:group_id>/", views.group_detail, name="group_detail"),
+    path("access/groups/<int:group_id>/robots/", views.robot_create, name="robot_create"),
+    path("access/robots/<int:robot_id>/revoke/", views.robot_revoke, name="robot_revoke"),
     path("access/role-bindings/", views.role_binding_create, name="role_binding_create"),
     path(
         "access/role-bindings/<int:binding_id>/delete/", views.role_binding_delete, name="role_binding_delete"

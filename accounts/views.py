@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import access, services
 from accounts.access import signed_in_user
-from accounts.forms import RoleBindingForm, TokenForm
-from accounts.models import DirectoryGroup, PersonalToken, RoleBinding
+from accounts.forms import RobotTokenForm, RoleBindingForm, TokenForm
+from accounts.models import DirectoryGroup, PersonalToken, RobotToken, RoleBinding
 from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.errors import RequestRejected
@@ -68,17 +68,20 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 @require_GET
 @role_required(Role.REVIEWER)
 def credential_list(request: HttpRequest) -> HttpResponse:
-    """Every Customs token, for reviewers: owner, scope, expiry, last use."""
+    """Every Customs token and robot token, for reviewers: owner, scope, expiry, last use."""
     state = request.GET.get("state", "active")
     tokens = PersonalToken.objects.visible_to(signed_in_user(request)).select_related("owner")
+    robots = RobotToken.objects.visible_to(signed_in_user(request)).select_related("group", "created_by")
     if state == "active":
-        tokens = tokens.active()
+        tokens, robots = tokens.active(), robots.active()
     page = Paginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "accounts/credentials.html",
         {
             "page": page,
+            # Unpaginated: robots are made by admins one at a time, so there are tens, not thousands.
+            "robots": robots,
             "state": state,
             "can_revoke_any": signed_in_user(request).has_role(Role.ADMIN),
         },
@@ -114,10 +117,63 @@ def access_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.REVIEWER)
 def group_detail(request: HttpRequest, group_id: int) -> HttpResponse:
+    """A group's members and its robot tokens; admins create and revoke robots here."""
     group = get_object_or_404(DirectoryGroup, pk=group_id)
+    return _group_page(request, group, RobotTokenForm())
+
+
+def _group_page(
+    request: HttpRequest, group: DirectoryGroup, robot_form: RobotTokenForm, *, status: int = 200
+) -> HttpResponse:
     memberships = group.memberships.select_related("user").order_by("user__username")
     page = Paginator(memberships, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "accounts/group_detail.html", {"group": group, "page": page})
+    robots = group.robot_tokens.select_related("created_by")
+    context = {
+        "group": group,
+        "page": page,
+        "robots": robots,
+        "robot_form": robot_form,
+        "can_manage_robots": signed_in_user(request).has_role(Role.ADMIN),
+    }
+    return render(request, "accounts/group_detail.html", context, status=status)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def robot_create(request: HttpRequest, group_id: int) -> HttpResponse:
+    """A robot token for this group; the secret is shown once, on the page this answers."""
+    group = get_object_or_404(DirectoryGroup, pk=group_id)
+    form = RobotTokenForm(request.POST)
+    if form.is_valid():
+        try:
+            issued = services.create_robot_token(
+                group,
+                actor=signed_in_user(request),
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                days=form.cleaned_data["days"],
+            )
+        except RequestRejected as exc:
+            form.add_error("name", str(exc))
+        else:
+            # Rendered, not redirected: the secret must never land in a session, URL or cache.
+            response = render(request, "accounts/robot_created.html", {"issued": issued})
+            response["Cache-Control"] = "no-store"
+            return response
+    return _group_page(request, group, form, status=400)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def robot_revoke(request: HttpRequest, robot_id: int) -> HttpResponse:
+    user = signed_in_user(request)
+    robot = get_object_or_404(RobotToken.objects.visible_to(user), pk=robot_id)
+    if services.revoke_robot_token(robot, actor=user):
+        messages.success(request, f"Robot token {robot.username} revoked.")
+    # A fixed choice of pages, never a URL from the form: no open redirect.
+    if request.POST.get("back") == "credentials" or robot.group_id is None:
+        return redirect("accounts:credentials")
+    return redirect("accounts:group_detail", group_id=robot.group_id)
 
 
 @require_POST

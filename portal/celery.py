@@ -31,4 +31,6 @@ app.conf.beat_schedule = {
     "verify-audit-chain": {"task": "portal.tasks.verify_audit_chain", "schedule": timedelta(hours=1)},
     "schedule-registry-syncs": {"task": "registries.tasks.schedule_syncs", "schedule": timedelta(minutes=5)},
     "free-stuck-syncs": {"task": "registries.tasks.free_stuck_syncs", "schedule": timedelta(minutes=15)},
+    # Rules expire without an event, and an expired rule can turn a registry's grant into drift.
+    "check-access-drift": {"task": "registries.tasks.check_access_drift", "schedule": timedelta(hours=1)},
 }

@@ -13,7 +13,7 @@ class NavItem:
     label: str
     url_name: str
     role: Role
-    section: str  # the first path segment the item owns, to mark it current
+    section: str  # the path (first segments) the item owns, to mark it current; the longest match wins
 
 
 NAVIGATION = [
@@ -21,6 +21,9 @@ NAVIGATION = [
     NavItem("Registries", "registries:list", Role.DEVELOPER, "registries"),
     NavItem("Repositories", "registries:repositories", Role.DEVELOPER, "repositories"),
     NavItem("Access", "accounts:access", Role.REVIEWER, "access"),
+    NavItem("Rules", "registries:rules", Role.REVIEWER, "access/rules"),
+    NavItem("Explorer", "registries:explore", Role.REVIEWER, "access/explore"),
+    NavItem("My access", "registries:my_access", Role.DEVELOPER, "access/mine"),
     NavItem("Credentials", "accounts:credentials", Role.REVIEWER, "credentials"),
     NavItem("Base images", "registries:base_images", Role.DEVELOPER, "base-images"),
     NavItem("Findings", "portal:findings", Role.REVIEWER, "findings"),
@@ -34,7 +37,12 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     user = request.user
     if not user.is_authenticated:
         return {"navigation": []}
-    section = request.path.strip("/").split("/", 1)[0]
+    path = request.path.strip("/")
+    # /access/rules/ is Rules' page, not Access's too: the item owning the longest prefix is current.
+    owners = [
+        item.section for item in NAVIGATION if path == item.section or path.startswith(item.section + "/")
+    ]
+    section = max(owners, key=len, default=None)
     items = [
         {"label": item.label, "url": reverse(item.url_name), "current": item.section == section}
         for item in NAVIGATION

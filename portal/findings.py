@@ -50,6 +50,32 @@ AUDIT_CHAIN_BROKEN = register(
 )
 
 
+# Access drift (registries/drift.py), for registries whose connector reads grants; one registry's
+# findings are scoped "registry-<pk>". A registry behind Customs' token server never has any.
+ACCESS_WITHOUT_RULE = register(
+    FindingKind(
+        slug="access_without_rule",
+        severity=Severity.HIGH,
+        title="Registry access without a rule",
+        explanation=(
+            "A registry grants a principal actions that no access rule in Customs gives it: access "
+            "outside the directory's control, e.g. a robot, a person who left, or a hand-made grant."
+        ),
+    )
+)
+RULE_NOT_REFLECTED = register(
+    FindingKind(
+        slug="rule_not_reflected",
+        severity=Severity.LOW,
+        title="Access rule not reflected in the registry",
+        explanation=(
+            "An access rule gives a group actions on repositories that the registry does not grant "
+            "that group: its members are refused what Customs says they may do."
+        ),
+    )
+)
+
+
 @dataclass(frozen=True)
 class Observation:
     """One subject for which a rule's condition holds right now, with the evidence for it."""

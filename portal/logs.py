@@ -7,9 +7,10 @@ import re
 
 from portal import requestid
 
-# Customs tokens (cst_…, SCIM csp_…), bearer headers and URL userinfo: the shapes a secret takes in a message.
+# Customs secrets (personal cst_…, robot csr_…, SCIM csp_…, webhook crw_…), bearer headers and URL
+# userinfo: the shapes a secret takes in a message.
 _SECRET_SHAPES = [
-    (re.compile(r"(cst|csp|crw)_[A-Za-z0-9_-]{8,}"), r"\1_[redacted]"),
+    (re.compile(r"(cst|csr|csp|crw)_[A-Za-z0-9_-]{8,}"), r"\1_[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1[redacted]"),
     (re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+@"), r"\1[redacted]@"),
 ]

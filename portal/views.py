@@ -24,6 +24,7 @@ from portal.api.serializers import AuditEventSerializer
 from portal.audit import AuditAction
 from portal.forms import AuditSearchForm, SuppressForm
 from portal.models import AuditEvent, Finding
+from portal.querystring import query_without
 
 PAGE_SIZE = 50
 
@@ -93,20 +94,13 @@ def finding_list(request: HttpRequest) -> HttpResponse:
         "portal/findings.html",
         {
             "page": page,
-            "query": _filters_without_page(request),
+            "query": query_without(request, "page"),
             "state": state,
             "severity": severity,
             "severities": Finding.Severity.choices,
             "kinds": findings.KINDS,
         },
     )
-
-
-def _filters_without_page(request: HttpRequest) -> str:
-    """The list's filters as a query string, for page links that must keep them."""
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
 
 
 @require_http_methods(["GET", "POST"])
@@ -161,7 +155,7 @@ def _searched_events(request: HttpRequest) -> tuple[AuditSearchForm, QuerySet[Au
 def audit_list(request: HttpRequest) -> HttpResponse:
     form, events = _searched_events(request)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"form": form, "page": page, "query": _filters_without_page(request)}
+    context = {"form": form, "page": page, "query": query_without(request, "page")}
     # htmx asks for the results alone while someone types in the search form.
     template = "portal/_audit_results.html" if getattr(request, "htmx", False) else "portal/audit.html"
     return render(request, template, context)

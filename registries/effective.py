@@ -2,19 +2,23 @@
 
 Rules only allow, and access is the union of the rules that match: a person's actions on a
 repository are those of every rule in force for a group they belong to, on that registry (or all),
-whose pattern matches the repository. Disabled and departed people have none.
+whose pattern matches the repository. Disabled and departed people have none. A robot token's
+actions are those of the rules in force for the group that owns it, and nothing else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from accounts.models import DirectoryGroup, GroupMembership, User
+from accounts.models import DirectoryGroup, GroupMembership, RobotToken, User
 from registries.models import AccessRule, Registry, Repository
-from registries.patterns import compile_pattern
+from registries.patterns import InvalidPattern, compile_pattern
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,24 @@ def user_access(user: User, registry: Registry, repository: str, *, now: datetim
         .select_related("group")
     )
     evidence = [_evidence(rule, memberships[rule.group_id]) for rule in rules]
+    return Access(actions=frozenset(a for e in evidence for a in e.actions), evidence=tuple(evidence))
+
+
+def robot_access(
+    robot: RobotToken, registry: Registry, repository: str, *, now: datetime | None = None
+) -> Access:
+    """What this robot may do on this repository, and why: its group's rules, no membership involved."""
+    # Revoked, expired and orphaned robots (their group deleted) grant nothing, like a departed person.
+    if robot.revoked_at or robot.expires_at <= (now or timezone.now()) or robot.group_id is None:
+        return NO_ACCESS
+    rules = (
+        AccessRule.objects.in_force(now=now)
+        .for_registry(registry)
+        .filter(group_id=robot.group_id)
+        .matching(repository)
+        .select_related("group")
+    )
+    evidence = [_evidence(rule) for rule in rules]
     return Access(actions=frozenset(a for e in evidence for a in e.actions), evidence=tuple(evidence))
 
 
@@ -113,3 +135,103 @@ def _evidence(rule: AccessRule, membership: GroupMembership | None = None) -> Ev
         membership_source=membership.source if membership else "",
         membership_synced_at=membership.synced_at if membership else None,
     )
+
+
+# --- Added for the access pages and API: reach counts, rules reaching a person, the full report -------
+
+
+def repository_scope(rule: AccessRule) -> Q:
+    """The inventoried repositories a rule matches, as a filter (the pattern is the source of truth)."""
+    try:
+        anchored = compile_pattern(rule.pattern).anchored
+    except InvalidPattern:
+        return Q(pk__in=[])  # a rule saved outside the services with a broken pattern matches nothing
+    on_registry = Q(registry_id=rule.registry_id) if rule.registry_id else Q()
+    return Q(name__regex=anchored) & on_registry
+
+
+def reach_counts(rules: Iterable[AccessRule]) -> dict[int, int]:
+    """How many inventoried repositories each rule matches: one pass over the inventory for all of them."""
+    counts = {f"rule_{rule.pk}": Count("pk", filter=repository_scope(rule)) for rule in rules}
+    if not counts:
+        return {}
+    totals = Repository.objects.order_by().aggregate(**counts)
+    return {int(key.removeprefix("rule_")): value or 0 for key, value in totals.items()}
+
+
+def rules_reaching(
+    user: User, *, registry: Registry | None = None, now: datetime | None = None
+) -> list[tuple[AccessRule, GroupMembership]]:
+    """The rules in force that reach a person, each with the membership it reaches them through."""
+    if not user.may_sign_in:
+        return []
+    memberships = {m.group_id: m for m in GroupMembership.objects.filter(user=user).select_related("group")}
+    rules = AccessRule.objects.in_force(now=now).filter(group_id__in=memberships)
+    if registry is not None:
+        rules = rules.for_registry(registry)
+    return [(rule, memberships[rule.group_id]) for rule in rules.select_related("group", "registry")]
+
+
+REPORT_COLUMNS = (
+    "username",
+    "display_name",
+    "status",
+    "group",
+    "group_external_id",
+    "membership_source",
+    "membership_synced_at",
+    "rule_id",
+    "registry",
+    "pattern",
+    "actions",
+    "expires_at",
+)
+
+
+def access_report(
+    *,
+    registry: Registry | None = None,
+    group: DirectoryGroup | None = None,
+    now: datetime | None = None,
+    chunk_size: int = 2000,
+) -> Iterator[tuple[Any, ...]]:
+    """One row per (person, membership, rule in force), in REPORT_COLUMNS order, read in chunks.
+
+    Everyone in a group is listed, whatever their status: the status column tells reviewers whom a
+    rule reaches on paper but grants nothing to (disabled and departed people).
+    """
+    rules = AccessRule.objects.in_force(now=now)
+    if registry is not None:
+        rules = rules.for_registry(registry)
+    if group is not None:
+        rules = rules.filter(group=group)
+    # One join from each membership to its group's rules: the values below reuse the join the
+    # filter made, so each row pairs a membership with one rule in force.
+    rule = "group__access_rules__"
+    rows = (
+        GroupMembership.objects.filter(**{f"{rule}in": rules})
+        .order_by("user__username", "group__display_name", f"{rule}pattern", f"{rule}pk")
+        .values_list(
+            "user__username",
+            "user__display_name",
+            "user__status",
+            "group__display_name",
+            "group__external_id",
+            "source",
+            "synced_at",
+            f"{rule}pk",
+            f"{rule}registry__name",
+            f"{rule}pattern",
+            f"{rule}can_pull",
+            f"{rule}can_push",
+            f"{rule}can_delete",
+            f"{rule}expires_at",
+        )
+    )
+    for *person, rule_id, registry_name, pattern, pull, push, delete, expires_at in rows.iterator(
+        chunk_size=chunk_size
+    ):
+        actions = ",".join(
+            a for a, allowed in zip(AccessRule.ACTIONS, (pull, push, delete), strict=True) if allowed
+        )
+        yield (*person, rule_id, registry_name or "*", pattern, actions, expires_at)

@@ -2,22 +2,28 @@
 
 RepositoryFilter serves both the repository browser and /api/v1/repositories/, so the two
 cannot drift apart: one set of parameters (search, registry, namespace, region, ordering).
+RuleFilter does the same for the access-rule list and /api/v1/access-rules/.
 """
 
 from __future__ import annotations
 
 import types
+from datetime import datetime
 from typing import Any
 
 import django_filters
 from django import forms
 from django.db.models import QuerySet
+from django.utils import timezone
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+from accounts.models import DirectoryGroup
 from registries import connectors
-from registries.models import Registry, Replica, Repository
+from registries.models import AccessRule, AccessRuleQuerySet, Registry, Replica, Repository
+from registries.patterns import MAX_LENGTH, InvalidPattern, compile_pattern, is_valid_repository_name
 from registries.querysets import REPOSITORY_ORDERINGS, RepositoryQuerySet
+from registries.services import RuleRequest
 
 CONFIG_PREFIX = "config_"  # keeps config fields apart from the registry's own (a kind may have a "name")
 # The endpoint is the registry's own field; the config class's `url` is filled from it.
@@ -210,3 +216,137 @@ class RepositoryFilter(django_filters.FilterSet):
 
     def filter_ordering(self, queryset: RepositoryQuerySet, name: str, value: str) -> RepositoryQuerySet:
         return queryset.sorted_by(value)
+
+
+# --- Access rules ---------------------------------------------------------------------------------
+
+ACTION_CHOICES = [(action, action) for action in AccessRule.ACTIONS]
+PATTERN_HELP = "Lowercase repository names; * within one path segment, ** for whole segments (team/**)."
+
+
+class AccessRuleForm(forms.Form):
+    """The rule editor. Saving goes through services.save_access_rule; the preview reads the same fields."""
+
+    group = forms.ModelChoiceField(
+        queryset=DirectoryGroup.objects.all(), help_text="Its members get the access (by immutable id)."
+    )
+    registry = forms.ModelChoiceField(
+        queryset=Registry.objects.all(), required=False, empty_label="All registries"
+    )
+    pattern = forms.CharField(max_length=MAX_LENGTH, help_text=PATTERN_HELP)
+    actions = forms.MultipleChoiceField(
+        choices=ACTION_CHOICES, widget=forms.CheckboxSelectMultiple, initial=["pull"]
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Empty: until removed. The rule stops granting at this time by itself.",
+    )
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Why this access is needed; reviewers read it."
+    )
+
+    def __init__(self, data: Any = None, *, rule: AccessRule | None = None) -> None:
+        self.rule = rule
+        initial: dict[str, Any] = {}
+        if rule is not None:
+            initial = {
+                "group": rule.group_id,
+                "registry": rule.registry_id,
+                "pattern": rule.pattern,
+                "actions": rule.actions,
+                "expires_at": timezone.localtime(rule.expires_at) if rule.expires_at else None,
+                "justification": rule.justification,
+            }
+        super().__init__(data, initial=initial)
+
+    def clean_pattern(self) -> str:
+        try:
+            return compile_pattern(str(self.cleaned_data["pattern"])).text
+        except InvalidPattern as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at: datetime | None = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return expires_at
+
+    def rule_request(self) -> RuleRequest:
+        data = self.cleaned_data
+        return RuleRequest(
+            group=data["group"],
+            pattern=data["pattern"],
+            actions=frozenset(data["actions"]),
+            justification=data["justification"],
+            registry=data["registry"],
+            expires_at=data["expires_at"],
+        )
+
+
+class RuleFilter(django_filters.FilterSet):
+    """The rule list's filters, for the page and /api/v1/access-rules/ alike."""
+
+    search = django_filters.CharFilter(method="filter_search", label="Pattern contains")
+    group = django_filters.ModelChoiceFilter(queryset=DirectoryGroup.objects.all())
+    registry = django_filters.ModelChoiceFilter(
+        queryset=Registry.objects.all(),
+        method="filter_registry",
+        help_text="Rules that apply there, including rules for all registries.",
+    )
+    action = django_filters.ChoiceFilter(choices=ACTION_CHOICES, method="filter_action", label="Grants")
+    state = django_filters.ChoiceFilter(
+        choices=[("in_force", "In force"), ("expired", "Expired")], method="filter_state", label="State"
+    )
+
+    class Meta:
+        model = AccessRule
+        fields = ["search", "group", "registry", "action", "state"]
+
+    def filter_search(self, queryset: AccessRuleQuerySet, name: str, value: str) -> AccessRuleQuerySet:
+        return queryset.filter(pattern__icontains=value.strip()) if value.strip() else queryset
+
+    def filter_registry(self, queryset: AccessRuleQuerySet, name: str, value: Registry) -> AccessRuleQuerySet:
+        return queryset.for_registry(value)
+
+    def filter_action(self, queryset: AccessRuleQuerySet, name: str, value: str) -> AccessRuleQuerySet:
+        return queryset.granting(value)
+
+    def filter_state(self, queryset: AccessRuleQuerySet, name: str, value: str) -> AccessRuleQuerySet:
+        if value == "expired":
+            return queryset.filter(expires_at__lte=timezone.now())
+        return queryset.in_force()
+
+
+class ExploreForm(forms.Form):
+    """The explorer's three questions share one GET form; `by` says which one is asked."""
+
+    by = forms.ChoiceField(
+        choices=[("user", "Person"), ("repository", "Repository"), ("group", "Group")], required=False
+    )
+    person = forms.CharField(required=False, max_length=150, label="Person", help_text="Username or name.")
+    registry = forms.ModelChoiceField(queryset=Registry.objects.all(), required=False)
+    repository = forms.CharField(required=False, max_length=MAX_LENGTH, help_text="e.g. payments/api")
+    group = forms.ModelChoiceField(queryset=DirectoryGroup.objects.all(), required=False)
+
+    def clean_repository(self) -> str:
+        name = str(self.cleaned_data.get("repository") or "").strip()
+        if name and not is_valid_repository_name(name):
+            raise forms.ValidationError(
+                f"{name!r} is not a repository name (lowercase, segments joined by /)."
+            )
+        return name
+
+
+class ReportFilter(forms.Form):
+    """The access report's optional filters (page and API)."""
+
+    registry = forms.ModelChoiceField(queryset=Registry.objects.all(), required=False)
+    group = forms.ModelChoiceField(queryset=DirectoryGroup.objects.all(), required=False)
+
+    def problem(self) -> str:
+        """The first error, in words, or "" when the filters are valid."""
+        if self.is_valid():
+            return ""
+        return "; ".join(f"{name}: {' '.join(map(str, messages))}" for name, messages in self.errors.items())

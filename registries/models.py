@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
 from registries.connectors import kind_choices
+from registries.connectors.base import ACTIONS, PrincipalKind
 from registries.patterns import InvalidPattern, compile_pattern
 from registries.querysets import (
     ArtifactQuerySet,
@@ -227,6 +228,8 @@ class SyncRun(models.Model):
     artifacts_removed = models.PositiveIntegerField(default=0)
     repositories_added = models.PositiveIntegerField(default=0)
     repositories_removed = models.PositiveIntegerField(default=0)
+    # None: this run did not read grants (its connector cannot); 0 is "read, and the registry grants nothing".
+    grants_seen = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     objects = SyncRunQuerySet.as_manager()
@@ -402,3 +405,47 @@ class TokenSigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.kid}"
+
+
+class Grant(models.Model):
+    """Access a registry actually gives, as its connector last read it: principal ▶ scope ▶ actions.
+
+    `scope` is a pattern in the access-rule language (an exact repository, `team/**` for a Harbor
+    project or a wildcard scope map, `**` for the whole registry; see registries/connectors/base.py),
+    so drift compares grants and rules with one matcher. A registry's rows are replaced together,
+    after a complete read: a failed read leaves the previous ones in place.
+    """
+
+    ACTIONS = ACTIONS
+    PRINCIPAL_KINDS = [(kind.value, kind.value.replace("_", " ")) for kind in PrincipalKind]
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="grants")
+    principal_kind = models.CharField(max_length=32, choices=PRINCIPAL_KINDS)
+    principal_id = models.CharField(max_length=500, help_text="As the registry knows it.")
+    principal_name = models.CharField(max_length=255, blank=True)
+    # Set only when the connector reported the principal's directory id and it names exactly one row.
+    group = models.ForeignKey(
+        "accounts.DirectoryGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scope = models.CharField(max_length=255)
+    can_pull = models.BooleanField(default=False)
+    can_push = models.BooleanField(default=False)
+    can_delete = models.BooleanField(default=False)
+    source = models.CharField(max_length=500, help_text="The native object, e.g. scope map ci-push.")
+    observed_at = models.DateTimeField(default=timezone.now)
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="grants")
+
+    class Meta:
+        ordering = ["principal_kind", "principal_name", "scope", "pk"]
+        indexes = [models.Index(fields=["registry", "principal_kind"])]
+
+    def __str__(self) -> str:
+        who = self.principal_name or self.principal_id
+        return f"{self.principal_kind} {who}: {','.join(self.actions)} on {self.scope} ({self.source})"
+
+    @property
+    def actions(self) -> list[str]:
+        return [action for action in self.ACTIONS if getattr(self, f"can_{action}")]

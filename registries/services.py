@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -148,6 +149,10 @@ def save_access_rule(rule: AccessRule | None, request: RuleRequest, *, actor: Us
     creating = rule is None
     rule = rule or AccessRule()
     before = _rule_detail(rule) if not creating else {}
+    # A rule moved from one registry to another changes what both should grant.
+    previous_registry_id = (
+        rule.registry_id if not creating else (request.registry.pk if request.registry else None)
+    )
     rule.group, rule.registry, rule.pattern = request.group, request.registry, pattern.text
     rule.literal_prefix, rule.regex = pattern.literal_prefix, pattern.anchored
     rule.can_pull, rule.can_push, rule.can_delete = (a in request.actions for a in AccessRule.ACTIONS)
@@ -159,13 +164,22 @@ def save_access_rule(rule: AccessRule | None, request: RuleRequest, *, actor: Us
         rule.save()
         action = AuditAction.ACCESS_RULE_CREATED if creating else AuditAction.ACCESS_RULE_UPDATED
         audit.record(actor, action, target=rule, before=before, after=_rule_detail(rule))
+        _recheck_drift(rule.registry_id, previous_registry_id)
     return rule
 
 
 def delete_access_rule(rule: AccessRule, *, actor: User | None) -> None:
     with transaction.atomic():
         audit.record(actor, AuditAction.ACCESS_RULE_DELETED, target=rule, before=_rule_detail(rule))
+        _recheck_drift(rule.registry_id)
         rule.delete()
+
+
+def _recheck_drift(*registry_ids: int | None) -> None:
+    """Drift findings follow a rule change at once, not at the next sync. None: every registry."""
+    wanted = set(registry_ids) if None not in registry_ids else {None}
+    for registry_id in wanted:
+        transaction.on_commit(functools.partial(tasks.check_access_drift.delay, registry_id))
 
 
 def _checked_rule(request: RuleRequest) -> Pattern:

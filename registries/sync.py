@@ -18,15 +18,24 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Max, QuerySet, Sum
 from django.utils import timezone
 
-from registries import connectors
-from registries.connectors.base import Connector, Platform, RemoteArtifact, RemoteTag
-from registries.connectors.errors import ConnectorError, RateLimited
+from accounts.models import DirectoryGroup, User
+from registries import connectors, drift
+from registries.connectors.base import (
+    Connector,
+    Platform,
+    RemoteArtifact,
+    RemoteGrant,
+    RemoteTag,
+    can_read_grants,
+)
+from registries.connectors.errors import ConnectorError, PermanentError, RateLimited
 from registries.models import (
     Artifact,
     ArtifactPresence,
+    Grant,
     Registry,
     Replica,
     Repository,
@@ -36,6 +45,7 @@ from registries.models import (
     Tag,
     WebhookEvent,
 )
+from registries.patterns import InvalidPattern, compile_pattern
 
 T = TypeVar("T")
 BATCH = 50  # repositories read before their observations are written
@@ -97,10 +107,16 @@ def sync_inventory(
     run = claim(registry, trigger=trigger)
     if run is None:
         raise AlreadySyncing(f"{registry} is already being synced")
+    grants: list[RemoteGrant] | None = None
     try:
         connector = connector_for(registry)
         _read(registry, connector, run, on_progress or (lambda run: None))
-        apply_listing(registry, run)
+        # Read completely before anything is applied: a failure here leaves inventory and grants as they were.
+        grants = read_grants(connector)
+        with transaction.atomic():
+            apply_listing(registry, run)
+            if grants is not None:
+                replace_grants(registry, run, grants)
         _finish(run, SyncRun.Status.SUCCEEDED)
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
@@ -112,6 +128,8 @@ def sync_inventory(
         StagedTag.objects.filter(run=run).delete()
         StagedArtifact.objects.filter(run=run).delete()
         release(registry)
+    if grants is not None and run.status == SyncRun.Status.SUCCEEDED:
+        drift.reconcile_findings(registry)
     if on_progress:
         on_progress(run)
     return run
@@ -336,6 +354,75 @@ def refresh_totals(repository: Repository) -> None:
         last_pulled_at=totals["pulled"],
         synced_at=timezone.now(),
     )
+
+
+# --- grants: the access the registry actually gives -----------------------------------------------
+
+
+def read_grants(connector: Connector) -> list[RemoteGrant] | None:
+    """Every grant the connector reports, checked; None when the connector does not read grants."""
+    if not can_read_grants(connector):
+        return None
+    reader = connector
+    grants = _rate_limited(lambda: list(reader.read_grants()))
+    for grant in grants:
+        _check_grant(grant)
+    return grants
+
+
+def _check_grant(grant: RemoteGrant) -> None:
+    # A connector bug, not a registry problem; refusing the whole read keeps the previous grants.
+    try:
+        compile_pattern(grant.scope)
+    except InvalidPattern as exc:
+        raise PermanentError(
+            f"the connector reported a grant with an unusable scope {grant.scope!r}: {exc}"
+        ) from None
+    if not grant.actions or not grant.actions <= set(Grant.ACTIONS):
+        raise PermanentError(f"the connector reported a grant with actions {sorted(grant.actions)!r}")
+
+
+def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) -> None:
+    """Replace the registry's grants with a complete read, linking principals the directory knows."""
+    groups = _unique_by_external_id(DirectoryGroup.objects.all(), grants, "group")
+    users = _unique_by_external_id(User.objects.all(), grants, "user")
+    now = timezone.now()
+    rows = [
+        Grant(
+            registry=registry,
+            principal_kind=g.principal.kind,
+            principal_id=g.principal.id[:500],
+            principal_name=g.principal.name[:255],
+            group_id=groups.get(g.principal.directory_id) if g.principal.kind == "group" else None,
+            user_id=users.get(g.principal.directory_id) if g.principal.kind == "user" else None,
+            scope=g.scope,
+            **{f"can_{action}": action in g.actions for action in Grant.ACTIONS},
+            source=g.source[:500],
+            observed_at=now,
+            run=run,
+        )
+        for g in grants
+    ]
+    with transaction.atomic():
+        Grant.objects.filter(registry=registry).delete()
+        Grant.objects.bulk_create(rows, batch_size=1000)
+        run.grants_seen = len(rows)
+        run.save(update_fields=["grants_seen"])
+
+
+def _unique_by_external_id(
+    rows: QuerySet[DirectoryGroup] | QuerySet[User], grants: list[RemoteGrant], kind: str
+) -> dict[str, int]:
+    """Directory id → row pk, for ids that name exactly one row (two directories may reuse an id)."""
+    wanted = {
+        g.principal.directory_id for g in grants if g.principal.kind == kind and g.principal.directory_id
+    }
+    if not wanted:
+        return {}
+    found: dict[str, list[int]] = {}
+    for pk, external_id in rows.filter(external_id__in=wanted).values_list("pk", "external_id"):
+        found.setdefault(external_id, []).append(pk)
+    return {external_id: pks[0] for external_id, pks in found.items() if len(pks) == 1}
 
 
 # --- replicas: which regions hold which artifacts ----------------------------------------------------

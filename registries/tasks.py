@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from portal.celery import TRANSIENT_RETRY
-from registries import sync
+from registries import drift, sync
 from registries.connectors.errors import AuthError, ConfigError, NotFoundError
 from registries.models import Registry, SyncRun, WebhookEvent
 
@@ -57,3 +57,10 @@ def apply_webhook_events(event_ids: list[int]) -> None:
             # Permanent: say so on the event; the next full sync puts the inventory right.
             result = f"failed: {exc}"
         WebhookEvent.objects.filter(pk=event.pk).update(result=result[:255])
+
+
+@shared_task(acks_late=True)
+def check_access_drift(registry_id: int | None = None) -> None:
+    """Bring the drift findings of one registry (or all) up to date with the stored grants and rules."""
+    registries = Registry.objects.all() if registry_id is None else Registry.objects.filter(pk=registry_id)
+    drift.reconcile_all(registries)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registries import views
+from registries import access_views, views
 
 app_name = "registries"
 
@@ -17,6 +17,12 @@ urlpatterns = [
     path("registries/<int:registry_id>/check/", views.registry_check, name="check"),
     path("registries/<int:registry_id>/sync/", views.registry_sync, name="sync"),
     path("registries/<int:registry_id>/runs/", views.registry_runs, name="runs"),
+    path("registries/<int:registry_id>/reconcile/", views.registry_reconcile, name="reconcile"),
+    path(
+        "registries/<int:registry_id>/reconcile/apply/",
+        views.registry_reconcile_apply,
+        name="reconcile_apply",
+    ),
     path(
         "registries/<int:registry_id>/notifications/rotate/",
         views.registry_rotate_webhook_secret,
@@ -33,4 +39,14 @@ urlpatterns = [
     # Digests hold a colon but never a slash, so the default str converter takes them whole.
     path("repositories/<int:repository_id>/artifacts/<str:digest>/", views.artifact_detail, name="artifact"),
     path("base-images/", views.base_image_list, name="base_images"),
+    # Access rules, the explorer, "my access" and the report (registries/access_views.py).
+    path("access/rules/", access_views.rule_list, name="rules"),
+    path("access/rules/add/", access_views.rule_add, name="rule_add"),
+    path("access/rules/preview/", access_views.rule_preview, name="rule_preview"),
+    path("access/rules/<int:rule_id>/", access_views.rule_detail, name="rule_detail"),
+    path("access/rules/<int:rule_id>/edit/", access_views.rule_edit, name="rule_edit"),
+    path("access/rules/<int:rule_id>/delete/", access_views.rule_delete, name="rule_delete"),
+    path("access/explore/", access_views.explore, name="explore"),
+    path("access/mine/", access_views.my_access, name="my_access"),
+    path("access/report.csv", access_views.access_report, name="access_report"),
 ]

@@ -24,7 +24,8 @@ from accounts.access import signed_in_user
 from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.errors import RequestRejected
-from registries import access, connectors, services
+from portal.querystring import query_without
+from registries import access, connectors, drift, services
 from registries.forms import RegistryForm, ReplicaForm, RepositoryFilter
 from registries.inventory import platforms_of, pull_reference, region_states
 from registries.models import Artifact, Registry, Repository, SyncRun, Tag, WebhookEvent
@@ -37,14 +38,6 @@ PAGE_SIZE = 50
 RECENT_RUNS = 20
 RECENT_EVENTS = 20
 POLL_SECONDS = 2
-
-
-def _filters_without(request: HttpRequest, *names: str) -> str:
-    """The page's query string without the given parameters, for links that must keep the rest."""
-    query = request.GET.copy()
-    for name in names:
-        query.pop(name, None)
-    return query.urlencode()
 
 
 def notifications_path(registry: Registry) -> str:
@@ -301,7 +294,7 @@ def repository_list(request: HttpRequest) -> HttpResponse:
     repositories = Repository.objects.visible_to(user).select_related("registry").sorted_by("name")
     filters = RepositoryFilter(request.GET or None, queryset=repositories, request=request)
     page = Paginator(filters.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"filters": filters, "page": page, "query": _filters_without(request, "page")}
+    context = {"filters": filters, "page": page, "query": query_without(request, "page")}
     # htmx asks for the results alone while someone types in the search box.
     template = (
         "registries/_repositories.html" if getattr(request, "htmx", False) else "registries/repositories.html"
@@ -341,10 +334,10 @@ def repository_detail(request: HttpRequest, repository_id: int) -> HttpResponse:
         "repository": repository,
         "page": tag_page,
         "tag_rows": [(tag, platforms_of(tag.artifact)) for tag in tag_page],
-        "query": _filters_without(request, "page"),
+        "query": query_without(request, "page"),
         "artifact_page": artifact_page,
         "artifact_rows": artifact_rows,
-        "artifact_query": _filters_without(request, "apage"),
+        "artifact_query": query_without(request, "apage"),
         "replicas": replicas,
     }
     return render(request, "registries/repository.html", context)
@@ -373,3 +366,51 @@ def artifact_detail(request: HttpRequest, repository_id: int, digest: str) -> Ht
 @require_GET
 def base_image_list(request: HttpRequest) -> HttpResponse:
     return render(request, "registries/base_images.html")
+
+
+# --- Access drift and the reconcile plan ---------------------------------------------------------
+
+PLAN_ROWS = 200  # changes listed on the page; the counts cover all of them, and apply applies all
+
+
+@require_GET
+@role_required(Role.REVIEWER)
+def registry_reconcile(request: HttpRequest, registry_id: int) -> HttpResponse:
+    """The registry's drift and reconcile plan, as a dry run: nothing changes until an admin applies it."""
+    user = signed_in_user(request)
+    registry = access.get_registry_for_user(user, registry_id)
+    result = drift.compute(registry)
+    context = {
+        "registry": registry,
+        "drift": result,
+        "additions": result.plan.additions[:PLAN_ROWS],
+        "removals": result.plan.removals[:PLAN_ROWS],
+        "plan_rows": PLAN_ROWS,
+        "fingerprint": drift.fingerprint(result.plan),
+        "can_apply": drift.can_apply(registry),
+        "may_apply": access.can_change_registry(user, registry),
+    }
+    return render(request, "registries/reconcile.html", context)
+
+
+@require_POST
+def registry_reconcile_apply(request: HttpRequest, registry_id: int) -> HttpResponse:
+    user = signed_in_user(request)
+    registry = access.get_registry_for_user(user, registry_id, write=True)
+    try:
+        result = drift.apply_plan(registry, actor=user, expected=request.POST.get("fingerprint", ""))
+    except RequestRejected as exc:
+        messages.error(request, str(exc))
+        return redirect("registries:reconcile", registry_id=registry.pk)
+    if result.complete:
+        messages.success(
+            request, f"Applied all {result.planned} changes. A sync is queued to read the grants back."
+        )
+    else:
+        messages.error(
+            request,
+            f"The registry refused a change after {len(result.applied)} of {result.planned} were applied: "
+            f"{result.error}. What was applied is in the audit trail; the plan below is computed afresh "
+            "once the queued sync has read the grants back.",
+        )
+    return redirect("registries:reconcile", registry_id=registry.pk)

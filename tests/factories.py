@@ -10,10 +10,19 @@ from typing import Any
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RoleBinding, Source, User
+from accounts.models import (
+    DirectoryGroup,
+    GroupMembership,
+    PersonalToken,
+    RobotToken,
+    RoleBinding,
+    Source,
+    User,
+)
 from accounts.roles import Role
 from portal.models import Finding
-from registries.models import Artifact, Registry, Replica, Repository, SyncRun, Tag
+from registries import services as registry_services
+from registries.models import AccessRule, Artifact, Registry, Replica, Repository, SyncRun, Tag
 
 _ids = itertools.count(1)
 
@@ -53,6 +62,13 @@ def token(owner: User, **fields: Any) -> tuple[PersonalToken, str]:
     fields.setdefault("name", unique("token"))
     issued = services.create_token(owner, actor=owner, **fields)
     return issued.token, issued.secret
+
+
+def robot(of: DirectoryGroup | None = None, **fields: Any) -> tuple[RobotToken, str]:
+    """A robot token for `of` (a new group by default), made the way admins make them."""
+    fields.setdefault("name", unique("robot"))
+    issued = services.create_robot_token(of or group(), actor=None, **fields)
+    return issued.robot, issued.secret
 
 
 def finding(**fields: Any) -> Finding:
@@ -116,3 +132,23 @@ def tag(to: Artifact, **fields: Any) -> Tag:
 def sync_run(of: Registry, **fields: Any) -> SyncRun:
 
     return SyncRun.objects.create(registry=of, **fields)
+
+
+def access_rule(
+    group: DirectoryGroup,
+    pattern: str,
+    *actions: str,
+    registry: Registry | None = None,
+    expires_in: timedelta | None = None,
+    justification: str = "needed for the test",
+) -> AccessRule:
+    """A rule saved through the service, as people make them (pull only when no action is named)."""
+    request = registry_services.RuleRequest(
+        group=group,
+        pattern=pattern,
+        actions=frozenset(actions or ("pull",)),
+        justification=justification,
+        registry=registry,
+        expires_at=timezone.now() + expires_in if expires_in else None,
+    )
+    return registry_services.save_access_rule(None, request, actor=None)

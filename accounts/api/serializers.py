@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RoleBinding, User
+from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RobotToken, RoleBinding, User
 from accounts.roles import Role
 
 
@@ -54,6 +54,49 @@ class IssuedTokenSerializer(TokenSerializer):
 
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class RobotTokenSerializer(serializers.ModelSerializer[RobotToken]):
+    username = serializers.CharField(read_only=True, help_text="The registry username: robot$<name>.")
+    group_name = serializers.CharField(source="group.display_name", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    state = serializers.CharField(read_only=True, help_text="active, expired, revoked or orphaned.")
+
+    class Meta:
+        model = RobotToken
+        fields = [
+            "id",
+            "name",
+            "username",
+            "description",
+            "group",
+            "group_name",
+            "lookup",
+            "state",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+
+class RobotTokenCreateSerializer(serializers.Serializer[Any]):
+    group = serializers.PrimaryKeyRelatedField(queryset=DirectoryGroup.objects.all())
+    name = serializers.CharField(max_length=64, help_text="Lowercase letters and digits joined by - _ or .")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    days = serializers.IntegerField(
+        min_value=1, required=False, help_text=f"Lifetime in days; default {settings.TOKEN_DEFAULT_DAYS}."
+    )
+
+
+class IssuedRobotTokenSerializer(RobotTokenSerializer):
+    secret = serializers.CharField(read_only=True, help_text="Shown once. Customs keeps only a digest.")
+
+    class Meta(RobotTokenSerializer.Meta):
+        fields = [*RobotTokenSerializer.Meta.fields, "secret"]
         read_only_fields = fields
 
 

@@ -7,6 +7,7 @@ from accounts.api import views
 
 router = SimpleRouter()
 router.register("tokens", views.TokenViewSet, basename="token")
+router.register("robot-tokens", views.RobotTokenViewSet, basename="robot-token")
 router.register("groups", views.GroupViewSet, basename="group")
 router.register("role-bindings", views.RoleBindingViewSet, basename="role-binding")
 

@@ -14,13 +14,16 @@ from accounts.access import signed_in_user
 from accounts.api import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
 from accounts.api.serializers import (
     GroupSerializer,
+    IssuedRobotTokenSerializer,
     IssuedTokenSerializer,
     MeSerializer,
+    RobotTokenCreateSerializer,
+    RobotTokenSerializer,
     RoleBindingSerializer,
     TokenCreateSerializer,
     TokenSerializer,
 )
-from accounts.models import DirectoryGroup, PersonalToken, RoleBinding, User
+from accounts.models import DirectoryGroup, PersonalToken, RobotToken, RoleBinding, User
 from accounts.roles import Role
 
 
@@ -65,6 +68,48 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         services.revoke_token(token, actor=signed_in_user(request))
         token.refresh_from_db()
         return Response(TokenSerializer(token).data)
+
+
+class RobotTokenViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[RobotToken]
+):
+    """Robot tokens, owned by directory groups. Reviewers and admins read; admins create and revoke."""
+
+    serializer_class = RobotTokenSerializer
+    read_role = Role.REVIEWER
+    write_role = Role.ADMIN
+    filterset_fields = ["group"]
+    ordering_fields = ["name", "created_at", "expires_at", "last_used_at"]
+
+    def get_queryset(self) -> QuerySet[RobotToken]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: there is no user
+            return RobotToken.objects.none()
+        user = signed_in_user(self.request)
+        return RobotToken.objects.visible_to(user).select_related("group", "created_by")
+
+    @extend_schema(request=RobotTokenCreateSerializer, responses={201: IssuedRobotTokenSerializer})
+    def create(self, request: Request) -> Response:
+        """Issue a robot token for a group. The response carries the secret; it is never shown again."""
+        form = RobotTokenCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        issued = services.create_robot_token(
+            data["group"],
+            actor=signed_in_user(request),
+            name=data["name"],
+            description=data["description"],
+            days=data.get("days"),
+        )
+        body = IssuedRobotTokenSerializer(issued.robot).data | {"secret": issued.secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: RobotTokenSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str) -> Response:
+        robot = self.get_object()
+        services.revoke_robot_token(robot, actor=signed_in_user(request))
+        robot.refresh_from_db()
+        return Response(RobotTokenSerializer(robot).data)
 
 
 class GroupViewSet(viewsets.ReadOnlyModelViewSet[DirectoryGroup]):

@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from scim2_models import InvalidValueException, MutabilityException
 
-from accounts.models import DirectoryGroup, GroupMembership, Source, User
+from accounts.models import DirectoryGroup, GroupMembership, RobotToken, Source, User
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -247,6 +247,9 @@ def user_fields(doc: Document, *, current_id: uuid.UUID | None = None) -> UserFi
     doc = _canonical_keys(doc, USER_ATTRIBUTES)
     _check_id(doc, current_id)
     username = _string(doc, "userName", required=True, limit=MAX_NAME)
+    if username.lower().startswith(RobotToken.USERNAME_PREFIX):
+        # Registries and their logs would take this person for a robot token.
+        raise InvalidValueException(detail=f"userName may not start with {RobotToken.USERNAME_PREFIX}")
     name = _complex(doc, "name")
     emails = _multi(doc, "emails")
     attributes: dict[str, Any] = {key: doc[key] for key in STORED_USER_ATTRIBUTES if doc.get(key) is not None}

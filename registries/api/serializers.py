@@ -1,4 +1,5 @@
-"""Inventory over the API. Registry secrets are write-only: no serializer here can read them back."""
+"""Inventory and access rules over the API. Registry secrets are write-only: no serializer here can read
+them back."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.models import DirectoryGroup, GroupMembership, User
+from registries.forms import ACTION_CHOICES, PATTERN_HELP
 from registries.inventory import platforms_of, pull_reference, region_states
-from registries.models import Artifact, Registry, Replica, Repository, SyncRun, Tag
+from registries.models import AccessRule, Artifact, Registry, Replica, Repository, SyncRun, Tag
+from registries.patterns import MAX_LENGTH, InvalidPattern, compile_pattern, is_valid_repository_name
 
 
 class ReplicaSerializer(serializers.ModelSerializer[Replica]):
@@ -221,3 +225,172 @@ class TagSerializer(serializers.ModelSerializer[Tag]):
         model = Tag
         fields = ["id", "repository", "name", "artifact", "digest", "updated_at"]
         read_only_fields = fields
+
+
+# --- Access rules and effective access --------------------------------------------------------------
+
+
+class AccessRuleSerializer(serializers.ModelSerializer[AccessRule]):
+    """A rule as stored; `expired` rules stay readable but grant nothing."""
+
+    group_name = serializers.CharField(source="group.display_name", read_only=True)
+    group_external_id = serializers.CharField(source="group.external_id", read_only=True)
+    registry_name = serializers.CharField(source="registry.name", default=None, read_only=True)
+    actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTION_CHOICES), read_only=True)
+    expired = serializers.BooleanField(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = AccessRule
+        fields = [
+            "id",
+            "group",
+            "group_name",
+            "group_external_id",
+            "registry",
+            "registry_name",
+            "pattern",
+            "actions",
+            "expires_at",
+            "expired",
+            "justification",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AccessRuleWriteSerializer(serializers.Serializer[Any]):
+    """Admins' input; saved through services.save_access_rule, which audits it."""
+
+    group = serializers.PrimaryKeyRelatedField(queryset=DirectoryGroup.objects.all())
+    registry = serializers.PrimaryKeyRelatedField(
+        queryset=Registry.objects.all(), allow_null=True, required=False, help_text="null: every registry."
+    )
+    pattern = serializers.CharField(max_length=MAX_LENGTH, help_text=PATTERN_HELP)
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=ACTION_CHOICES), allow_empty=False, max_length=3
+    )
+    expires_at = serializers.DateTimeField(allow_null=True, required=False)
+    justification = serializers.CharField(help_text="Why this access is needed; reviewers read it.")
+
+    def validate_pattern(self, pattern: str) -> str:
+        try:
+            return compile_pattern(pattern).text
+        except InvalidPattern as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class PersonSerializer(serializers.ModelSerializer[User]):
+    # A plain string: the same choices as /me/'s status, and a second enum component for them would
+    # make drf-spectacular guess a name.
+    status = serializers.CharField(read_only=True, help_text="active, disabled or departed")
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "display_name", "status"]
+        read_only_fields = fields
+
+
+class GroupMembershipSerializer(serializers.ModelSerializer[GroupMembership]):
+    """A membership as evidence: which group, learned from where, last confirmed when."""
+
+    group_name = serializers.CharField(source="group.display_name", read_only=True)
+    group_external_id = serializers.CharField(source="group.external_id", read_only=True)
+
+    class Meta:
+        model = GroupMembership
+        fields = ["group", "group_name", "group_external_id", "source", "synced_at"]
+        read_only_fields = fields
+
+
+class EvidenceSerializer(serializers.Serializer[Any]):
+    """One rule that grants, and the membership through which it reaches the person."""
+
+    rule_id = serializers.IntegerField()
+    pattern = serializers.CharField()
+    actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTION_CHOICES))
+    group = serializers.CharField(help_text="The group's display name.")
+    group_id = serializers.CharField(help_text="The group's immutable id in the directory.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+    membership_source = serializers.CharField()
+    membership_synced_at = serializers.DateTimeField(allow_null=True)
+
+
+class RuleThroughMembershipSerializer(serializers.Serializer[Any]):
+    rule = AccessRuleSerializer()
+    membership = GroupMembershipSerializer()
+    repository_count = serializers.IntegerField(
+        required=False, help_text="Inventoried repositories the rule matches today."
+    )
+
+
+class UserAccessSerializer(serializers.Serializer[Any]):
+    """With a repository: the actions and their evidence. Without: the rules in force reaching the person."""
+
+    person = PersonSerializer()
+    registry = serializers.IntegerField(allow_null=True)
+    repository = serializers.CharField(allow_null=True)
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=ACTION_CHOICES),
+        allow_null=True,
+        help_text="null: no repository asked.",
+    )
+    evidence = EvidenceSerializer(many=True)
+    memberships = GroupMembershipSerializer(many=True)
+    rules = RuleThroughMembershipSerializer(many=True)
+
+
+class UserAccessQuerySerializer(serializers.Serializer[Any]):
+    user = serializers.CharField(help_text="Username.")
+    registry = serializers.PrimaryKeyRelatedField(queryset=Registry.objects.all(), required=False)
+    repository = serializers.CharField(required=False, help_text="Needs registry.")
+
+    def validate_repository(self, name: str) -> str:
+        return _repository_name(name)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("repository") and not data.get("registry"):
+            raise serializers.ValidationError({"registry": "choose the registry the repository is on"})
+        return data
+
+
+class WhoCanQuerySerializer(serializers.Serializer[Any]):
+    registry = serializers.PrimaryKeyRelatedField(queryset=Registry.objects.all())
+    repository = serializers.CharField()
+    action = serializers.ChoiceField(choices=ACTION_CHOICES)
+
+    def validate_repository(self, name: str) -> str:
+        return _repository_name(name)
+
+
+def _repository_name(name: str) -> str:
+    name = name.strip()
+    if not is_valid_repository_name(name):
+        raise serializers.ValidationError(
+            f"{name!r} is not a repository name (lowercase, segments joined by /)"
+        )
+    return name
+
+
+class PersonWithEvidenceSerializer(serializers.Serializer[Any]):
+    person = PersonSerializer()
+    evidence = EvidenceSerializer(many=True)
+
+
+class RuleReachSerializer(serializers.Serializer[Any]):
+    rule = AccessRuleSerializer()
+    repository_count = serializers.IntegerField()
+    sample = serializers.ListField(child=serializers.CharField(), help_text="A few of the repositories.")
+
+
+class MyAccessSerializer(serializers.Serializer[Any]):
+    person = PersonSerializer()
+    memberships = GroupMembershipSerializer(many=True)
+    rules = RuleThroughMembershipSerializer(many=True)
+
+
+class ReportQuerySerializer(serializers.Serializer[Any]):
+    registry = serializers.PrimaryKeyRelatedField(queryset=Registry.objects.all(), required=False)
+    group = serializers.PrimaryKeyRelatedField(queryset=DirectoryGroup.objects.all(), required=False)

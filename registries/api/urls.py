@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from registries.api import views
@@ -10,5 +11,13 @@ router.register("sync-runs", views.SyncRunViewSet, basename="sync-run")
 router.register("repositories", views.RepositoryViewSet, basename="repository")
 router.register("artifacts", views.ArtifactViewSet, basename="artifact")
 router.register("tags", views.TagViewSet, basename="tag")
+router.register("access-rules", views.AccessRuleViewSet, basename="access-rule")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("access/user/", views.UserAccessView.as_view(), name="access-user"),
+    path("access/who-can/", views.WhoCanView.as_view(), name="access-who-can"),
+    path("access/groups/<int:group_id>/reach/", views.GroupReachView.as_view(), name="access-group-reach"),
+    path("access/me/", views.MyAccessView.as_view(), name="access-me"),
+    path("access/report.csv", views.AccessReportView.as_view(), name="access-report"),
+    *router.urls,
+]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -24,7 +24,8 @@ class Capability(enum.StrEnum):
     PUSHED_AT = "pushed_at"
     PULLED_AT = "pulled_at"
     CREDENTIALS = "credentials"
-    GRANTS = "grants"
+    GRANTS = "grants"  # read_grants(): who the registry lets do what
+    WRITE_GRANTS = "write_grants"  # apply_access_plan(): change that to match Customs' rules
     REPLICAS = "replicas"
     EVENTS = "events"
 
@@ -131,3 +132,138 @@ class Connector(Protocol):
 
     def artifact(self, repository: str, digest: str) -> RemoteArtifact:
         """The manifest (or index, with its platform manifests) behind a digest."""
+
+
+# --- Grants: access the registry actually gives, and plans that change it ---------------------------
+#
+# Scope: every grant and plan change names where it applies in the access-rule pattern language
+# (registries/patterns.py), so rules and grants are compared by one matcher over the inventory:
+#
+#     team/app     exactly that repository (an ECR repository policy, a Docker Hub team on a repo)
+#     team/**      everything under a prefix (a Harbor project, an ACR "repositories/team/*" scope
+#                  map entry, an Artifact Registry repository's IAM bindings)
+#     **           the whole registry (an ACR AcrPush role assignment, a Docker Hub org owner,
+#                  a project-level IAM binding)
+#
+# Actions are pull, push and delete only. A connector maps native roles onto them (Harbor developer:
+# pull+push; ACR content/delete: delete; Quay admin: all three) and drops what has no counterpart
+# (metadata reads, scanner pulls), so Customs compares what rules can express.
+
+ACTIONS = ("pull", "push", "delete")
+
+
+class PrincipalKind(enum.StrEnum):
+    GROUP = "group"
+    USER = "user"
+    ROBOT = "robot"  # robot accounts and registry-native tokens (ACR tokens, Docker Hub OATs)
+    SERVICE_ACCOUNT = "service_account"  # cloud workload identities: IAM roles, GCP service accounts
+    OTHER = "other"  # anything else: allUsers, a whole domain, a foreign tenant
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a grant is for, as the registry names them."""
+
+    kind: PrincipalKind
+    id: str  # the registry's own identifier: an Entra object id, an ARN, "robot$team+ci", a team id
+    name: str = ""  # what people recognise it by
+    # The directory's immutable id for this principal, when the connector knows it (an ACR role
+    # assignment's principalId is the Entra group's object id; a Harbor OIDC group may be named by
+    # the group id claim). Only this links a grant to a DirectoryGroup or User: never names.
+    directory_id: str = ""
+
+
+@dataclass(frozen=True)
+class RemoteGrant:
+    """One principal's access through one native object, e.g. one role assignment or one statement."""
+
+    principal: Principal
+    scope: str  # a pattern, as above
+    actions: frozenset[str]
+    source: str  # the native object, for people and for removal: "scope map ci-push", "policy statement 2"
+
+
+class ChangeOp(enum.StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    """One step of a plan: give or take `actions` for a principal on a scope.
+
+    An addition names one inventoried repository (a connector may merge several into a native
+    wildcard it knows is equivalent); a removal names the scope and `source` of the grant it takes
+    the actions from, on that whole scope: what rules still allow there is in the plan's additions.
+    """
+
+    op: ChangeOp
+    principal: Principal
+    scope: str
+    actions: tuple[str, ...]
+    source: str = ""
+    reason: str = ""  # the rule or grant that motivates it, for people reading the plan
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "op": str(self.op),
+            "principal_kind": str(self.principal.kind),
+            "principal_id": self.principal.id,
+            "principal_name": self.principal.name,
+            "principal_directory_id": self.principal.directory_id,
+            "scope": self.scope,
+            "actions": list(self.actions),
+            "source": self.source,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class AccessPlan:
+    """What would make a registry's grants match Customs' rules. Additions are listed (and applied) first,
+    so a grant being narrowed never leaves people without access the rules give them."""
+
+    registry: str
+    additions: tuple[GrantChange, ...] = ()
+    removals: tuple[GrantChange, ...] = ()
+
+    @property
+    def changes(self) -> tuple[GrantChange, ...]:
+        return self.additions + self.removals
+
+    def __bool__(self) -> bool:
+        return bool(self.additions or self.removals)
+
+
+class GrantReader(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def read_grants(self) -> Iterator[RemoteGrant]:
+        """Every grant the registry holds, read completely (or a ConnectorError: nothing is replaced)."""
+
+
+class GrantWriter(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def apply_access_plan(self, plan: AccessPlan) -> Iterator[GrantChange]:
+        """Make the plan's changes, additions first, yielding each once the registry accepted it.
+
+        Raises a ConnectorError at the first change the registry refuses: the ones yielded before
+        stand, and the caller reports both. Each change must be idempotent (adding a grant that
+        exists, or removing one that is gone, succeeds), because a re-run after a failure recomputes
+        the plan from grants that may not have been read again yet.
+        """
+
+
+def can_read_grants(connector: object) -> TypeGuard[GrantReader]:
+    """Whether the connector declares, and implements, reading grants."""
+    return Capability.GRANTS in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "read_grants", None)
+    )
+
+
+def can_write_grants(connector: object) -> TypeGuard[GrantWriter]:
+    """Whether the connector declares, and implements, applying access plans."""
+    return Capability.WRITE_GRANTS in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "apply_access_plan", None)
+    )

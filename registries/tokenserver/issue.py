@@ -6,16 +6,18 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from django.conf import settings
 
-from accounts.models import User
+from accounts import services as account_services
+from accounts import tokens
+from accounts.models import PersonalToken, RobotToken, User
 from accounts.roles import Role
 from portal import audit, metrics
 from portal.audit import AuditAction
-from registries.effective import user_access
+from registries.effective import Access, robot_access, user_access
 from registries.models import AccessRule, Registry, TokenSigningKey
 from registries.patterns import is_valid_repository_name
 from registries.tokenserver import keys
@@ -24,8 +26,88 @@ from registries.tokenserver.scopes import Scope
 REPOSITORY_ACTIONS = frozenset(AccessRule.ACTIONS)
 
 
+# --- who is asking --------------------------------------------------------------------------------
+
+
+class Principal(Protocol):
+    """Whoever a registry token is issued to: a person with a personal token, or a group's robot."""
+
+    @property
+    def subject(self) -> str:
+        """The JWT `sub`, and the username the client must send with the secret."""
+        ...
+
+    @property
+    def actor(self) -> User | None:
+        """Who the audit trail names for a denial."""
+        ...
+
+    def audit_detail(self) -> dict[str, str]: ...
+
+    def access(self, registry: Registry, repository: str) -> Access: ...
+
+    def may_list_catalog(self) -> bool: ...
+
+
 @dataclass(frozen=True)
-class Grant:
+class Person:
+    user: User
+
+    @property
+    def subject(self) -> str:
+        return self.user.get_username()
+
+    @property
+    def actor(self) -> User | None:
+        return self.user
+
+    def audit_detail(self) -> dict[str, str]:
+        return {}
+
+    def access(self, registry: Registry, repository: str) -> Access:
+        return user_access(self.user, registry, repository)
+
+    def may_list_catalog(self) -> bool:
+        return self.user.has_role(Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class Robot:
+    robot: RobotToken
+
+    @property
+    def subject(self) -> str:
+        return self.robot.username
+
+    @property
+    def actor(self) -> User | None:
+        return None  # the system: a robot is no person, and its creator did not make this request
+
+    def audit_detail(self) -> dict[str, str]:
+        return {"robot": self.robot.username}
+
+    def access(self, registry: Registry, repository: str) -> Access:
+        return robot_access(self.robot, registry, repository)
+
+    def may_list_catalog(self) -> bool:
+        # The catalog names every repository, far beyond the group's rules: robots never get it.
+        return False
+
+
+def authenticate(secret: str) -> Principal | None:
+    """The person or robot a registry secret belongs to; the prefix says which table to read."""
+    if tokens.looks_like_token(secret, tokens.ROBOT_PREFIX):
+        robot = account_services.authenticate_robot(secret)
+        return Robot(robot) if robot else None
+    found = account_services.authenticate_token(secret, kind=PersonalToken.Kind.REGISTRY)
+    return Person(found.owner) if found else None
+
+
+# --- what they get --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScopeGrant:
     """One scope as asked, and the actions granted for it (possibly none)."""
 
     asked: Scope
@@ -33,30 +115,30 @@ class Grant:
 
     @property
     def complete(self) -> bool:
-        # "*" asks for whatever the person has (skopeo's delete opens with it), so it is never a denial.
+        # "*" asks for whatever the principal has (skopeo's delete opens with it), so it is never a denial.
         return "*" in self.asked.actions or set(self.asked.actions) <= set(self.actions)
 
     def claim(self) -> dict[str, Any]:
         return {"type": self.asked.type, "name": self.asked.name, "actions": list(self.actions)}
 
 
-def grant(user: User | None, registry: Registry, scope: Scope) -> Grant:
-    """The requested actions this person may have; unknown types, actions and bad names get none."""
-    if user is None:
-        return Grant(scope, ())  # Customs has no anonymous access
+def grant(principal: Principal | None, registry: Registry, scope: Scope) -> ScopeGrant:
+    """The requested actions this principal may have; unknown types, actions and bad names get none."""
+    if principal is None:
+        return ScopeGrant(scope, ())  # Customs has no anonymous access
     if scope.type == "registry" and scope.name == "catalog":
-        allowed = "*" in scope.actions and user.has_role(Role.ADMIN)
-        return Grant(scope, ("*",) if allowed else ())
+        allowed = "*" in scope.actions and principal.may_list_catalog()
+        return ScopeGrant(scope, ("*",) if allowed else ())
     # A host prefix never matches: the registry compares access names without one (B7).
     if scope.type != "repository" or not is_valid_repository_name(scope.name):
-        return Grant(scope, ())
-    has = user_access(user, registry, scope.name).actions
+        return ScopeGrant(scope, ())
+    has = principal.access(registry, scope.name).actions
     wanted = REPOSITORY_ACTIONS if "*" in scope.actions else set(scope.actions)
-    return Grant(scope, tuple(a for a in AccessRule.ACTIONS if a in wanted and a in has))
+    return ScopeGrant(scope, tuple(a for a in AccessRule.ACTIONS if a in wanted and a in has))
 
 
-def grants(user: User | None, registry: Registry, scopes: Iterable[Scope]) -> list[Grant]:
-    return [grant(user, registry, scope) for scope in scopes]
+def grants(principal: Principal | None, registry: Registry, scopes: Iterable[Scope]) -> list[ScopeGrant]:
+    return [grant(principal, registry, scope) for scope in scopes]
 
 
 def sign(
@@ -64,7 +146,7 @@ def sign(
     *,
     subject: str,
     service: str,
-    granted: Iterable[Grant],
+    granted: Iterable[ScopeGrant],
     now: int | None = None,
 ) -> tuple[str, int]:
     """(JWT, issued-at seconds) carrying exactly the claims distribution 2.8 checks."""
@@ -89,38 +171,40 @@ def sign(
 class Issued:
     token: str
     issued_at: int
-    granted: list[Grant]
+    granted: list[ScopeGrant]
 
 
 class NoSigningKey(Exception):
     """No active signing key: run `manage.py registry_token_keys generate`."""
 
 
-def issue(user: User | None, registry: Registry, scopes: list[Scope]) -> Issued:
+def issue(principal: Principal | None, registry: Registry, scopes: list[Scope]) -> Issued:
     """Authorize each scope, sign the token, and audit what was refused (granted tokens are only counted)."""
     signing_key = keys.active()
     if signing_key is None:
         raise NoSigningKey
-    granted = grants(user, registry, scopes)
+    granted = grants(principal, registry, scopes)
     refused = [g for g in granted if not g.complete]
-    if user is not None and refused:
+    if principal is not None and refused:
         audit.record(
-            user,
+            principal.actor,
             AuditAction.REGISTRY_TOKEN_DENIED,
             target=registry,
             reason="not allowed",
             asked=[str(g.asked) for g in refused],
             granted=[g.claim() for g in refused],
+            **principal.audit_detail(),
         )
-    outcome = "anonymous" if user is None else "partial" if refused else "granted"
+    outcome = "anonymous" if principal is None else "partial" if refused else "granted"
     metrics.REGISTRY_TOKENS.labels(service=registry.token_service, outcome=outcome).inc()
-    subject = user.get_username() if user else ""
+    subject = principal.subject if principal else ""
     token, issued_at = sign(signing_key, subject=subject, service=registry.token_service, granted=granted)
     return Issued(token, issued_at, granted)
 
 
 def refuse_credentials(registry: Registry, *, username: str) -> None:
-    """Audit a login with a wrong, revoked or expired token, or one whose owner may not sign in."""
+    """Audit a login with a wrong, revoked or expired token, one whose owner may not sign in, or a
+    robot whose group is gone."""
     # Never the secret itself; the name is whatever the client typed, so keep it short.
     audit.record(
         None,

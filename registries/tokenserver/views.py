@@ -1,4 +1,4 @@
-"""GET and OAuth2 POST on /auth/token: authenticate with a Customs registry token, answer a JWT."""
+"""GET and OAuth2 POST on /auth/token: authenticate with a Customs registry or robot token, answer a JWT."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from accounts.models import PersonalToken, User
-from accounts.services import authenticate_token
 from registries.models import Registry
 from registries.tokenserver import issue
 from registries.tokenserver.scopes import Scope, parse_scopes
@@ -50,10 +48,10 @@ def _get(request: HttpRequest, registry: Registry) -> HttpResponse:
     if credentials and account and account != credentials[0]:
         # docker_auth's answer too: the client's idea of who it is disagrees with what it sent.
         raise Refusal(400, "DENIED", "account does not match the Basic user")
-    user = _authenticate(registry, *credentials) if credentials else None
+    principal = _authenticate(registry, *credentials) if credentials else None
     offline = request.GET.get("offline_token") == "true" and credentials is not None
     refresh = credentials[1] if offline and credentials else None
-    return _answer(user, registry, parse_scopes(request.GET.getlist("scope")), refresh=refresh)
+    return _answer(principal, registry, parse_scopes(request.GET.getlist("scope")), refresh=refresh)
 
 
 def _oauth(form: QueryDict, registry: Registry) -> HttpResponse:
@@ -67,18 +65,23 @@ def _oauth(form: QueryDict, registry: Registry) -> HttpResponse:
         secret, offline = form.get("refresh_token", ""), True
     else:
         raise Refusal(400, "UNSUPPORTED", "grant_type must be password or refresh_token")
-    user = _authenticate(
+    principal = _authenticate(
         registry, form.get("username", ""), secret, require_username=grant_type == "password"
     )
     scopes = parse_scopes([form.get("scope", "")])
-    return _answer(user, registry, scopes, refresh=secret if offline else None, oauth=True)
+    return _answer(principal, registry, scopes, refresh=secret if offline else None, oauth=True)
 
 
 def _answer(
-    user: User | None, registry: Registry, scopes: list[Scope], *, refresh: str | None, oauth: bool = False
+    principal: issue.Principal | None,
+    registry: Registry,
+    scopes: list[Scope],
+    *,
+    refresh: str | None,
+    oauth: bool = False,
 ) -> HttpResponse:
     try:
-        issued = issue.issue(user, registry, scopes)
+        issued = issue.issue(principal, registry, scopes)
     except issue.NoSigningKey:
         raise Refusal(503, "UNAVAILABLE", "the token server has no signing key yet") from None
     body: dict[str, Any] = {
@@ -89,14 +92,14 @@ def _answer(
     }
     if oauth:
         body["scope"] = " ".join(str(_granted_scope(g)) for g in issued.granted if g.actions)
-    if refresh and user is not None:
-        # The refresh token is the person's registry token itself: it already expires, is revocable,
-        # and dies with its owner's departure, which is all a refresh token must do (B3).
+    if refresh and principal is not None:
+        # The refresh token is the registry or robot token itself: it already expires, is revocable,
+        # and dies with its owner's departure or its group, which is all a refresh token must do (B3).
         body["refresh_token"] = refresh
     return JsonResponse(body, headers={"Cache-Control": "no-store"})
 
 
-def _granted_scope(granted: issue.Grant) -> Scope:
+def _granted_scope(granted: issue.ScopeGrant) -> Scope:
     return Scope(granted.asked.type, granted.asked.name, granted.actions)
 
 
@@ -123,14 +126,18 @@ def _basic(request: HttpRequest) -> tuple[str, str] | None:
     return username, secret
 
 
-def _authenticate(registry: Registry, username: str, secret: str, *, require_username: bool = True) -> User:
-    """The token's owner, or a 401. The username must be the owner's, so a leaked name means nothing."""
-    found = authenticate_token(secret, kind=PersonalToken.Kind.REGISTRY)
-    owner = found.owner if found else None
-    if owner is None or (username != owner.get_username() and (require_username or username)):
+def _authenticate(
+    registry: Registry, username: str, secret: str, *, require_username: bool = True
+) -> issue.Principal:
+    """The token's person or robot, or a 401.
+
+    The username must be the token's (the owner's, or `robot$<name>`), so a leaked name means nothing.
+    """
+    principal = issue.authenticate(secret)
+    if principal is None or (username != principal.subject and (require_username or username)):
         issue.refuse_credentials(registry, username=username)
         raise Refusal(401, "UNAUTHORIZED", "invalid username or registry token")
-    return owner
+    return principal
 
 
 def _error(refusal: Refusal) -> HttpResponse:

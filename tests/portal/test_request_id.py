@@ -102,3 +102,15 @@ def test_the_token_secret_never_reaches_the_logs(
     client.get("/api/v1/me/", headers={"Authorization": f"Bearer {secret}"})
     client.get("/api/v1/me/", headers={"Authorization": f"Bearer {secret}x"})  # a failed attempt logs too
     assert secret not in caplog.text
+
+
+def test_every_customs_secret_prefix_is_masked() -> None:
+    # A new kind of secret gets a prefix constant; this fails until the log filter knows it too.
+    from accounts import tokens
+    from registries import services
+
+    prefixes = {tokens.PREFIX, tokens.SCIM_PREFIX, tokens.ROBOT_PREFIX, services.WEBHOOK_PREFIX}
+    for prefix in prefixes:
+        record = _record("%s", f"saw {prefix}AbCdEf0123456789xyz in a header")
+        RedactSecretsFilter().filter(record)
+        assert record.getMessage() == f"saw {prefix}[redacted] in a header"

@@ -14,6 +14,8 @@ from accounts.models import PersonalToken, RoleBinding, User
 from accounts.roles import Role
 from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
+from registries.models import AccessRule
+from registries.services import RuleRequest, save_access_rule
 from tests import factories
 
 ROLES = ("admin", "reviewer", "developer", "outsider", "anonymous")
@@ -97,6 +99,13 @@ def _inventory_tag() -> Any:
     return factories.tag(factories.artifact(factories.repository(factories.registry())))
 
 
+def access_rule(w: World) -> AccessRule:
+    request = RuleRequest(
+        group=w.binding.group, pattern="team/**", actions=frozenset({"pull"}), justification="for the matrix"
+    )
+    return save_access_rule(None, request, actor=None)
+
+
 #                                   admin reviewer developer outsider anonymous
 MATRIX: dict[str, Row] = {
     "portal:dashboard": Row((200, 200, 200, 200, 302)),
@@ -112,6 +121,16 @@ MATRIX: dict[str, Row] = {
     "accounts:credentials": Row((200, 200, 403, 403, 302)),
     "accounts:access": Row((200, 200, 403, 403, 302)),
     "accounts:group_detail": Row((200, 200, 403, 403, 302), kwargs=group),
+    # Robot tokens belong to groups: admins make and revoke them, reviewers only read the group page.
+    "accounts:robot_create": Row(
+        (200, 403, 403, 403, 302),
+        method="post",
+        kwargs=group,
+        data=lambda w: {"name": factories.unique("robot"), "days": 30},
+    ),
+    "accounts:robot_revoke": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=lambda w: {"robot_id": factories.robot()[0].pk}
+    ),
     "accounts:role_binding_create": Row(
         (302, 403, 403, 403, 302),
         method="post",
@@ -126,6 +145,13 @@ MATRIX: dict[str, Row] = {
     "api:token-list": Row((200, 200, 200, 200, 401)),
     "api:token-detail": Row((200, 200, 200, 404, 401), kwargs=api_token),
     "api:token-revoke": Row((200, 403, 200, 404, 401), method="post", kwargs=api_token),
+    "api:robot-token-list": Row((200, 200, 403, 403, 401)),
+    "api:robot-token-detail": Row(
+        (200, 200, 403, 403, 401), kwargs=lambda w: {"pk": factories.robot()[0].pk}
+    ),
+    "api:robot-token-revoke": Row(
+        (200, 403, 403, 403, 401), method="post", kwargs=lambda w: {"pk": factories.robot()[0].pk}
+    ),
     "api:group-list": Row((200, 200, 403, 403, 401)),
     "api:group-detail": Row((200, 200, 403, 403, 401), kwargs=api_group),
     "api:role-binding-list": Row((200, 200, 403, 403, 401)),
@@ -214,6 +240,9 @@ MATRIX: dict[str, Row] = {
     "registries:check": Row((200, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
     "registries:sync": Row((302, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
     "registries:runs": Row((200, 200, 200, 200, 302), kwargs=inventory_registry),
+    # The drift plan is a dry run for reviewers and admins; applying is an admin's (here: no plan, a message).
+    "registries:reconcile": Row((200, 200, 403, 403, 302), kwargs=inventory_registry),
+    "registries:reconcile_apply": Row((302, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
     "registries:rotate_webhook_secret": Row(
         (200, 403, 403, 403, 302), method="post", kwargs=inventory_registry
     ),
@@ -248,6 +277,32 @@ MATRIX: dict[str, Row] = {
     ),
     "api:tag-list": Row((200, 200, 200, 200, 401)),
     "api:tag-detail": Row((200, 200, 200, 200, 401), kwargs=inventory_api(_inventory_tag)),
+    # Access rules: reviewers read and ask the explorer, admins change rules; everyone sees their own access.
+    "registries:rules": Row((200, 200, 403, 403, 302)),
+    "registries:rule_add": Row((200, 403, 403, 403, 302)),
+    "registries:rule_preview": Row(
+        (200, 403, 403, 403, 302),
+        method="post",
+        data=lambda w: {"group": w.binding.group_id, "pattern": "team/**", "actions": ["pull"]},
+    ),
+    "registries:rule_detail": Row((200, 200, 403, 403, 302), kwargs=lambda w: {"rule_id": access_rule(w).pk}),
+    "registries:rule_edit": Row((200, 403, 403, 403, 302), kwargs=lambda w: {"rule_id": access_rule(w).pk}),
+    "registries:rule_delete": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=lambda w: {"rule_id": access_rule(w).pk}
+    ),
+    "registries:explore": Row((200, 200, 403, 403, 302)),
+    "registries:my_access": Row((200, 200, 200, 200, 302)),
+    "registries:access_report": Row((200, 200, 403, 403, 302)),
+    "api:access-rule-list": Row((200, 200, 403, 403, 401)),
+    "api:access-rule-detail": Row((200, 200, 403, 403, 401), kwargs=lambda w: {"pk": access_rule(w).pk}),
+    "api:access-user": Row((200, 200, 403, 403, 401), data=lambda w: {"user": w.token.owner.username}),
+    "api:access-who-can": Row(
+        (200, 200, 403, 403, 401),
+        data=lambda w: {"registry": factories.registry().pk, "repository": "team/app", "action": "push"},
+    ),
+    "api:access-group-reach": Row((200, 200, 403, 403, 401), kwargs=group),
+    "api:access-me": Row((200, 200, 200, 200, 401)),
+    "api:access-report": Row((200, 200, 403, 403, 401)),
 }
 
 

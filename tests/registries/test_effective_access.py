@@ -24,22 +24,7 @@ def registry() -> Registry:
     return Registry.objects.create(name="prod-eu", kind="distribution", endpoint="https://r.example.test")
 
 
-def rule(
-    group: DirectoryGroup,
-    pattern: str,
-    *actions: str,
-    registry: Registry | None = None,
-    expires_in: timedelta | None = None,
-) -> AccessRule:
-    request = services.RuleRequest(
-        group=group,
-        pattern=pattern,
-        actions=frozenset(actions),
-        justification="needed for the test",
-        registry=registry,
-        expires_at=timezone.now() + expires_in if expires_in else None,
-    )
-    return services.save_access_rule(None, request, actor=None)
+rule = factories.access_rule
 
 
 def person_in(*groups: DirectoryGroup) -> User:

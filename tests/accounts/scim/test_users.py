@@ -231,3 +231,10 @@ def test_list_queries_do_not_grow_with_rows(scim: Scim) -> None:
     few = queries()
     people(20)
     assert queries() == few == 6  # token, last-used, count, page, their groups, the log row
+
+
+def test_a_username_that_would_pass_for_a_robot_token_is_refused(scim: Scim) -> None:
+    reply = scim.post("/Users", new_user("Robot$ci@corp.example"))
+    assert error_of(reply) == ("400", "invalidValue")
+    assert "robot$" in reply.body["detail"]
+    assert not User.objects.filter(username__iexact="robot$ci@corp.example").exists()

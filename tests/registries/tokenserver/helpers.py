@@ -6,15 +6,11 @@ import base64
 
 from accounts.models import DirectoryGroup, PersonalToken, User
 from registries.models import AccessRule, Registry
-from registries.services import RuleRequest, save_access_rule
 from tests import factories
 
 
 def rule(group: DirectoryGroup, registry: Registry, pattern: str, *actions: str) -> AccessRule:
-    request = RuleRequest(
-        group=group, pattern=pattern, actions=frozenset(actions), justification="test", registry=registry
-    )
-    return save_access_rule(None, request, actor=None)
+    return factories.access_rule(group, pattern, *actions, registry=registry)
 
 
 def registry_token(owner: User, **fields: object) -> str:

@@ -31,11 +31,6 @@ SERVICE = "registry.test"
 
 
 @pytest.fixture
-def signing_key() -> TokenSigningKey:
-    return keys.generate(actor=None)
-
-
-@pytest.fixture
 def registry(signing_key: TokenSigningKey) -> Registry:
     return factories.registry(token_service=SERVICE)
 
