@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 
 from portal import audit, requestid
+from portal.apps import ensure_embedded_broker_folders
 from portal.audit import AuditAction
 from portal.celery import app as celery_app
 from portal.models import AuditChainHead, AuditEvent, Finding
@@ -123,3 +125,17 @@ def test_beat_schedule_names_tasks_the_worker_knows(worker: subprocess.Popen[byt
     known = {name for names in registered.values() for name in names}
     for entry in celery_app.conf.beat_schedule.values():
         assert entry["task"] in known
+
+
+def test_the_embedded_broker_folders_exist_before_anything_is_queued(tmp_path: Path) -> None:
+    # `make demo` queues drift checks from a management command, before any worker has started.
+    folders = {
+        "data_folder_in": tmp_path / "in",
+        "data_folder_out": tmp_path / "in",
+        "control_folder": tmp_path / "c",
+    }
+    options = {key: str(path) for key, path in folders.items()}
+    with override_settings(CELERY_BROKER_URL="filesystem://", CELERY_BROKER_TRANSPORT_OPTIONS=options):
+        ensure_embedded_broker_folders()
+    assert (tmp_path / "in").is_dir()
+    assert (tmp_path / "c").is_dir()

@@ -18,8 +18,6 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default="127.0.0.1:8000")
 
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
-        (settings.DATA_DIR / "broker").mkdir(parents=True, exist_ok=True)
-        (settings.DATA_DIR / "broker-control").mkdir(parents=True, exist_ok=True)
         python = sys.executable
         children = [
             subprocess.Popen(

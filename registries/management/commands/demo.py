@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
 from registries import services, sync
-from registries.demo import estate
+from registries.demo import estate, people
 from registries.models import Registry, Replica
 
 PRIMARY_REGION, REPLICA_REGION = "eu-west", "us-east"
@@ -43,6 +43,8 @@ class Command(BaseCommand):
             running.append(estate.start("replica", estate.REPLICA_PORT, folder / REPLICA_REGION))
             estate.seed(running[0].url, running[1].url)
             self._sync(registry)
+            added = people.seed(registry)
+            self.stdout.write(f"Demo people, groups and access rules in place ({added} rules added).")
             if not no_serve:
                 call_command("serve_local", addr=addr)
         except RuntimeError as exc:
