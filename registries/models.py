@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
 from registries.connectors import kind_choices
-from registries.connectors.base import ACTIONS, PrincipalKind
+from registries.connectors.base import ACTIONS, CredentialKind, PrincipalKind
 from registries.patterns import InvalidPattern, compile_pattern
 from registries.querysets import (
     ArtifactQuerySet,
@@ -230,6 +230,8 @@ class SyncRun(models.Model):
     repositories_removed = models.PositiveIntegerField(default=0)
     # None: this run did not read grants (its connector cannot); 0 is "read, and the registry grants nothing".
     grants_seen = models.PositiveIntegerField(null=True, blank=True)
+    # The same for credentials: None when this run did not read them.
+    credentials_seen = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     objects = SyncRunQuerySet.as_manager()
@@ -449,3 +451,69 @@ class Grant(models.Model):
     @property
     def actions(self) -> list[str]:
         return [action for action in self.ACTIONS if getattr(self, f"can_{action}")]
+
+
+class CredentialQuerySet(models.QuerySet["Credential"]):
+    def present(self) -> Self:
+        """Still held by the registry as of its last complete read."""
+        return self.filter(gone_at=None)
+
+
+class Credential(models.Model):
+    """A registry-native credential (robot, token, access key, admin login) as its connector last read it.
+
+    Rows are kept when a credential disappears (`gone_at` is set): hygiene and offboarding reports
+    need to say a key existed and when it went. One row per (registry, native id), updated in place
+    by each complete read; a failed read changes nothing.
+    """
+
+    KINDS = [(kind.value, kind.value.replace("_", " ")) for kind in CredentialKind]
+    PRINCIPAL_KINDS = Grant.PRINCIPAL_KINDS
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="credentials")
+    native_id = models.CharField(max_length=500, help_text="The registry's own identifier.")
+    kind = models.CharField(max_length=32, choices=KINDS)
+    name = models.CharField(max_length=255)
+    enabled = models.BooleanField(default=True)
+    owner_kind = models.CharField(max_length=32, choices=PRINCIPAL_KINDS, blank=True)
+    owner_id = models.CharField(max_length=500, blank=True)
+    owner_name = models.CharField(max_length=255, blank=True)
+    # Linked only through a directory id that names exactly one person, as grants are.
+    owner_user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_id = models.CharField(max_length=500, blank=True)
+    created_by_name = models.CharField(max_length=255, blank=True)
+    created_by_user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expiry_known = models.BooleanField(default=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    usage_known = models.BooleanField(default=True)
+    last_used_source = models.CharField(max_length=100, blank=True)
+    scopes = models.JSONField(default=list)
+    shared_admin = models.BooleanField(default=False)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    observed_at = models.DateTimeField(default=timezone.now)
+    gone_at = models.DateTimeField(null=True, blank=True)
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="credentials"
+    )
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["registry", "kind", "name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "native_id"], name="credential_unique_per_registry")
+        ]
+        indexes = [models.Index(fields=["registry", "gone_at"]), models.Index(fields=["owner_user"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name} ({self.registry_id})"
+
+    @property
+    def never_expires(self) -> bool:
+        return self.expiry_known and self.expires_at is None

@@ -17,6 +17,7 @@ from portal import audit
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from registries import connectors, tasks
+from registries.connectors.base import PermissionCheck, can_check_permissions
 from registries.connectors.errors import ConnectorError
 from registries.models import AccessRule, Registry, Replica, SyncRun
 from registries.patterns import InvalidPattern, Pattern, compile_pattern
@@ -29,6 +30,8 @@ WEBHOOK_PREFIX = "crw_"
 class ConnectionResult:
     ok: bool
     reason: str
+    # One line per permission the connector needs, when it can check them one by one.
+    steps: tuple[PermissionCheck, ...] = ()
 
 
 def save_registry(
@@ -75,10 +78,19 @@ def _check_secrets_follow_endpoint(registry: Registry, typed: dict[str, str]) ->
 def check_connection(registry: Registry) -> ConnectionResult:
     """Ask the registry whether it answers with these settings, in words a person can act on."""
     try:
-        connector_for(registry).check()
+        connector = connector_for(registry)
+        connector.check()
+        steps = tuple(connector.check_permissions()) if can_check_permissions(connector) else ()
     except ConnectorError as exc:
         return ConnectionResult(ok=False, reason=str(exc))
-    return ConnectionResult(ok=True, reason="the registry answered with these credentials")
+    missing = [step for step in steps if not step.ok]
+    if missing:
+        return ConnectionResult(
+            ok=False,
+            reason=f"the registry answered, but {len(missing)} of {len(steps)} permissions are missing",
+            steps=steps,
+        )
+    return ConnectionResult(ok=True, reason="the registry answered with these credentials", steps=steps)
 
 
 def rotate_webhook_secret(registry: Registry, *, actor: User | None) -> str:

@@ -26,15 +26,19 @@ from registries import connectors, drift
 from registries.connectors.base import (
     Connector,
     Platform,
+    Principal,
     RemoteArtifact,
+    RemoteCredential,
     RemoteGrant,
     RemoteTag,
+    can_read_credentials,
     can_read_grants,
 )
 from registries.connectors.errors import ConnectorError, PermanentError, RateLimited
 from registries.models import (
     Artifact,
     ArtifactPresence,
+    Credential,
     Grant,
     Registry,
     Replica,
@@ -111,12 +115,16 @@ def sync_inventory(
     try:
         connector = connector_for(registry)
         _read(registry, connector, run, on_progress or (lambda run: None))
-        # Read completely before anything is applied: a failure here leaves inventory and grants as they were.
+        # Read completely before anything is applied: a failure here leaves inventory, grants and
+        # credentials as they were.
         grants = read_grants(connector)
+        credentials = read_credentials(connector)
         with transaction.atomic():
             apply_listing(registry, run)
             if grants is not None:
                 replace_grants(registry, run, grants)
+            if credentials is not None:
+                apply_credentials(registry, run, credentials)
         _finish(run, SyncRun.Status.SUCCEEDED)
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
@@ -384,8 +392,9 @@ def _check_grant(grant: RemoteGrant) -> None:
 
 def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) -> None:
     """Replace the registry's grants with a complete read, linking principals the directory knows."""
-    groups = _unique_by_external_id(DirectoryGroup.objects.all(), grants, "group")
-    users = _unique_by_external_id(User.objects.all(), grants, "user")
+    principals = [g.principal for g in grants]
+    groups = _unique_by_external_id(DirectoryGroup.objects.all(), principals, "group")
+    users = _unique_by_external_id(User.objects.all(), principals, "user")
     now = timezone.now()
     rows = [
         Grant(
@@ -411,18 +420,100 @@ def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) 
 
 
 def _unique_by_external_id(
-    rows: QuerySet[DirectoryGroup] | QuerySet[User], grants: list[RemoteGrant], kind: str
+    rows: QuerySet[DirectoryGroup] | QuerySet[User], principals: Iterable[Principal], kind: str
 ) -> dict[str, int]:
     """Directory id → row pk, for ids that name exactly one row (two directories may reuse an id)."""
-    wanted = {
-        g.principal.directory_id for g in grants if g.principal.kind == kind and g.principal.directory_id
-    }
+    wanted = {p.directory_id for p in principals if p.kind == kind and p.directory_id}
     if not wanted:
         return {}
     found: dict[str, list[int]] = {}
     for pk, external_id in rows.filter(external_id__in=wanted).values_list("pk", "external_id"):
         found.setdefault(external_id, []).append(pk)
     return {external_id: pks[0] for external_id, pks in found.items() if len(pks) == 1}
+
+
+# --- credentials: every secret that opens the registry ---------------------------------------------
+
+
+def read_credentials(connector: Connector) -> list[RemoteCredential] | None:
+    """Every credential the connector reports; None when the connector does not read credentials."""
+    if not can_read_credentials(connector):
+        return None
+    reader = connector
+    credentials = _rate_limited(lambda: list(reader.read_credentials()))
+    ids = [credential.id for credential in credentials]
+    if len(set(ids)) != len(ids):
+        # A connector bug; refusing the read keeps the previous rows rather than merging two credentials.
+        raise PermanentError("the connector reported two credentials with the same id")
+    return credentials
+
+
+def apply_credentials(registry: Registry, run: SyncRun, credentials: list[RemoteCredential]) -> None:
+    """Update the registry's credentials from a complete read: new ones added, changed ones updated,
+    missing ones marked gone (kept, for the reports that must say a key existed and when it went)."""
+    principals = [c.owner for c in credentials if c.owner] + [
+        c.created_by for c in credentials if c.created_by
+    ]
+    people = _unique_by_external_id(User.objects.all(), principals, "user")
+    now = timezone.now()
+    existing = {row.native_id: row for row in Credential.objects.filter(registry=registry)}
+    changed: list[Credential] = []
+    for credential in credentials:
+        row = existing.pop(credential.id, None) or Credential(
+            registry=registry, native_id=credential.id[:500]
+        )
+        _copy_credential(row, credential, people)
+        row.observed_at, row.gone_at, row.run = now, None, run
+        changed.append(row)
+    known = [row for row in changed if row.pk is not None]
+    Credential.objects.bulk_update(known, CREDENTIAL_FIELDS, batch_size=500)
+    Credential.objects.bulk_create([row for row in changed if row.pk is None], batch_size=500)
+    Credential.objects.filter(pk__in=[row.pk for row in existing.values()], gone_at=None).update(gone_at=now)
+    run.credentials_seen = len(credentials)
+    run.save(update_fields=["credentials_seen"])
+
+
+CREDENTIAL_FIELDS = [
+    "kind",
+    "name",
+    "enabled",
+    "owner_kind",
+    "owner_id",
+    "owner_name",
+    "owner_user",
+    "created_by_id",
+    "created_by_name",
+    "created_by_user",
+    "created_at",
+    "expires_at",
+    "expiry_known",
+    "last_used_at",
+    "usage_known",
+    "last_used_source",
+    "scopes",
+    "shared_admin",
+    "observed_at",
+    "gone_at",
+    "run",
+]
+
+
+def _copy_credential(row: Credential, credential: RemoteCredential, people: dict[str, int]) -> None:
+    owner, creator = credential.owner, credential.created_by
+    row.kind, row.name, row.enabled = credential.kind, credential.name[:255], credential.enabled
+    row.owner_kind = owner.kind if owner else ""
+    row.owner_id, row.owner_name = (owner.id[:500], owner.name[:255]) if owner else ("", "")
+    row.owner_user_id = people.get(owner.directory_id) if owner and owner.kind == "user" else None
+    row.created_by_id, row.created_by_name = (creator.id[:500], creator.name[:255]) if creator else ("", "")
+    row.created_by_user_id = people.get(creator.directory_id) if creator and creator.kind == "user" else None
+    row.created_at, row.expires_at, row.expiry_known = (
+        credential.created_at,
+        credential.expires_at,
+        credential.expiry_known,
+    )
+    row.last_used_at, row.usage_known = credential.last_used_at, credential.usage_known
+    row.last_used_source = credential.last_used_source[:100]
+    row.scopes, row.shared_admin = list(credential.scopes), credential.shared_admin
 
 
 # --- replicas: which regions hold which artifacts ----------------------------------------------------

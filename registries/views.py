@@ -26,6 +26,7 @@ from accounts.roles import Role
 from portal.errors import RequestRejected
 from portal.querystring import query_without
 from registries import access, connectors, drift, services
+from registries.connectors.base import PermissionCheck
 from registries.forms import RegistryForm, ReplicaForm, RepositoryFilter
 from registries.inventory import platforms_of, pull_reference, region_states
 from registries.models import Artifact, Registry, Repository, SyncRun, Tag, WebhookEvent
@@ -108,7 +109,11 @@ def registry_add(request: HttpRequest) -> HttpResponse:
         if registry is not None:
             messages.success(request, f"Registry {registry.name} added. Test it, then sync it.")
             return redirect("registries:detail", registry_id=registry.pk)
-    return render(request, "registries/form.html", {"form": form, "kind": kind, "registry": None})
+    return render(
+        request,
+        "registries/form.html",
+        {"form": form, "kind": kind, "registry": None, "needs": _needs(kind)},
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -119,8 +124,15 @@ def registry_edit(request: HttpRequest, registry_id: int) -> HttpResponse:
         messages.success(request, f"Registry {registry.name} saved.")
         return redirect("registries:detail", registry_id=registry.pk)
     return render(
-        request, "registries/form.html", {"form": form, "kind": registry.kind, "registry": registry}
+        request,
+        "registries/form.html",
+        {"form": form, "kind": registry.kind, "registry": registry, "needs": _needs(registry.kind)},
     )
+
+
+def _needs(kind: str) -> tuple[str, ...]:
+    """What the kind's account needs, least privilege, for the form to say before anyone saves."""
+    return tuple(getattr(connectors.CONNECTORS.get(kind), "needs", ()))
 
 
 def _save(request: HttpRequest, form: RegistryForm, registry: Registry) -> Registry | None:
@@ -148,15 +160,17 @@ def registry_delete(request: HttpRequest, registry_id: int) -> HttpResponse:
 # --- Connection tests ----------------------------------------------------------------------------
 
 
-def _check_fragment(request: HttpRequest, ok: bool, reason: str) -> HttpResponse:
-    return render(request, "registries/_check.html", {"ok": ok, "reason": reason})
+def _check_fragment(
+    request: HttpRequest, ok: bool, reason: str, steps: tuple[PermissionCheck, ...] = ()
+) -> HttpResponse:
+    return render(request, "registries/_check.html", {"ok": ok, "reason": reason, "steps": steps})
 
 
 def _check_form(request: HttpRequest, form: RegistryForm) -> HttpResponse:
     if problems := form.connection_errors():
         return _check_fragment(request, False, "Fix the form first. " + " ".join(problems))
     result = services.check_connection(form.transient())
-    return _check_fragment(request, result.ok, result.reason)
+    return _check_fragment(request, result.ok, result.reason, result.steps)
 
 
 @require_POST
@@ -176,7 +190,7 @@ def registry_check(request: HttpRequest, registry_id: int) -> HttpResponse:
     if "endpoint" in request.POST:
         return _check_form(request, RegistryForm(request.POST, kind=registry.kind, registry=registry))
     result = services.check_connection(registry)
-    return _check_fragment(request, result.ok, result.reason)
+    return _check_fragment(request, result.ok, result.reason, result.steps)
 
 
 # --- Sync, notifications, replicas ---------------------------------------------------------------

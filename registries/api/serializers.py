@@ -89,9 +89,16 @@ class RegistryWriteSerializer(serializers.ModelSerializer[Registry]):
         return endpoint.strip().rstrip("/")
 
 
+class PermissionCheckSerializer(serializers.Serializer[Any]):
+    permission = serializers.CharField()
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
 class ConnectionResultSerializer(serializers.Serializer[Any]):
     ok = serializers.BooleanField()
     reason = serializers.CharField()
+    steps = PermissionCheckSerializer(many=True, help_text="Each permission the account needs, checked.")
 
 
 class SyncQueuedSerializer(serializers.Serializer[Any]):

@@ -114,7 +114,7 @@ class RegistryViewSet(InventoryReader, viewsets.ModelViewSet[Registry]):
         """Ask the registry whether it answers with the stored settings; the reason says why not."""
         registry = access.get_registry_for_user(signed_in_user(request), int(pk), write=True)
         result = services.check_connection(registry)
-        return Response({"ok": result.ok, "reason": result.reason})
+        return Response(ConnectionResultSerializer(result).data)
 
     @extend_schema(request=None, responses={202: SyncQueuedSerializer})
     @action(detail=True, methods=["post"])

@@ -26,6 +26,7 @@ class Capability(enum.StrEnum):
     CREDENTIALS = "credentials"
     GRANTS = "grants"  # read_grants(): who the registry lets do what
     WRITE_GRANTS = "write_grants"  # apply_access_plan(): change that to match Customs' rules
+    DISABLE_CREDENTIALS = "disable_credentials"  # disable_credential(): offboarding and hygiene
     REPLICAS = "replicas"
     EVENTS = "events"
 
@@ -267,3 +268,94 @@ def can_write_grants(connector: object) -> TypeGuard[GrantWriter]:
     return Capability.WRITE_GRANTS in getattr(connector, "capabilities", ()) and callable(
         getattr(connector, "apply_access_plan", None)
     )
+
+
+# --- Credentials: every secret that opens the registry, with its owner, expiry and last use -------------
+
+
+class CredentialKind(enum.StrEnum):
+    ROBOT = "robot"  # Harbor and Quay robot accounts
+    ACCESS_TOKEN = "access_token"  # a person's token: Docker Hub PAT, ACR token, Harbor CLI secret
+    ORGANIZATION_TOKEN = "organization_token"  # Docker Hub organisation access token
+    ACCESS_KEY = "access_key"  # AWS IAM access key
+    SERVICE_ACCOUNT_KEY = "service_account_key"  # Google service-account key
+    ADMIN_ACCOUNT = "admin_account"  # a shared admin login: the ACR admin user, Harbor's local admin
+
+
+@dataclass(frozen=True)
+class RemoteCredential:
+    """One credential as the registry reports it. Unknown is not the same as never, twice over:
+
+    - `expires_at` None with `expiry_known` means it never expires; without, the registry does not say.
+    - `last_used_at` None with `usage_known` means never used; without, the registry keeps no record
+      (Harbor robots, ACR tokens), and hygiene must say "unknown" rather than "unused".
+    """
+
+    kind: CredentialKind
+    id: str  # the registry's stable identifier: robot id, token uuid, access key id, key name
+    name: str
+    enabled: bool = True
+    owner: Principal | None = None  # whom it acts as or belongs to
+    created_by: Principal | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    expiry_known: bool = True
+    last_used_at: datetime | None = None
+    usage_known: bool = True
+    last_used_source: str = ""  # where the last use comes from, e.g. "IAM GetAccessKeyLastUsed"
+    scopes: tuple[str, ...] = ()  # native scopes, as text, for people
+    shared_admin: bool = False
+
+
+class CredentialReader(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def read_credentials(self) -> Iterator[RemoteCredential]:
+        """Every credential the registry holds, read completely (or a ConnectorError: nothing changes)."""
+
+
+class CredentialDisabler(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def disable_credential(self, credential_id: str) -> None:
+        """Make the credential unusable (disable where the registry can, delete where it cannot).
+
+        Idempotent: a credential already disabled or gone is success, so an interrupted offboarding
+        can run the step again.
+        """
+
+
+def can_read_credentials(connector: object) -> TypeGuard[CredentialReader]:
+    return Capability.CREDENTIALS in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "read_credentials", None)
+    )
+
+
+def can_disable_credentials(connector: object) -> TypeGuard[CredentialDisabler]:
+    return Capability.DISABLE_CREDENTIALS in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "disable_credential", None)
+    )
+
+
+# --- Permission checks: "test connection" one permission at a time ------------------------------------
+
+
+@dataclass(frozen=True)
+class PermissionCheck:
+    """One permission the connector needs, and whether these credentials have it."""
+
+    permission: str  # in the registry's words, e.g. "list repositories (registry:catalog:*)"
+    ok: bool
+    detail: str = ""  # why not, or what was seen
+
+
+class PermissionChecker(Protocol):
+    # What the account needs, least privilege first: shown on the registry form.
+    needs: ClassVar[tuple[str, ...]]
+
+    def check_permissions(self) -> list[PermissionCheck]:
+        """Try each needed permission with a harmless read; never raises for a missing one."""
+
+
+def can_check_permissions(connector: object) -> TypeGuard[PermissionChecker]:
+    return callable(getattr(connector, "check_permissions", None))

@@ -24,13 +24,14 @@ from registries.connectors.base import (
     MANIFEST_MEDIA_TYPES,
     Capability,
     ConnectorConfig,
+    PermissionCheck,
     Platform,
     RemoteArtifact,
     RemoteRepository,
     RemoteTag,
     parse_rfc3339,
 )
-from registries.connectors.errors import AuthError, PermanentError, raise_for_status
+from registries.connectors.errors import AuthError, ConnectorError, PermanentError, raise_for_status
 
 # Every manifest type Customs reads, most specific first; schema1 is deliberately absent.
 ACCEPT = ", ".join(sorted(INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES))
@@ -70,6 +71,10 @@ class DistributionConnector:
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.REPOSITORIES, Capability.ARTIFACTS, Capability.EVENTS}
     )
+    needs: ClassVar[tuple[str, ...]] = (
+        "list the catalog (registry:catalog:*)",
+        "pull every repository (repository:<name>:pull); nothing more: Customs never pushes or deletes",
+    )
 
     def __init__(self, config: DistributionConfig) -> None:
         self.config = config
@@ -82,6 +87,22 @@ class DistributionConnector:
 
     def check(self) -> None:
         self._get("/v2/", scope="")
+
+    def check_permissions(self) -> list[PermissionCheck]:
+        catalog = PermissionCheck(self.needs[0], ok=True)
+        first: str | None = None
+        try:
+            response = self._get(f"{self.config.url}/v2/_catalog?n=1", scope="registry:catalog:*")
+            first = next(iter(_json(response).get("repositories") or []), None)
+        except ConnectorError as exc:
+            catalog = PermissionCheck(self.needs[0], ok=False, detail=str(exc))
+        if first is None:
+            return [catalog, PermissionCheck(self.needs[1], ok=catalog.ok, detail="no repository to try yet")]
+        try:
+            self._get(f"/v2/{first}/tags/list", scope=_pull(first))
+        except ConnectorError as exc:
+            return [catalog, PermissionCheck(self.needs[1], ok=False, detail=f"{first}: {exc}")]
+        return [catalog, PermissionCheck(self.needs[1], ok=True, detail=f"tried on {first}")]
 
     def repositories(self) -> Iterator[RemoteRepository]:
         url: str | None = f"{self.config.url}/v2/_catalog?n={self.config.page_size}"

@@ -114,7 +114,11 @@ def test_test_connection_on_a_closed_port_says_refused(client: Client, admin: Us
     registry = factories.registry(endpoint=factories.CLOSED_ENDPOINT)
     client.force_login(admin)
     response = client.post(reverse("api:registry-test-connection", args=[registry.pk]))
-    assert response.json() == {"ok": False, "reason": "http://127.0.0.1:9/v2/: connection refused"}
+    assert response.json() == {
+        "ok": False,
+        "reason": "http://127.0.0.1:9/v2/: connection refused",
+        "steps": [],
+    }
 
 
 def test_sync_queues_a_manual_run(

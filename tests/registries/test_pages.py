@@ -218,9 +218,11 @@ def test_testing_an_existing_registry_uses_the_stored_password_when_the_field_is
     registry = factories.registry(endpoint=LAB, secrets={"password": PASSWORD}, config={"username": "robot"})
     responses.get(f"{LAB}/v2/", status=401, headers={"WWW-Authenticate": 'Basic realm="lab"'})
     responses.get(f"{LAB}/v2/", status=200, json={})
+    responses.get(f"{LAB}/v2/_catalog", status=200, json={"repositories": []})
     client.force_login(admin)
     response = client.post(reverse("registries:check", args=[registry.pk]), form_data(config_password=""))
-    assert "✓" in body(response)
+    assert "✓ the registry answered" in body(response)
+    assert "list the catalog" in body(response)  # each permission, checked
     sent = responses.calls[1].request.headers["Authorization"]
     assert sent.startswith("Basic ")  # the stored password went to the registry, and only there
     assert PASSWORD not in body(response)
@@ -528,3 +530,10 @@ def test_a_registry_behind_customs_shows_its_token_configuration(
         "service: registry.example.test"
         not in client.get(reverse("registries:detail", args=[registry.pk])).content.decode()
     )
+
+
+def test_the_form_says_what_the_account_needs_before_anything_is_saved(client: Client, admin: User) -> None:
+    client.force_login(admin)
+    page = body(client.get(ADD + "?kind=distribution"))
+    assert "What the account needs" in page
+    assert "registry:catalog:*" in page

@@ -1,0 +1,193 @@
+"""Registry-native credentials through the sync: added, updated, kept when gone, owners linked by id only."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pytest
+
+from registries import connectors, services, sync
+from registries.connectors.base import (
+    Capability,
+    ConnectorConfig,
+    CredentialKind,
+    PermissionCheck,
+    Principal,
+    PrincipalKind,
+    RemoteArtifact,
+    RemoteCredential,
+    RemoteRepository,
+    RemoteTag,
+)
+from registries.connectors.errors import TransientError
+from registries.demo import images as im
+from registries.models import Credential, Registry, SyncRun
+from tests import factories
+from tests.registries.harness import RunningRegistry
+
+pytestmark = pytest.mark.django_db
+
+KIND = "test-credentials"
+CREATED = datetime(2026, 1, 5, tzinfo=UTC)
+USED = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+@dataclass
+class Upstream:
+    credentials: list[RemoteCredential] = field(default_factory=list)
+    read_error: Exception | None = None
+    permissions: list[PermissionCheck] = field(default_factory=list)
+
+
+class FakeConfig(ConnectorConfig):
+    url: str
+
+
+class CredentialReadingConnector:
+    kind: ClassVar[str] = KIND
+    label: ClassVar[str] = "Test registry that reads credentials"
+    config_class: ClassVar[type[ConnectorConfig]] = FakeConfig
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.REPOSITORIES, Capability.CREDENTIALS}
+    )
+    needs: ClassVar[tuple[str, ...]] = ("read robots", "read members")
+    upstream: ClassVar[Upstream] = Upstream()
+
+    def __init__(self, config: FakeConfig) -> None:
+        self.config = config
+
+    def check(self) -> None:
+        return None
+
+    def check_permissions(self) -> list[PermissionCheck]:
+        return list(self.upstream.permissions)
+
+    def repositories(self) -> Iterator[RemoteRepository]:
+        yield from ()
+
+    def tags(self, repository: str) -> list[RemoteTag]:
+        return []
+
+    def artifact(self, repository: str, digest: str) -> RemoteArtifact:
+        raise AssertionError("no artifacts in this fake")
+
+    def read_credentials(self) -> Iterator[RemoteCredential]:
+        if self.upstream.read_error:
+            raise self.upstream.read_error
+        yield from self.upstream.credentials
+
+
+@pytest.fixture
+def upstream(monkeypatch: pytest.MonkeyPatch) -> Upstream:
+    state = Upstream()
+    monkeypatch.setattr(CredentialReadingConnector, "upstream", state)
+    monkeypatch.setitem(connectors.CONNECTORS, KIND, CredentialReadingConnector)
+    return state
+
+
+def robot(native_id: str, **fields: Any) -> RemoteCredential:
+    made = RemoteCredential(kind=CredentialKind.ROBOT, id=native_id, name=f"robot${native_id}")
+    return dataclasses.replace(made, **fields)
+
+
+def run_sync(registry: Registry) -> SyncRun:
+    run = sync.sync_inventory(registry)
+    registry.refresh_from_db()
+    return run
+
+
+def test_credentials_are_added_updated_and_kept_when_gone(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.credentials = [
+        robot("ci", created_at=CREATED),
+        robot("deploy", expires_at=None, expiry_known=True),
+    ]
+    first = run_sync(registry)
+    assert first.status == SyncRun.Status.SUCCEEDED, first.error
+    assert first.credentials_seen == 2
+    ci = Credential.objects.get(registry=registry, native_id="ci")
+    assert (ci.created_at, ci.gone_at, ci.run_id) == (CREATED, None, first.pk)
+    assert Credential.objects.get(native_id="deploy").never_expires
+
+    upstream.credentials = [robot("ci", created_at=CREATED, last_used_at=USED, last_used_source="audit log")]
+    second = run_sync(registry)
+    ci.refresh_from_db()
+    assert (ci.last_used_at, ci.last_used_source, ci.run_id) == (USED, "audit log", second.pk)
+    deploy = Credential.objects.get(native_id="deploy")
+    assert deploy.gone_at is not None  # still listed for the reports, marked gone
+    assert list(Credential.objects.filter(registry=registry).present()) == [ci]
+
+    upstream.credentials = [robot("ci"), robot("deploy")]
+    run_sync(registry)
+    deploy.refresh_from_db()
+    assert deploy.gone_at is None  # back again
+
+
+def test_owners_link_to_people_only_through_a_unique_directory_id(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    person = factories.user(external_id="oid-ana")
+    factories.user(external_id="oid-twice", directory="one")
+    factories.user(external_id="oid-twice", directory="two")
+    upstream.credentials = [
+        robot("a", owner=Principal(PrincipalKind.USER, "hub-ana", "ana", directory_id="oid-ana")),
+        robot("b", owner=Principal(PrincipalKind.USER, "hub-x", "x", directory_id="oid-twice")),
+        robot("c", created_by=Principal(PrincipalKind.USER, "hub-ana", "ana", directory_id="oid-ana")),
+        robot("d", owner=Principal(PrincipalKind.USER, "ana", "ana")),  # a name alone never links
+    ]
+    run_sync(registry)
+    rows = {row.native_id: row for row in Credential.objects.filter(registry=registry)}
+    assert rows["a"].owner_user == person
+    assert rows["b"].owner_user is None  # the id names two people: kept as a raw reference
+    assert (rows["b"].owner_kind, rows["b"].owner_id) == ("user", "hub-x")
+    assert rows["c"].created_by_user == person
+    assert rows["d"].owner_user is None
+
+
+def test_a_failed_read_changes_nothing(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.credentials = [robot("ci")]
+    run_sync(registry)
+    upstream.read_error = TransientError("503 from the robots list")
+    failed = run_sync(registry)
+    assert failed.status == SyncRun.Status.FAILED
+    assert "503" in failed.error
+    assert Credential.objects.get(native_id="ci").gone_at is None
+
+
+def test_two_credentials_with_one_id_are_a_connector_bug_and_change_nothing(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.credentials = [robot("ci"), robot("ci", name="robot$other")]
+    failed = run_sync(registry)
+    assert failed.status == SyncRun.Status.FAILED
+    assert "same id" in failed.error
+    assert not Credential.objects.exists()
+
+
+def test_test_connection_reports_each_permission(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.permissions = [
+        PermissionCheck("read robots", ok=True),
+        PermissionCheck("read members", ok=False, detail="403"),
+    ]
+    result = services.check_connection(registry)
+    assert not result.ok
+    assert result.reason == "the registry answered, but 1 of 2 permissions are missing"
+    assert [(s.permission, s.ok) for s in result.steps] == [("read robots", True), ("read members", False)]
+    upstream.permissions = [PermissionCheck("read robots", ok=True)]
+    assert services.check_connection(registry).ok
+
+
+def test_distribution_checks_catalog_and_pull_on_a_real_registry(registry: RunningRegistry) -> None:
+    pusher = registry.pusher()
+    pusher.push_image("team/app", im.base_image("app"), tags=["1"])
+    saved = services.save_registry(
+        Registry(name="local", kind="distribution", endpoint=registry.url), actor=None, public={}
+    )
+    result = services.check_connection(saved)
+    assert result.ok
+    assert [step.ok for step in result.steps] == [True, True]
+    assert result.steps[1].detail == "tried on team/app"
