@@ -42,13 +42,24 @@ def receive(request: HttpRequest, registry_id: int) -> JsonResponse:
 
 
 def _authenticated(request: HttpRequest, registry: Registry) -> bool:
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    secret = _presented_secret(request)
     return (
         bool(registry.webhook_secret_digest)
-        and scheme.lower() == "bearer"
-        and tokens.looks_like_token(raw.strip(), WEBHOOK_PREFIX)
-        and tokens.matches(raw.strip(), registry.webhook_secret_digest)
+        and tokens.looks_like_token(secret, WEBHOOK_PREFIX)
+        and tokens.matches(secret, registry.webhook_secret_digest)
     )
+
+
+def _presented_secret(request: HttpRequest) -> str:
+    """The secret from `Authorization: Bearer`, or from `?token=` for senders that cannot set headers.
+
+    Docker Hub webhooks and plain Pub/Sub push subscriptions only know a URL, so the secret has to
+    ride in it; a header, when there is one, is always preferred (URLs end up in proxy logs).
+    """
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and raw.strip():
+        return raw.strip()
+    return request.GET.get("token", "").strip()
 
 
 def _record(registry: Registry, event: PushEvent) -> WebhookEvent | None:

@@ -110,6 +110,25 @@ def test_the_endpoint_requires_the_registrys_secret(client: Client) -> None:
     assert post(client, registry, body.encode(), secret) == {"accepted": 0, "duplicates": 0}
 
 
+def test_senders_without_headers_may_put_the_secret_in_the_url(client: Client) -> None:
+    registry = services.save_registry(
+        Registry(name="by-url", kind="distribution", endpoint="http://127.0.0.1:9"), actor=None, public={}
+    )
+    secret = services.rotate_webhook_secret(registry, actor=None)
+    url = f"/hooks/registries/{registry.pk}/"
+    body = json.dumps({"events": []})
+    assert client.post(f"{url}?token={secret}", body, content_type="application/json").status_code == 200
+    assert client.post(f"{url}?token={secret}x", body, content_type="application/json").status_code == 401
+    # A header, when sent, is what counts: a right token in the URL does not rescue a wrong header.
+    wrong_header = client.post(
+        f"{url}?token={secret}",
+        body,
+        content_type="application/json",
+        headers={"Authorization": "Bearer nope"},
+    )
+    assert wrong_header.status_code == 401
+
+
 def test_a_malformed_notification_is_refused_with_a_reason(client: Client) -> None:
     registry = services.save_registry(
         Registry(name="mal", kind="distribution", endpoint="http://127.0.0.1:9"), actor=None, public={}
