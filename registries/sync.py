@@ -600,11 +600,13 @@ def _apply_push(registry: Registry, event: WebhookEvent, connector: Connector) -
         name=event.repository,
         defaults={"namespace": Repository.namespace_of(event.repository)},
     )
-    artifact = Artifact.objects.filter(repository=repository, digest=event.digest).first()
+    # Docker Hub and Quay notifications name the tag but not the digest: ask the registry.
+    digest = event.digest or connector.resolve(event.repository, event.tag)
+    artifact = Artifact.objects.filter(repository=repository, digest=digest).first()
     outcome = "known"
     if artifact is None:
         artifact = create_artifact(
-            repository, connector.artifact(event.repository, event.digest), pushed_at=event.occurred_at
+            repository, connector.artifact(event.repository, digest), pushed_at=event.occurred_at
         )
         outcome = "added"
     elif event.tag:
@@ -616,7 +618,7 @@ def _apply_push(registry: Registry, event: WebhookEvent, connector: Connector) -
             defaults={"artifact": artifact, "updated_at": timezone.now()},
         )
     refresh_totals(repository)
-    return f"{outcome} {event.digest[:19]}" + (f" as {event.tag}" if event.tag else "")
+    return f"{outcome} {digest[:19]}" + (f" as {event.tag}" if event.tag else "")
 
 
 def _apply_delete(registry: Registry, event: WebhookEvent) -> str:

@@ -134,6 +134,9 @@ class Connector(Protocol):
     def artifact(self, repository: str, digest: str) -> RemoteArtifact:
         """The manifest (or index, with its platform manifests) behind a digest."""
 
+    def resolve(self, repository: str, reference: str) -> str:
+        """The digest a tag points at now (for notifications that name only the tag)."""
+
 
 # --- Grants: access the registry actually gives, and plans that change it ---------------------------
 #

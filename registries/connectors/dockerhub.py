@@ -114,6 +114,9 @@ class DockerHubConnector:
             tags.append(RemoteTag(name=str(item["name"]), digest=digest))
         return sorted(tags, key=lambda tag: tag.name)
 
+    def resolve(self, repository: str, reference: str) -> str:
+        return self._registry.resolve(repository, reference)
+
     def artifact(self, repository: str, digest: str) -> RemoteArtifact:
         record = self._registry.artifact(repository, digest)
         pushed, pulled = self._times.get((repository, digest), (None, None))

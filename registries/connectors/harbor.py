@@ -101,6 +101,9 @@ class HarborConnector:
         ]
         return sorted(tags, key=lambda tag: tag.name)
 
+    def resolve(self, repository: str, reference: str) -> str:
+        return self._registry.resolve(repository, reference)
+
     def artifact(self, repository: str, digest: str) -> RemoteArtifact:
         details = self._get(
             f"{self._artifacts_path(repository)}/{digest}", params={"with_tag": "false"}

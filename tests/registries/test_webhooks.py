@@ -188,3 +188,18 @@ def test_an_over_long_name_is_refused_as_malformed(client: Client) -> None:
     assert response.status_code == 400
     assert "longer than 255" in response.json()["error"]
     assert not WebhookEvent.objects.exists()
+
+
+def test_a_push_naming_only_the_tag_is_resolved_through_the_registry(start_registry: StartRegistry) -> None:
+    # Docker Hub and Quay say which tag was pushed, never the digest.
+    running = start_registry()
+    image = im.base_image("tag-only")
+    running.pusher().push_image("team/tag-only", image, tags=["7"])
+    registry = services.save_registry(
+        Registry(name="tag-only", kind="distribution", endpoint=running.url), actor=None, public={}
+    )
+    event = WebhookEvent.objects.create(
+        registry=registry, event_id="hub-1", action="push", repository="team/tag-only", tag="7"
+    )
+    assert sync.apply_event(registry, event) == f"added {image.digest[:19]} as 7"
+    assert Tag.objects.get(repository__name="team/tag-only", name="7").artifact.digest == image.digest
