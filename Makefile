@@ -64,6 +64,9 @@ test: install-dev services check ## Everything CI runs: checks, then the whole s
 		$(VENV)/bin/pytest
 
 bench: install-dev services ## Benchmarks (alternatives measured side by side, ratios printed)
+	@command -v wrk >/dev/null || { echo "installing Debian's wrk (the token benchmark's load generator)"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	DATABASE_URL=$(TEST_DATABASE_URL) $(MANAGE) migrate --no-input -v0
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m bench
 

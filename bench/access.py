@@ -31,11 +31,21 @@ SAMPLES = 200
 
 
 @contextmanager
-def estate(scale: float, tag: str) -> Iterator[tuple[Registry, list[User], list[str]]]:
+def estate(
+    scale: float, tag: str, *, token_service: str = ""
+) -> Iterator[tuple[Registry, list[User], list[str]]]:
+    """The issue's data set times `scale`, in one registry; everything seeded is deleted on exit.
+
+    Groups are `team-<n>` in directory `bench-<tag>` and repositories `team-<n>/svc-<i>`, so a
+    benchmark may add its own groups in that directory and have them cleaned up too.
+    """
     n = {key: max(10, int(value * scale)) for key, value in FULL.items()}
     rng = random.Random(11)  # noqa: S311
     registry = Registry.objects.create(
-        name=f"bench-access-{tag}", kind="distribution", endpoint="https://b.test"
+        name=f"bench-access-{tag}",
+        kind="distribution",
+        endpoint="https://b.test",
+        token_service=token_service,
     )
     try:
         with transaction.atomic():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,9 +14,12 @@ from typing import Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.utils import timezone
 
 from portal import requestid
 from portal.models import AuditChainHead, AuditEvent
+
+logger = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 
@@ -112,6 +117,33 @@ def record(
         head.last_sequence, head.last_hash = event.sequence, event.hash
         head.save(update_fields=["last_sequence", "last_hash"])
     return event
+
+
+def record_soon(
+    actor: Actor | None, action: AuditAction, *, target: models.Model | Target | None = None, **detail: Any
+) -> None:
+    """Append an event from a worker, off the request path; synchronously if no broker takes it.
+
+    For events that arrive at request rate from outside, such as refused registry logins: each
+    synchronous append waits for the chain head's lock and a commit, so a flood of bad logins would
+    otherwise slow every request that audits, and every request that waits on those. The event
+    keeps the time it happened; the chain order is the order the worker appends them.
+    """
+    from portal import tasks  # the tasks module imports this one
+
+    subject = Target.of(target) if isinstance(target, models.Model) else target
+    detail = {**detail, "occurred_at": timezone.now().isoformat()}
+    arguments = (
+        actor.pk if actor else None,
+        str(action),
+        dataclasses.asdict(subject) if subject else None,
+        json.loads(json.dumps(detail, cls=DjangoJSONEncoder)),
+    )
+    try:
+        tasks.append_audit_event.apply_async(arguments, retry=False)
+    except Exception:  # noqa: BLE001  (any broker failure: the event must not be lost)
+        logger.warning("audit: the broker did not take %s; recording it in the request", action)
+        record(actor, action, target=subject, **detail)
 
 
 def _as_stored(text: str) -> float | int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,15 @@ def developer(db: None) -> User:
 @pytest.fixture
 def cast(admin: User, reviewer: User, developer: User) -> dict[str, User | None]:
     return {"admin": admin, "reviewer": reviewer, "developer": developer, "anonymous": None}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_server_memory() -> Iterator[None]:
+    """The token server's per-process memory of registries and keys must not outlive a test's data."""
+    from registries.tokenserver import keys, views
+
+    keys.forget_signer()
+    views.forget_services()
+    yield
+    keys.forget_signer()
+    views.forget_services()

@@ -319,6 +319,22 @@ def base_image(
     )
 
 
+def bulky_image(name: str, *, layers: int = 10, layer_size: int = 2 * 2**20, format: Format = "oci") -> Image:
+    """An image of `layers` layers, each one file of `layer_size` pseudo-random bytes; same every run.
+
+    For transfer benchmarks: SHAKE-256 output does not compress, so every layer costs its full
+    size on the wire and on disk, as real binaries roughly do.
+    """
+    built = [
+        layer(
+            {f"data/{index:03d}.bin": hashlib.shake_256(f"{name}/{index}".encode()).digest(layer_size)},
+            created_by=f"ADD {name}-{index}.bin /data/",
+        )
+        for index in range(layers)
+    ]
+    return build_image(built, format=format)
+
+
 def child_image(
     base: Image,
     files: Mapping[str, bytes],

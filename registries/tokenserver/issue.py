@@ -17,8 +17,8 @@ from accounts.models import PersonalToken, RobotToken, User
 from accounts.roles import Role
 from portal import audit, metrics
 from portal.audit import AuditAction
-from registries.effective import Access, robot_access, user_access
-from registries.models import AccessRule, Registry, TokenSigningKey
+from registries.effective import Access, RuleSet, robot_access, rules_for_robot, rules_for_user, user_access
+from registries.models import AccessRule, Registry
 from registries.patterns import is_valid_repository_name
 from registries.tokenserver import keys
 from registries.tokenserver.scopes import Scope
@@ -46,6 +46,10 @@ class Principal(Protocol):
 
     def access(self, registry: Registry, repository: str) -> Access: ...
 
+    def rules(self, registry: Registry) -> RuleSet:
+        """Every rule in force for the principal on the registry, read once for all scopes."""
+        ...
+
     def may_list_catalog(self) -> bool: ...
 
 
@@ -66,6 +70,9 @@ class Person:
 
     def access(self, registry: Registry, repository: str) -> Access:
         return user_access(self.user, registry, repository)
+
+    def rules(self, registry: Registry) -> RuleSet:
+        return rules_for_user(self.user, registry)
 
     def may_list_catalog(self) -> bool:
         return self.user.has_role(Role.ADMIN)
@@ -88,6 +95,9 @@ class Robot:
 
     def access(self, registry: Registry, repository: str) -> Access:
         return robot_access(self.robot, registry, repository)
+
+    def rules(self, registry: Registry) -> RuleSet:
+        return rules_for_robot(self.robot, registry)
 
     def may_list_catalog(self) -> bool:
         # The catalog names every repository, far beyond the group's rules: robots never get it.
@@ -122,7 +132,9 @@ class ScopeGrant:
         return {"type": self.asked.type, "name": self.asked.name, "actions": list(self.actions)}
 
 
-def grant(principal: Principal | None, registry: Registry, scope: Scope) -> ScopeGrant:
+def grant(
+    principal: Principal | None, registry: Registry, scope: Scope, rules: RuleSet | None = None
+) -> ScopeGrant:
     """The requested actions this principal may have; unknown types, actions and bad names get none."""
     if principal is None:
         return ScopeGrant(scope, ())  # Customs has no anonymous access
@@ -132,17 +144,21 @@ def grant(principal: Principal | None, registry: Registry, scope: Scope) -> Scop
     # A host prefix never matches: the registry compares access names without one (B7).
     if scope.type != "repository" or not is_valid_repository_name(scope.name):
         return ScopeGrant(scope, ())
-    has = principal.access(registry, scope.name).actions
+    has = (rules or principal.rules(registry)).actions_on(scope.name)
     wanted = REPOSITORY_ACTIONS if "*" in scope.actions else set(scope.actions)
     return ScopeGrant(scope, tuple(a for a in AccessRule.ACTIONS if a in wanted and a in has))
 
 
 def grants(principal: Principal | None, registry: Registry, scopes: Iterable[Scope]) -> list[ScopeGrant]:
-    return [grant(principal, registry, scope) for scope in scopes]
+    """Each scope's grant, reading the principal's rules once however many scopes are asked."""
+    scopes = list(scopes)
+    needs_rules = principal is not None and any(s.type == "repository" for s in scopes)
+    rules = principal.rules(registry) if principal is not None and needs_rules else None
+    return [grant(principal, registry, scope, rules) for scope in scopes]
 
 
 def sign(
-    signing_key: TokenSigningKey,
+    signing_key: keys.Signer,
     *,
     subject: str,
     service: str,
@@ -162,9 +178,10 @@ def sign(
         "access": [g.claim() for g in granted],
     }
     # kid for distribution 2.x, x5c for 3.x (which dropped libtrust ids) and anything chain-checking.
-    headers = {"typ": "JWT", "kid": signing_key.kid, "x5c": [keys.certificate_der_b64(signing_key)]}
-    private_key = keys.load_private_key(signing_key.private_key)
-    return jwt.encode(claims, private_key, algorithm=signing_key.algorithm, headers=headers), issued
+    headers = {"typ": "JWT", "kid": signing_key.kid, "x5c": [signing_key.x5c]}
+    return jwt.encode(
+        claims, signing_key.private_key, algorithm=signing_key.algorithm, headers=headers
+    ), issued
 
 
 @dataclass(frozen=True)
@@ -180,13 +197,13 @@ class NoSigningKey(Exception):
 
 def issue(principal: Principal | None, registry: Registry, scopes: list[Scope]) -> Issued:
     """Authorize each scope, sign the token, and audit what was refused (granted tokens are only counted)."""
-    signing_key = keys.active()
+    signing_key = keys.signer()
     if signing_key is None:
         raise NoSigningKey
     granted = grants(principal, registry, scopes)
     refused = [g for g in granted if not g.complete]
     if principal is not None and refused:
-        audit.record(
+        audit.record_soon(
             principal.actor,
             AuditAction.REGISTRY_TOKEN_DENIED,
             target=registry,
@@ -206,7 +223,7 @@ def refuse_credentials(registry: Registry, *, username: str) -> None:
     """Audit a login with a wrong, revoked or expired token, one whose owner may not sign in, or a
     robot whose group is gone."""
     # Never the secret itself; the name is whatever the client typed, so keep it short.
-    audit.record(
+    audit.record_soon(
         None,
         AuditAction.REGISTRY_TOKEN_DENIED,
         target=registry,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -83,6 +85,7 @@ def generate(*, algorithm: str = TokenSigningKey.Algorithm.ES256, actor: User | 
         signing_key = _build(algorithm)
         signing_key.save()
         audit.record(actor, AuditAction.TOKEN_SIGNING_KEY_CREATED, target=signing_key, kid=signing_key.kid)
+    forget_signer()
     return signing_key
 
 
@@ -102,6 +105,7 @@ def rotate(*, algorithm: str = TokenSigningKey.Algorithm.ES256, actor: User | No
             kid=signing_key.kid,
             previous=previous.kid if previous else None,
         )
+    forget_signer()
     return signing_key
 
 
@@ -132,6 +136,50 @@ def bundle() -> str:
 
 def active() -> TokenSigningKey | None:
     return TokenSigningKey.objects.filter(active=True).first()
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The active key, ready to sign: parsed private key and x5c certificate, no database needed."""
+
+    kid: str
+    algorithm: str
+    private_key: PrivateKey
+    x5c: str
+
+
+# Every token request signs; reading, decrypting and parsing the key each time costs more than the
+# signature. A rotation reaches other processes within this many seconds, which is safe: the old
+# key stays published (and trusted by registries) until it is retired, long after.
+SIGNER_CACHE_SECONDS = 30.0
+_signer_cache: tuple[Signer | None, float] = (None, 0.0)
+
+
+def signer() -> Signer | None:
+    """The active key as a Signer, cached per process for SIGNER_CACHE_SECONDS."""
+    global _signer_cache
+    cached, loaded_at = _signer_cache
+    if cached is not None and time.monotonic() - loaded_at < SIGNER_CACHE_SECONDS:
+        return cached
+    signing_key = active()
+    fresh = (
+        Signer(
+            kid=signing_key.kid,
+            algorithm=signing_key.algorithm,
+            private_key=load_private_key(signing_key.private_key),
+            x5c=certificate_der_b64(signing_key),
+        )
+        if signing_key
+        else None
+    )
+    _signer_cache = (fresh, time.monotonic())
+    return fresh
+
+
+def forget_signer() -> None:
+    """Drop this process's cached signer (after a rotation here, and in tests)."""
+    global _signer_cache
+    _signer_cache = (None, 0.0)
 
 
 @lru_cache(maxsize=8)

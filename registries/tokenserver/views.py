@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,11 +104,26 @@ def _granted_scope(granted: issue.ScopeGrant) -> Scope:
     return Scope(granted.asked.type, granted.asked.name, granted.actions)
 
 
+# Every token request names its service; which registry that is changes only when an admin edits a
+# registry, so each process remembers it briefly instead of asking the database every time.
+SERVICE_CACHE_SECONDS = 30.0
+_services: dict[str, tuple[Registry, float]] = {}
+
+
 def _registry(service: str) -> Registry:
+    known = _services.get(service)
+    if known is not None and time.monotonic() - known[1] < SERVICE_CACHE_SECONDS:
+        return known[0]
     registry = Registry.objects.filter(token_service=service).first() if service else None
     if registry is None:
         raise Refusal(400, "UNSUPPORTED", f"unknown service {service[:100]!r}")
+    _services[service] = (registry, time.monotonic())
     return registry
+
+
+def forget_services() -> None:
+    """Drop this process's service → registry memory (when registries change here, and in tests)."""
+    _services.clear()
 
 
 def _basic(request: HttpRequest) -> tuple[str, str] | None:

@@ -335,3 +335,19 @@ def test_concurrent_writers_keep_one_unforked_chain() -> None:
     for writer in range(writers):
         steps = [e.detail["step"] for e in events if e.detail.get("writer") == writer]
         assert steps == list(range(per_writer)), f"writer {writer}'s events are out of order or lost"
+
+
+def test_record_soon_falls_back_to_the_request_when_no_broker_takes_the_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portal import tasks
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(tasks.append_audit_event, "apply_async", refuse)
+    audit.record_soon(None, AuditAction.REGISTRY_TOKEN_DENIED, reason="bad credentials", username="x")
+    event = AuditEvent.objects.get(action=AuditAction.REGISTRY_TOKEN_DENIED)
+    assert event.detail["username"] == "x"
+    assert event.detail["occurred_at"]
+    assert audit.verify_chain()[1] is None

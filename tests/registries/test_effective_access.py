@@ -160,3 +160,46 @@ def test_a_rule_row_without_its_derived_columns_never_widens_access(registry: Re
     grace = person_in(team)
     assert not effective.user_access(grace, registry, "web/shop").allows("push")
     assert effective.user_access(grace, registry, "payments/api").allows("push")
+
+
+def test_rule_sets_agree_with_user_access(registry: Registry) -> None:
+    """The token server's SQL (rules_for_user) must answer as the ORM path (user_access) does."""
+    other = factories.registry()
+    platform, payments, contractors = factories.group(), factories.group(), factories.group()
+    rule(platform, "library/**", "pull", "push")
+    rule(payments, "payments/*", "pull", "push", "delete", registry=registry)
+    rule(payments, "payments/*", "pull", registry=other)
+    rule(contractors, "payments/api", "pull", expires_in=timedelta(hours=1))
+    lapsed = rule(contractors, "library/debian", "pull", "delete")
+    AccessRule.objects.filter(pk=lapsed.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    broken = rule(platform, "tools/x", "pull")
+    AccessRule.objects.filter(pk=broken.pk).update(pattern="Tools/[x")  # saved around the services
+    people = [
+        person_in(platform),
+        person_in(payments, contractors),
+        person_in(platform, payments),
+        person_in(),
+    ]
+    names = ["library/debian", "library/a/b", "payments/api", "payments/api/v2", "tools/x", "Tools/[x"]
+    for where in (registry, other):
+        for person in people:
+            rules = effective.rules_for_user(person, where)
+            for name in names:
+                assert rules.actions_on(name) == effective.user_access(person, where, name).actions, (
+                    person,
+                    where,
+                    name,
+                )
+    leaver = people[2]
+    deactivate_user(leaver, actor=None, reason="left", departed=True)
+    assert effective.rules_for_user(leaver, registry).actions_on("library/debian") == frozenset()
+
+
+def test_a_robots_rule_set_is_its_groups_rules_while_it_is_valid(registry: Registry) -> None:
+    team = factories.group()
+    rule(team, "ci/**", "pull", "push")
+    robot, _ = factories.robot(team)
+    assert effective.rules_for_robot(robot, registry).actions_on("ci/app") == {"pull", "push"}
+    assert effective.robot_access(robot, registry, "ci/app").actions == {"pull", "push"}
+    robot.revoked_at = timezone.now()
+    assert effective.rules_for_robot(robot, registry).actions_on("ci/app") == frozenset()
