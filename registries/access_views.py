@@ -340,7 +340,10 @@ def _explore_repository(registry: Registry, repository: str) -> dict[str, Any]:
     answers = []
     for action in AccessRule.ACTIONS:
         people = effective.who_can(registry, repository, action)
-        answers.append((action, len(people), people[:WHO_CAN_SHOWN], max(len(people) - WHO_CAN_SHOWN, 0)))
+        robots = effective.robots_who_can(registry, repository, action)
+        answers.append(
+            (action, len(people), people[:WHO_CAN_SHOWN], max(len(people) - WHO_CAN_SHOWN, 0), robots)
+        )
     inventoried = Repository.objects.filter(registry=registry, name=repository).first()
     return {"who_can": answers, "inventoried": inventoried, "asked": (registry, repository)}
 

@@ -179,6 +179,25 @@ def who_can(
     return list(people.values())
 
 
+def robots_who_can(
+    registry: Registry, repository: str, action: str, *, now: datetime | None = None
+) -> list[tuple[RobotToken, list[Evidence]]]:
+    """Every robot token that may perform `action` on the repository, with its group's rules why."""
+    moment = now or timezone.now()
+    rules = list(
+        AccessRule.objects.in_force(now=moment)
+        .for_registry(registry)
+        .granting(action)
+        .matching(repository)
+        .select_related("group")
+    )
+    by_group: dict[int, list[AccessRule]] = {}
+    for rule in rules:
+        by_group.setdefault(rule.group_id, []).append(rule)
+    robots = RobotToken.objects.active(now=moment).filter(group_id__in=by_group).order_by("name")
+    return [(robot, [_evidence(rule) for rule in by_group[robot.group_id or 0]]) for robot in robots]
+
+
 def group_reach(
     group: DirectoryGroup, *, now: datetime | None = None
 ) -> list[tuple[AccessRule, QuerySet[Repository]]]:

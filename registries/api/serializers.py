@@ -386,6 +386,13 @@ class PersonWithEvidenceSerializer(serializers.Serializer[Any]):
     evidence = EvidenceSerializer(many=True)
 
 
+class RobotWithEvidenceSerializer(serializers.Serializer[Any]):
+    robot = serializers.CharField(source="robot.username", help_text="The registry username, robot$<name>.")
+    robot_id = serializers.IntegerField(source="robot.pk")
+    expires_at = serializers.DateTimeField(source="robot.expires_at")
+    evidence = EvidenceSerializer(many=True)
+
+
 class RuleReachSerializer(serializers.Serializer[Any]):
     rule = AccessRuleSerializer()
     repository_count = serializers.IntegerField()

@@ -16,6 +16,7 @@ router.register("access-rules", views.AccessRuleViewSet, basename="access-rule")
 urlpatterns = [
     path("access/user/", views.UserAccessView.as_view(), name="access-user"),
     path("access/who-can/", views.WhoCanView.as_view(), name="access-who-can"),
+    path("access/robots-who-can/", views.RobotsWhoCanView.as_view(), name="access-robots-who-can"),
     path("access/groups/<int:group_id>/reach/", views.GroupReachView.as_view(), name="access-group-reach"),
     path("access/me/", views.MyAccessView.as_view(), name="access-me"),
     path("access/report.csv", views.AccessReportView.as_view(), name="access-report"),

@@ -38,6 +38,7 @@ from registries.api.serializers import (
     RegistryWriteSerializer,
     ReportQuerySerializer,
     RepositorySerializer,
+    RobotWithEvidenceSerializer,
     RuleReachSerializer,
     SyncQueuedSerializer,
     SyncRunSerializer,
@@ -307,6 +308,20 @@ class WhoCanView(_AccessAnswer):
         rows = [{"person": person, "evidence": evidence} for person, evidence in people]
         page = self.paginate_queryset(rows)  # type: ignore[arg-type]  # a list pages like a queryset
         return self.get_paginated_response(PersonWithEvidenceSerializer(page, many=True).data)
+
+
+class RobotsWhoCanView(_AccessAnswer):
+    """Which robot tokens may perform `action` on the repository, each with its group's rules why."""
+
+    serializer_class = RobotWithEvidenceSerializer
+
+    @extend_schema(parameters=[WhoCanQuerySerializer], responses=RobotWithEvidenceSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        query = self._query(WhoCanQuerySerializer)
+        robots = effective.robots_who_can(query["registry"], query["repository"], query["action"])
+        rows = [{"robot": robot, "evidence": evidence} for robot, evidence in robots]
+        page = self.paginate_queryset(rows)  # type: ignore[arg-type]  # a list pages like a queryset
+        return self.get_paginated_response(RobotWithEvidenceSerializer(page, many=True).data)
 
 
 class GroupReachView(_AccessAnswer):

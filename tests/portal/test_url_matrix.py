@@ -300,6 +300,10 @@ MATRIX: dict[str, Row] = {
         (200, 200, 403, 403, 401),
         data=lambda w: {"registry": factories.registry().pk, "repository": "team/app", "action": "push"},
     ),
+    "api:access-robots-who-can": Row(
+        (200, 200, 403, 403, 401),
+        data=lambda w: {"registry": factories.registry().pk, "repository": "team/app", "action": "pull"},
+    ),
     "api:access-group-reach": Row((200, 200, 403, 403, 401), kwargs=group),
     "api:access-me": Row((200, 200, 200, 200, 401)),
     "api:access-report": Row((200, 200, 403, 403, 401)),

@@ -15,6 +15,7 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
 from accounts.models import DirectoryGroup, GroupMembership, User
+from accounts.roles import Role
 from portal.audit import AuditAction
 from portal.models import AuditEvent
 from registries import effective
@@ -362,3 +363,21 @@ def test_developers_get_no_report(client: Client, developer: User) -> None:
         ["error", "message"],
         ["permission_denied", "your role does not allow this"],
     ]
+
+
+def test_robots_who_can_lists_the_groups_robots_with_their_rules(client: Client) -> None:
+    registry = factories.registry()
+    ci = factories.group(display_name="CI")
+    made = rule(ci, "team/**", "pull", "push")
+    robot, _ = factories.robot(ci)
+    revoked, _ = factories.robot(ci)
+    revoked.revoked_at = timezone.now()
+    revoked.save()
+    client.force_login(factories.user_with_role(Role.REVIEWER))
+    url = reverse("api:access-robots-who-can")
+    body = client.get(url, {"registry": registry.pk, "repository": "team/app", "action": "push"}).json()
+    assert [(r["robot"], [e["rule_id"] for e in r["evidence"]]) for r in body["results"]] == [
+        (robot.username, [made.pk])
+    ]
+    nobody = client.get(url, {"registry": registry.pk, "repository": "other/app", "action": "push"}).json()
+    assert nobody["results"] == []

@@ -17,6 +17,7 @@ from django.utils.html import escape
 from pytest_django import DjangoAssertNumQueries
 
 from accounts.models import DirectoryGroup, GroupMembership, Source, User
+from accounts.roles import Role
 from portal.audit import AuditAction
 from portal.models import AuditEvent
 from registries import access_views, effective
@@ -399,7 +400,7 @@ def test_the_explorer_says_who_may_act_on_a_repository(
     )
     answers = {
         action: (count, [p.username for p, _ in people])
-        for action, count, people, _ in response.context["who_can"]
+        for action, count, people, _, _robots in response.context["who_can"]
     }
     assert answers["push"] == (3, ["pay-ann", "pay-bob", "pay-cid"])
     assert answers["delete"] == (1, [root.username])
@@ -598,3 +599,15 @@ def test_the_report_does_not_hold_the_whole_report_in_memory(monkeypatch: pytest
     tracemalloc.stop()
     assert len(held) == 100 * 40
     assert large_peak * 3 < held_peak, (large_peak, held_peak)
+
+
+def test_the_repository_explorer_names_the_robots_too(client: Client) -> None:
+    registry = factories.registry()
+    ci = factories.group(display_name="CI")
+    rule(ci, "team/**", "pull", "push")
+    robot, _ = factories.robot(ci)
+    client.force_login(factories.user_with_role(Role.REVIEWER))
+    page = client.get(EXPLORE, {"by": "repository", "registry": registry.pk, "repository": "team/app"})
+    text = page.content.decode()
+    assert "push: 1 robot token" in text
+    assert robot.username in text
