@@ -6,14 +6,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from registries.connectors.acr import AcrConnector
+from registries.connectors.artifact_registry import ArtifactRegistryConnector
 from registries.connectors.base import Connector, ConnectorConfig
 from registries.connectors.distribution import DistributionConnector
 from registries.connectors.dockerhub import DockerHubConnector
+from registries.connectors.ecr import EcrConnector
 from registries.connectors.errors import ConfigError
 from registries.connectors.harbor import HarborConnector
+from registries.connectors.quay import QuayConnector
 
 CONNECTORS: dict[str, type[Connector]] = {
-    c.kind: c for c in (DistributionConnector, DockerHubConnector, HarborConnector)
+    c.kind: c
+    for c in (
+        AcrConnector,
+        ArtifactRegistryConnector,
+        DistributionConnector,
+        DockerHubConnector,
+        EcrConnector,
+        HarborConnector,
+        QuayConnector,
+    )
 }
 
 

@@ -31,7 +31,13 @@ from registries.connectors.base import (
     RemoteTag,
     parse_rfc3339,
 )
-from registries.connectors.errors import AuthError, ConnectorError, PermanentError, raise_for_status
+from registries.connectors.errors import (
+    AuthError,
+    ConnectorError,
+    PermanentError,
+    json_object,
+    raise_for_status,
+)
 
 # Every manifest type Customs reads, most specific first; schema1 is deliberately absent.
 ACCEPT = ", ".join(sorted(INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES))
@@ -93,7 +99,7 @@ class DistributionConnector:
         first: str | None = None
         try:
             response = self._get(f"{self.config.url}/v2/_catalog?n=1", scope="registry:catalog:*")
-            first = next(iter(_json(response).get("repositories") or []), None)
+            first = next(iter(json_object(response).get("repositories") or []), None)
         except ConnectorError as exc:
             catalog = PermissionCheck(self.needs[0], ok=False, detail=str(exc))
         if first is None:
@@ -108,13 +114,13 @@ class DistributionConnector:
         url: str | None = f"{self.config.url}/v2/_catalog?n={self.config.page_size}"
         while url:
             response = self._get(url, scope="registry:catalog:*")
-            for name in _json(response).get("repositories") or []:
+            for name in json_object(response).get("repositories") or []:
                 yield RemoteRepository(name=name)
             url = self._next_page(response)
 
     def tags(self, repository: str) -> list[RemoteTag]:
         response = self._get(f"/v2/{repository}/tags/list", scope=_pull(repository))
-        names = _json(response).get("tags") or []  # distribution answers "tags": null for an empty repo
+        names = json_object(response).get("tags") or []  # distribution answers "tags": null for an empty repo
         return [RemoteTag(name=name, digest=self.resolve(repository, name)) for name in sorted(names)]
 
     def resolve(self, repository: str, reference: str) -> str:
@@ -147,7 +153,7 @@ class DistributionConnector:
             f"/v2/{repository}/manifests/{digest}", scope=_pull(repository), headers={"Accept": ACCEPT}
         )
         _check_digest(response.content, digest, what=f"manifest {repository}@{digest}")
-        manifest = _json(response)
+        manifest = json_object(response)
         media_type = manifest.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0]
         if media_type not in INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES:
             raise PermanentError(
@@ -209,7 +215,7 @@ class DistributionConnector:
             return {}
         response = self._get(f"/v2/{repository}/blobs/{digest}", scope=_pull(repository))
         _check_digest(response.content, digest, what=f"config {repository}@{digest}")
-        return _json(response)
+        return json_object(response)
 
     # --- HTTP and authentication -----------------------------------------------------------------
 
@@ -270,7 +276,7 @@ class DistributionConnector:
         auth = (self.config.username, self._password()) if self.config.username else None
         response = self._session.get(realm, params=params, auth=auth)
         raise_for_status(response)
-        body = _json(response)
+        body = json_object(response)
         token = body.get("token") or body.get("access_token")
         if not token:
             raise AuthError(f"the token server at {realm} answered without a token")
@@ -287,17 +293,6 @@ class DistributionConnector:
 
 def _pull(repository: str) -> str:
     return f"repository:{repository}:pull"
-
-
-def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        # Truncated or garbled: often a proxy or a dying connection, so worth another try later.
-        raise TransientError(f"{response.url.split('?', 1)[0]} answered with malformed JSON") from None
-    if not isinstance(body, dict):
-        raise TransientError(f"{response.url.split('?', 1)[0]} answered with unexpected JSON")
-    return body
 
 
 def _check_digest(body: bytes, digest: str, *, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import requests
 from django.utils import timezone
@@ -17,6 +18,9 @@ __all__ = [
     "PermanentError",
     "RateLimited",
     "TransientError",
+    "json_body",
+    "json_list",
+    "json_object",
     "raise_for_status",
     "retry_after_seconds",
 ]
@@ -83,3 +87,32 @@ def _registry_error(response: requests.Response) -> str:
     if errors and isinstance(errors[0], dict):
         return f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip()
     return ""
+
+
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The body as a JSON object; anything else is a transient failure (a proxy, a dying connection)."""
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise TransientError(f"{_where(response)} answered with unexpected JSON")
+    return body
+
+
+def json_list(response: requests.Response) -> list[dict[str, Any]]:
+    """The body as a JSON list of objects (Harbor's lists); items that are not objects are dropped."""
+    body = json_body(response)
+    if not isinstance(body, list):
+        raise TransientError(f"{_where(response)} answered with unexpected JSON")
+    return [item for item in body if isinstance(item, dict)]
+
+
+def json_body(response: requests.Response) -> Any:
+    """The body as parsed JSON, whatever its shape (the Hub answers some lists as arrays or pages)."""
+    try:
+        return response.json()
+    except ValueError:
+        # Truncated or garbled: often a proxy or a dying connection, so worth another try later.
+        raise TransientError(f"{_where(response)} answered with malformed JSON") from None
+
+
+def _where(response: requests.Response) -> str:
+    return response.url.split("?", 1)[0]  # the query string may carry credentials

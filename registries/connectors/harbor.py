@@ -1,39 +1,79 @@
 """Harbor v2: repositories and artifacts with push and pull times from the REST API, manifests from /v2.
 
 Harbor serves two APIs on one host. Its REST API (`/api/v2.0`) knows what distribution cannot tell:
-when each artifact was pushed and last pulled, and (later) robots, members and webhooks. Manifests,
-configs and layers come through the registry API at `/v2/`, behind Harbor's token service, by the
-same code as any distribution registry, so lineage and digest checks work alike everywhere.
+when each artifact was pushed and last pulled, which robot accounts exist, who is a member of which
+project, and where replication copies what. Manifests, configs and layers come through the registry
+API at `/v2/`, behind Harbor's token service, by the same code as any distribution registry, so
+lineage and digest checks work alike everywhere.
 
-Authenticate with a robot account (`robot$customs`, system level, with list and read on
-repositories and artifacts) or an admin; the same credentials work for both APIs.
+Authenticate with a robot account (`robot$customs`, system level; `needs` lists its permissions) or an
+admin; the same credentials work for both APIs. Harbor keeps no "last used" for robots: it is estimated
+from the audit log, newest operation by the robot's name (registry-apis.md §9.3).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urljoin
 
 import requests
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from portal.http import OutboundSession, TransientError, outbound_session
 from registries.connectors.base import (
+    ACTIONS,
+    AccessPlan,
     Capability,
+    ChangeOp,
     ConnectorConfig,
+    CredentialKind,
+    GrantChange,
+    PermissionCheck,
+    Principal,
+    PrincipalKind,
     RemoteArtifact,
+    RemoteCredential,
+    RemoteGrant,
     RemoteRepository,
     RemoteTag,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
-from registries.connectors.errors import raise_for_status
+from registries.connectors.errors import (
+    AuthError,
+    ConnectorError,
+    NotFoundError,
+    PermanentError,
+    json_list,
+    raise_for_status,
+)
 
 API = "/api/v2.0"
+
+# Project roles (registry-apis.md §9.3) and what each lets a member do with images. Guest and limited
+# guest differ only in what they see of the project (members, logs), not in what they can pull.
+ROLE_ACTIONS: dict[int, frozenset[str]] = {
+    1: frozenset(ACTIONS),  # projectAdmin
+    4: frozenset(ACTIONS),  # maintainer
+    2: frozenset({"pull", "push"}),  # developer
+    3: frozenset({"pull"}),  # guest
+    5: frozenset({"pull"}),  # limitedGuest
+}
+ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
+# The roles Customs gives, smallest first: writing an access plan picks the first that covers it.
+ROLES_SMALLEST_FIRST = (5, 2, 4)
+# Robot permissions Customs compares: repository pull/push/delete; "*" means all of them.
+ROBOT_ACTIONS = {"pull": ("pull",), "push": ("push",), "delete": ("delete",), "*": ACTIONS}
+# Harbor's user group types, and the directory id each carries.
+GROUP_LDAP, GROUP_HTTP, GROUP_OIDC = 1, 2, 3
+ADMIN_ID = "admin"  # Harbor's local admin: user 1, always present, cannot be disabled or removed
+ANONYMOUS = Principal(kind=PrincipalKind.OTHER, id="anonymous", name="anyone (public project)")
+AUDIT_LOGS = (f"{API}/auditlog-exts", f"{API}/audit-logs")  # Harbor ≥ 2.13, then the deprecated one
 
 
 class HarborConfig(ConnectorConfig):
@@ -42,6 +82,14 @@ class HarborConfig(ConnectorConfig):
     password: SecretStr
     verify_tls: bool = True
     page_size: int = 100
+    # How Harbor names the groups of Customs' directory: "oidc" when Harbor signs people in with the
+    # same identity provider (a group is named by its group-claim value, Customs' group external id),
+    # "ldap" when it reads the same LDAP (a group is known by its DN, Customs' group external id).
+    directory_groups: Literal["oidc", "ldap"] = Field(
+        "oidc",
+        description="oidc or ldap: whether Harbor's groups come from the same identity provider's group "
+        "claim or from the same LDAP as Customs' directory groups.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -57,6 +105,38 @@ class HarborConfig(ConnectorConfig):
         return value
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplicationRun:
+    """One execution of a replication policy, as Harbor reports it."""
+
+    id: int
+    status: str  # InProgress, Succeed, Failed, Stopped
+    trigger: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    total: int = 0
+    failed: int = 0
+    succeeded: int = 0
+    status_text: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Replication:
+    """A replication policy: where this Harbor copies images to (push) or from (pull), and how it went."""
+
+    id: int
+    name: str
+    direction: Literal["push", "pull"]
+    remote_name: str
+    remote_url: str
+    destination_namespace: str
+    trigger: str  # manual, event_based or scheduled
+    enabled: bool
+    replicate_deletion: bool
+    filters: tuple[str, ...]
+    last_run: ReplicationRun | None
+
+
 class HarborConnector:
     kind: ClassVar[str] = "harbor"
     label: ClassVar[str] = "Harbor"
@@ -67,7 +147,24 @@ class HarborConnector:
             Capability.ARTIFACTS,
             Capability.PUSHED_AT,
             Capability.PULLED_AT,
+            Capability.CREDENTIALS,
+            Capability.GRANTS,
+            Capability.WRITE_GRANTS,
+            Capability.DISABLE_CREDENTIALS,
+            Capability.EVENTS,
         }
+    )
+    # A system-level robot account with these permissions (Harbor's names: resource: actions).
+    needs: ClassVar[tuple[str, ...]] = (
+        "list projects (project: list, read)",
+        "list repositories and pull their artifacts (repository: list, pull; artifact: list, read)",
+        "list robot accounts (robot: list, read)",
+        "list project members (member: list)",
+        "read user groups (user-group: list, read): links Harbor groups to directory groups",
+        "read the audit log (audit-log: list): estimates when robots were last used",
+        "list replication policies and executions (replication-policy: list; replication: list)",
+        "only to apply reconcile plans: change project members (member: create, update, delete)",
+        "only for offboarding: disable or delete robot accounts (robot: update, delete)",
     )
 
     def __init__(self, config: HarborConfig) -> None:
@@ -115,13 +212,427 @@ class HarborConnector:
             last_pulled_at=_harbor_time(details.get("pull_time")),
         )
 
+    # --- permissions -----------------------------------------------------------------------------
+
+    def check_permissions(self) -> list[PermissionCheck]:
+        """Each read Customs makes, tried once with the smallest page. The two writes cannot be tried
+        without changing something, so they are listed in `needs` and proven by their first use."""
+        projects = self._try(self.needs[0], f"{API}/projects")
+        first = next((str(p.get("name")) for p in projects.items if p.get("name")), None)
+        steps = [projects.check, self._try_repositories(self.needs[1])]
+        steps.append(self._try(self.needs[2], f"{API}/robots").check)
+        if first is None:
+            steps.append(PermissionCheck(self.needs[3], ok=projects.check.ok, detail="no project to try yet"))
+        else:
+            steps.append(self._try(self.needs[3], f"{self._project_path(first)}/members", on=first).check)
+        steps.append(self._try(self.needs[4], f"{API}/usergroups").check)
+        steps.append(self._try_audit_log(self.needs[5]))
+        steps.append(self._try(self.needs[6], f"{API}/replication/policies").check)
+        return steps
+
+    def _try(self, permission: str, path: str, on: str = "") -> _Tried:
+        try:
+            items = json_list(self._get(path, params={"page": 1, "page_size": 1}))
+        except ConnectorError as exc:
+            return _Tried(PermissionCheck(permission, ok=False, detail=str(exc)), [])
+        return _Tried(PermissionCheck(permission, ok=True, detail=f"tried on {on}" if on else ""), items)
+
+    def _try_repositories(self, permission: str) -> PermissionCheck:
+        try:
+            first = next(iter(json_list(self._get(f"{API}/repositories", {"page": 1, "page_size": 1}))), None)
+            if first is None:
+                return PermissionCheck(permission, ok=True, detail="no repository to try a pull on yet")
+            name = str(first["name"])
+            self._registry.tags(name)  # through /v2/ and Harbor's token service: a pull scope
+        except ConnectorError as exc:
+            return PermissionCheck(permission, ok=False, detail=str(exc))
+        return PermissionCheck(permission, ok=True, detail=f"tried on {name}")
+
+    def _try_audit_log(self, permission: str) -> PermissionCheck:
+        try:
+            path = self._audit_log_path()
+        except ConnectorError as exc:
+            return PermissionCheck(permission, ok=False, detail=str(exc))
+        if path is None:
+            return PermissionCheck(permission, ok=False, detail="neither audit log API answered")
+        return PermissionCheck(permission, ok=True, detail=path.removeprefix(API))
+
+    # --- credentials -----------------------------------------------------------------------------
+
+    def read_credentials(self) -> Iterator[RemoteCredential]:
+        """Every robot account, and Harbor's local admin; last use from the audit log where readable."""
+        robots = list(self._pages(f"{API}/robots", complete=True))
+        names = {int(r["id"]): str(r.get("name", "")) for r in robots if isinstance(r.get("id"), int)}
+        audit = self._audit_log_path()
+        users: dict[int, Principal] = {}
+        for robot in robots:
+            yield self._robot_credential(robot, names, users, audit)
+        yield self._admin_credential(audit)
+
+    def _robot_credential(
+        self, robot: dict[str, Any], names: dict[int, str], users: dict[int, Principal], audit: str | None
+    ) -> RemoteCredential:
+        name = str(robot.get("name", ""))
+        expires_at, expiry_known = _robot_expiry(robot)
+        last_used, usage_known, source = self._last_use(audit, name)
+        return RemoteCredential(
+            kind=CredentialKind.ROBOT,
+            id=str(robot["id"]),
+            name=name,
+            enabled=not robot.get("disable", False),
+            owner=Principal(kind=PrincipalKind.ROBOT, id=name, name=name),
+            created_by=self._creator(robot, names, users),
+            created_at=_harbor_time(robot.get("creation_time")),
+            expires_at=expires_at,
+            expiry_known=expiry_known,
+            last_used_at=last_used,
+            usage_known=usage_known,
+            last_used_source=source,
+            scopes=_robot_scopes(robot),
+        )
+
+    def _admin_credential(self, audit: str | None) -> RemoteCredential:
+        # Harbor always has its local `admin` (user 1): it signs in with a password in every auth mode,
+        # and Harbor offers no way to disable or remove it. So it is reported always, as the shared
+        # admin login it is; the audit log says whether anyone has used it lately.
+        last_used, usage_known, source = self._last_use(audit, "admin")
+        if self.config.username == "admin":
+            source = (source + "; Customs itself signs in as admin").lstrip("; ")
+        return RemoteCredential(
+            kind=CredentialKind.ADMIN_ACCOUNT,
+            id=ADMIN_ID,
+            name="admin",
+            owner=Principal(kind=PrincipalKind.USER, id="1", name="admin"),
+            expires_at=None,
+            expiry_known=True,  # a password without expiry
+            last_used_at=last_used,
+            usage_known=usage_known,
+            last_used_source=source,
+            scopes=("system administrator",),
+            shared_admin=True,
+        )
+
+    def _creator(
+        self, robot: dict[str, Any], robots: dict[int, str], users: dict[int, Principal]
+    ) -> Principal | None:
+        ref, kind = robot.get("creator_ref"), str(robot.get("creator_type", ""))
+        if not isinstance(ref, int) or ref <= 0:
+            return None
+        if kind == "robot":
+            name = robots.get(ref, "")
+            return Principal(kind=PrincipalKind.ROBOT, id=name or f"robot {ref}", name=name)
+        if ref not in users:
+            users[ref] = self._user(ref)
+        return users[ref]
+
+    def _user(self, user_id: int) -> Principal:
+        """A Harbor user by id, named when the account may read users (only admins may): the id is
+        Harbor's own, and no directory id is claimed for it (Harbor's OIDC subject is joined to the
+        issuer in one field, and a username or email is not an immutable directory id)."""
+        try:
+            user = self._get(f"{API}/users/{user_id}").json()
+        except (AuthError, NotFoundError):
+            return Principal(kind=PrincipalKind.USER, id=str(user_id))
+        name = str(user.get("username", "")) if isinstance(user, dict) else ""
+        return Principal(kind=PrincipalKind.USER, id=str(user_id), name=name)
+
+    def _audit_log_path(self) -> str | None:
+        """The audit log this Harbor serves and lets us read, or None (then last use is unknown)."""
+        cached: tuple[str | None] | None = getattr(self._local, "audit", None)
+        if cached is not None:
+            return cached[0]
+        found: str | None = None
+        for path in AUDIT_LOGS:
+            try:
+                self._get(path, params={"page": 1, "page_size": 1})
+            except (AuthError, NotFoundError):
+                continue  # older Harbor (no auditlog-exts), or no audit-log permission
+            found = path
+            break
+        self._local.audit = (found,)
+        return found
+
+    def _last_use(self, audit: str | None, username: str) -> tuple[datetime | None, bool, str]:
+        """The newest audit log entry by this name: (when, usage_known, where from)."""
+        if audit is None:
+            return None, False, "not recorded by Harbor; its audit log is not readable"
+        response = self._get(
+            audit, params={"q": f"username={username}", "sort": "-op_time", "page": 1, "page_size": 1}
+        )
+        entries = [e for e in json_list(response) if e.get("username") == username]
+        # The log keeps what Harbor's audit-log retention keeps: an empty answer is "not since then".
+        source = f"Harbor audit log ({audit.removeprefix(API + '/')}), newest operation"
+        return (_harbor_time(entries[0].get("op_time")) if entries else None), True, source
+
+    # --- credentials: writes ---------------------------------------------------------------------
+
+    def disable_credential(self, credential_id: str) -> None:
+        """Disable a robot (PUT with `disable: true`); delete one Harbor will not edit. Idempotent."""
+        if credential_id == ADMIN_ID:
+            raise PermanentError(
+                "Harbor's local admin cannot be disabled or removed: change its password in Harbor"
+            )
+        if not credential_id.isdigit():
+            raise PermanentError(f"{credential_id!r} is not a Harbor robot id")
+        path = f"{API}/robots/{credential_id}"
+        try:
+            robot = self._get(path).json()
+        except NotFoundError:
+            return  # gone already
+        if robot.get("disable"):
+            return
+        if robot.get("editable") is False:
+            # Robots from before Harbor 2.2 cannot be edited; deleting is the only way to stop them.
+            self._send("DELETE", path, missing_ok=True)
+            return
+        editable = {
+            key: robot[key]
+            for key in ("id", "name", "description", "level", "duration", "permissions")
+            if key in robot
+        }
+        self._send("PUT", path, json={**editable, "disable": True}, missing_ok=True)
+
+    # --- grants ----------------------------------------------------------------------------------
+
+    def read_grants(self) -> Iterator[RemoteGrant]:
+        """Project members (users and groups) by role, public projects, and robots' repository access."""
+        groups: dict[int, Principal] = {}
+        grants: list[RemoteGrant] = []
+        for project in self._pages(f"{API}/projects", complete=True):
+            name = str(project["name"])
+            scope = f"{name}/**"
+            if str((project.get("metadata") or {}).get("public", "")).lower() == "true":
+                grants.append(RemoteGrant(ANONYMOUS, scope, frozenset({"pull"}), f"project {name} is public"))
+            for member in self._pages(f"{self._project_path(name)}/members", complete=True):
+                grant = self._member_grant(name, member, groups)
+                if grant is not None:
+                    grants.append(grant)
+        for robot in self._pages(f"{API}/robots", complete=True):
+            grants.extend(_robot_grants(robot))
+        yield from grants
+
+    def _member_grant(
+        self, project: str, member: dict[str, Any], groups: dict[int, Principal]
+    ) -> RemoteGrant | None:
+        actions = _role_actions(member)
+        if not actions:
+            return None  # a role Harbor added later: nothing Customs can compare
+        entity_id = int(member.get("entity_id") or 0)
+        if member.get("entity_type") == "g":
+            if entity_id not in groups:
+                groups[entity_id] = self._group(entity_id, str(member.get("entity_name", "")))
+            principal = groups[entity_id]
+        else:
+            principal = Principal(
+                kind=PrincipalKind.USER, id=str(entity_id), name=str(member.get("entity_name", ""))
+            )
+        role = ROLE_NAMES.get(int(member["role_id"]), str(member.get("role_name", "")))
+        return RemoteGrant(principal, f"{project}/**", actions, _member_source(project, member["id"], role))
+
+    def _group(self, group_id: int, fallback_name: str) -> Principal:
+        """A Harbor user group, linked to the directory only by an immutable id it carries:
+
+        - OIDC (type 3): the group's name is the value of the identity provider's groups claim, which
+          is what Customs stores as the group's external id when people sign in (a group object id
+          for Entra ID, whatever the provider puts in the claim elsewhere);
+        - LDAP (type 1): the group's DN, for a Customs directory fed from the same LDAP;
+        - HTTP (type 2) groups come from an authenticating proxy and carry no directory id: name only.
+
+        Which one Customs' directory uses is `directory_groups`; a group of the other type is kept
+        by name only, never matched, because the same text may mean different groups in each."""
+        try:
+            group = self._get(f"{API}/usergroups/{group_id}").json()
+        except (AuthError, NotFoundError):
+            group = {}  # unreadable: the group still has its access, as an unmapped principal
+        name = str(group.get("group_name") or fallback_name)
+        directory_id = ""
+        group_type = group.get("group_type")
+        if group_type == GROUP_OIDC and self.config.directory_groups == "oidc":
+            directory_id = name
+        elif group_type == GROUP_LDAP and self.config.directory_groups == "ldap":
+            directory_id = str(group.get("ldap_group_dn") or "")
+        return Principal(kind=PrincipalKind.GROUP, id=str(group_id), name=name, directory_id=directory_id)
+
+    # --- grants: writes --------------------------------------------------------------------------
+
+    def apply_access_plan(self, plan: AccessPlan) -> Iterator[GrantChange]:
+        """Change project members to match the plan; additions first, removals after.
+
+        Harbor gives a member one role on a whole project, so an addition can be made only when it
+        means the same as a project role: the plan must add those actions on every repository of the
+        project (or name `project/**`). A member's role becomes the smallest role covering what it
+        had and what is added. A removal leaves the role that gives exactly what remains (none left:
+        the member goes); Harbor has no role for "pull and delete without push", so such a removal is
+        refused rather than done halfway. Robots and public projects are not changed here.
+        """
+        for changes in _by_member_and_project(plan.additions):
+            self._add(changes)
+            yield from changes
+        for change in plan.removals:
+            self._remove(change)
+            yield change
+
+    def _add(self, changes: list[GrantChange]) -> None:
+        principal, project = changes[0].principal, _project_of(changes[0].scope)
+        wanted = self._project_wide_actions(project, changes)
+        members = self._members(project)
+        member = self._find_member(members, principal)
+        held = _role_actions(member) if member else frozenset()
+        if wanted <= held:
+            return  # already given: adding again is a no-op
+        role = _smallest_role_covering(held | wanted)
+        members_path = f"{self._project_path(project)}/members"
+        if member is not None:
+            self._send("PUT", f"{members_path}/{member['id']}", json={"role_id": role})
+            return
+        self._send(
+            "POST", members_path, json={"role_id": role, **self._member_entity(principal)}, conflict_ok=True
+        )
+
+    def _project_wide_actions(self, project: str, changes: list[GrantChange]) -> frozenset[str]:
+        """The actions the changes add on the whole project, or a refusal if they add less than that."""
+        wide: set[str] = set()
+        narrow: dict[str, set[str]] = {}
+        for change in changes:
+            target = wide if change.scope == f"{project}/**" else narrow.setdefault(change.scope, set())
+            target.update(change.actions)
+        if not narrow:
+            return frozenset(wide)
+        names = [str(r["name"]) for r in self._pages(f"{self._project_path(project)}/repositories")]
+        asked = wide.union(*narrow.values())
+        everywhere = set(asked)
+        for name in names:
+            everywhere &= narrow.get(name, set()) | wide
+        if everywhere != asked or not set(narrow) <= set(names):
+            shown = sorted(narrow)
+            raise PermanentError(
+                f"Harbor gives {changes[0].principal.name or changes[0].principal.id} one role on the whole "
+                f"project {project}, but the plan adds {', '.join(a for a in ACTIONS if a in asked)} on "
+                f"{', '.join(shown[:3])}{' and more' if len(shown) > 3 else ''} only, not on every one of "
+                f"its {len(names)} repositories: widen the rule to {project}/** or change Harbor by hand"
+            )
+        return frozenset(everywhere)
+
+    def _remove(self, change: GrantChange) -> None:
+        if change.principal.kind not in (PrincipalKind.USER, PrincipalKind.GROUP):
+            raise PermanentError(
+                "the Harbor connector changes project members only; change "
+                f"{change.source or change.principal.id} in Harbor (robot permissions, project visibility)"
+            )
+        project, member_id = _parse_member_source(change.source)
+        if project is None:
+            raise PermanentError(f"{change.source!r} does not name a Harbor project member")
+        member = next((m for m in self._members(project) if m.get("id") == member_id), None)
+        if member is None:
+            return  # gone already
+        held = _role_actions(member)
+        remaining = held - set(change.actions)
+        member_path = f"{self._project_path(project)}/members/{member_id}"
+        if remaining == held:
+            return  # nothing of it is held any more
+        if not remaining:
+            self._send("DELETE", member_path, missing_ok=True)
+            return
+        role = _exact_role(remaining)
+        if role is None:
+            raise PermanentError(
+                "Harbor has no project role giving exactly "
+                f"{', '.join(a for a in ACTIONS if a in remaining)}: change "
+                f"{change.principal.name or change.principal.id} in project {project} by hand"
+            )
+        self._send("PUT", member_path, json={"role_id": role}, missing_ok=True)
+
+    def _members(self, project: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"{self._project_path(project)}/members", complete=True))
+
+    def _find_member(self, members: list[dict[str, Any]], principal: Principal) -> dict[str, Any] | None:
+        if principal.kind == PrincipalKind.GROUP:
+            group_id = self._group_id(principal)
+            return next(
+                (m for m in members if m.get("entity_type") == "g" and m.get("entity_id") == group_id), None
+            )
+        if principal.kind == PrincipalKind.USER:
+            return next(
+                (
+                    m
+                    for m in members
+                    if m.get("entity_type") == "u" and str(m.get("entity_id")) == principal.id
+                ),
+                None,
+            )
+        raise PermanentError(
+            f"the Harbor connector adds users and groups to projects, not {principal.kind} {principal.id}"
+        )
+
+    def _group_id(self, principal: Principal) -> int | None:
+        """Harbor's id of the group a directory group is (None: Harbor has not seen it yet)."""
+        if not principal.directory_id:
+            return int(principal.id) if principal.id.isdigit() else None
+        key = "ldap_group_dn" if self.config.directory_groups == "ldap" else "group_name"
+        wanted_type = GROUP_LDAP if self.config.directory_groups == "ldap" else GROUP_OIDC
+        for group in self._pages(f"{API}/usergroups", {key: principal.directory_id}):
+            if group.get(key) == principal.directory_id and group.get("group_type") == wanted_type:
+                return int(group["id"])
+        return None
+
+    def _member_entity(self, principal: Principal) -> dict[str, Any]:
+        if principal.kind == PrincipalKind.USER:
+            if not principal.id.isdigit():
+                raise PermanentError(f"{principal.id!r} is not a Harbor user id")
+            return {"member_user": {"user_id": int(principal.id)}}
+        group_id = self._group_id(principal)
+        if group_id is not None:
+            return {"member_group": {"id": group_id}}
+        if not principal.directory_id:
+            raise PermanentError(f"{principal.name or principal.id} has no directory id to find it in Harbor")
+        # Harbor creates the group on first use, named as the identity provider or LDAP will name it.
+        if self.config.directory_groups == "ldap":
+            group = {
+                "group_type": GROUP_LDAP,
+                "ldap_group_dn": principal.directory_id,
+                "group_name": principal.name,
+            }
+        else:
+            group = {"group_type": GROUP_OIDC, "group_name": principal.directory_id}
+        return {"member_group": group}
+
+    # --- regions: replication --------------------------------------------------------------------
+
+    def replication(self) -> list[Replication]:
+        """Every replication policy with its newest execution: where Harbor copies images, and whether
+        the last copy worked. (No Replica rows: a policy copies a filtered part of the registry to
+        another registry, often not a region of this one; see the report on the issue.)"""
+        policies = []
+        for policy in self._pages(f"{API}/replication/policies", complete=True):
+            latest = next(
+                iter(
+                    json_list(
+                        self._get(
+                            f"{API}/replication/executions",
+                            params={
+                                "policy_id": policy["id"],
+                                "sort": "-start_time",
+                                "page": 1,
+                                "page_size": 1,
+                            },
+                        )
+                    )
+                ),
+                None,
+            )
+            policies.append(_replication(policy, latest))
+        return policies
+
     # --- HTTP ------------------------------------------------------------------------------------
+
+    def _project_path(self, project: str) -> str:
+        return f"{API}/projects/{quote(project, safe='')}"
 
     def _artifacts_path(self, repository: str) -> str:
         project, _, name = repository.partition("/")
         # Harbor decodes path segments once more than usual: nested names are encoded twice.
         encoded = quote(quote(name, safe=""), safe="")
-        return f"{API}/projects/{quote(project, safe='')}/repositories/{encoded}/artifacts"
+        return f"{self._project_path(project)}/repositories/{encoded}/artifacts"
 
     @property
     def _session(self) -> OutboundSession:
@@ -138,34 +649,231 @@ class HarborConnector:
     def _get(self, path: str, params: dict[str, Any] | None = None) -> requests.Response:
         url = path if path.startswith("http") else f"{self.config.url}{path}"
         response = self._session.get(url, params=params)
-        raise_for_status(response)
+        self._raise_for_status(response)
         return response
 
-    def _pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Every item of a paged list, following Harbor's Link header rather than counting pages."""
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        missing_ok: bool = False,
+        conflict_ok: bool = False,
+    ) -> None:
+        """A change; a 404 when removing (or a 409 when adding) means it is already as wanted."""
+        response = self._session.request(method, f"{self.config.url}{path}", json=json)
+        if (missing_ok and response.status_code == 404) or (conflict_ok and response.status_code == 409):
+            return
+        self._raise_for_status(response)
+
+    def _raise_for_status(self, response: requests.Response) -> None:
+        # Harbor says 401 for a wrong, disabled or expired robot, 403 for a missing permission: say which.
+        where = response.url.split("?", 1)[0]
+        if response.status_code == 401:
+            raise AuthError(
+                f"401 from {where}: Harbor refused {self.config.username} (wrong secret, or the robot "
+                "account is disabled or expired)"
+            )
+        if response.status_code == 403:
+            raise AuthError(f"403 from {where}: {self.config.username} lacks the permission for this")
+        raise_for_status(response)
+
+    def _pages(
+        self, path: str, params: dict[str, Any] | None = None, *, complete: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list, following Harbor's Link header rather than counting pages.
+
+        Without a Link (a proxy may drop it), X-Total-Count says whether another page is due. With
+        `complete`, a list that changed while it was read (fewer or more items than the total) is a
+        TransientError: grants and credentials are replaced from complete reads only.
+        """
         url: str | None = path
-        query: dict[str, Any] | None = {**(params or {}), "page": 1, "page_size": self.config.page_size}
+        base = {**(params or {}), "page_size": self.config.page_size}
+        query: dict[str, Any] | None = {**base, "page": 1}
+        page, seen, total = 1, 0, None
         while url:
             response = self._get(url, params=query)
-            items = _json_list(response)
+            items = json_list(response)
+            seen += len(items)
             yield from items
+            total = _total(response)
             link = requests.utils.parse_header_links(response.headers.get("Link", ""))
             following = next((entry["url"] for entry in link if entry.get("rel") == "next"), None)
-            url = urljoin(self.config.url + "/", following) if following else None
-            query = None  # the link carries the filters and the page
+            if following:
+                url, query = (
+                    urljoin(self.config.url + "/", following),
+                    None,
+                )  # the link carries filters and page
+            elif total is not None and items and seen < total:
+                page += 1
+                url, query = path, {**base, "page": page}
+            else:
+                url = None
+        if complete and total is not None and seen != total:
+            raise TransientError(f"{path} changed while it was read ({seen} items of {total}); try again")
 
 
-def _json_list(response: requests.Response) -> list[dict[str, Any]]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise TransientError(f"{response.url.split('?', 1)[0]} answered with malformed JSON") from None
-    if not isinstance(body, list):
-        raise TransientError(f"{response.url.split('?', 1)[0]} answered with unexpected JSON")
-    return [item for item in body if isinstance(item, dict)]
+@dataclasses.dataclass(frozen=True)
+class _Tried:
+    check: PermissionCheck
+    items: list[dict[str, Any]]
+
+
+def _total(response: requests.Response) -> int | None:
+    value = response.headers.get("X-Total-Count", "")
+    return int(value) if value.isdigit() else None
 
 
 def _harbor_time(value: object) -> datetime | None:
     """Harbor writes year 1 for "never" (a Go zero time) rather than null."""
     moment = parse_rfc3339(value)
     return None if moment is None or moment.year <= 1 else moment
+
+
+# --- robots ---------------------------------------------------------------------------------------
+
+
+def _robot_expiry(robot: dict[str, Any]) -> tuple[datetime | None, bool]:
+    """(expires_at, expiry_known): -1 (or a -1 duration) is "never", a missing value is "not said"."""
+    expires, duration = robot.get("expires_at"), robot.get("duration")
+    if expires == -1 or duration == -1:
+        return None, True
+    if isinstance(expires, int) and expires > 0:
+        return datetime.fromtimestamp(expires, tz=UTC), True
+    return None, False
+
+
+def _robot_scopes(robot: dict[str, Any]) -> tuple[str, ...]:
+    """Permissions as people read them in Harbor: `project payments: repository:pull`."""
+    scopes = []
+    for permission in robot.get("permissions") or []:
+        where = f"{permission.get('kind', '')} {permission.get('namespace', '')}".strip()
+        for access in permission.get("access") or []:
+            effect = "" if access.get("effect", "allow") in ("", "allow") else f" ({access['effect']})"
+            scopes.append(f"{where}: {access.get('resource', '')}:{access.get('action', '')}{effect}")
+    return tuple(scopes)
+
+
+def _robot_grants(robot: dict[str, Any]) -> list[RemoteGrant]:
+    """A live robot's repository access, one grant per project (or `**` for every project).
+
+    A disabled or expired robot cannot sign in, so it grants nothing now; its record stays on the
+    credentials page. Only repository pull/push/delete is compared (registry-apis.md §9.3)."""
+    expires_at, _ = _robot_expiry(robot)
+    if robot.get("disable") or (expires_at is not None and expires_at <= datetime.now(UTC)):
+        return []
+    name = str(robot.get("name", ""))
+    principal = Principal(kind=PrincipalKind.ROBOT, id=name, name=name)
+    by_scope: dict[str, set[str]] = defaultdict(set)
+    for permission in robot.get("permissions") or []:
+        if permission.get("kind") != "project":
+            continue  # system permissions (users, projects, scanners) are not image access
+        namespace = str(permission.get("namespace", ""))
+        scope = "**" if namespace == "*" else f"{namespace}/**"
+        for access in permission.get("access") or []:
+            if access.get("resource") == "repository" and access.get("effect", "allow") in ("", "allow"):
+                by_scope[scope].update(ROBOT_ACTIONS.get(str(access.get("action")), ()))
+    return [
+        RemoteGrant(
+            principal, scope, frozenset(actions), f"robot {name} permissions on {scope.removesuffix('/**')}"
+        )
+        for scope, actions in sorted(by_scope.items())
+        if actions and _namespace_ok(scope)
+    ]
+
+
+def _namespace_ok(scope: str) -> bool:
+    # A namespace Harbor would never write ("" or one with a slash) would make an unusable pattern.
+    return scope == "**" or (scope.count("/") == 1 and not scope.startswith("/"))
+
+
+# --- members --------------------------------------------------------------------------------------
+
+
+def _member_source(project: str, member_id: object, role: str) -> str:
+    return f"project {project} member {member_id} ({role})"
+
+
+def _parse_member_source(source: str) -> tuple[str | None, int]:
+    parts = source.split(" ")
+    if len(parts) >= 4 and parts[0] == "project" and parts[2] == "member" and parts[3].isdigit():
+        return parts[1], int(parts[3])
+    return None, 0
+
+
+def _project_of(scope: str) -> str:
+    project = scope.split("/", 1)[0]
+    if not project or project.startswith("*"):
+        raise PermanentError(f"Harbor grants on projects; {scope!r} does not name one")
+    return project
+
+
+def _by_member_and_project(changes: tuple[GrantChange, ...]) -> list[list[GrantChange]]:
+    """Additions grouped as Harbor applies them: one role per principal per project."""
+    grouped: dict[tuple[str, str, str, str], list[GrantChange]] = {}
+    for change in changes:
+        if change.op != ChangeOp.ADD:
+            raise PermanentError("an addition in the plan is not an addition")
+        key = (
+            change.principal.kind,
+            change.principal.id,
+            change.principal.directory_id,
+            _project_of(change.scope),
+        )
+        grouped.setdefault(key, []).append(change)
+    return list(grouped.values())
+
+
+def _role_actions(member: dict[str, Any]) -> frozenset[str]:
+    role = member.get("role_id")
+    return ROLE_ACTIONS.get(role, frozenset()) if isinstance(role, int) else frozenset()
+
+
+def _smallest_role_covering(actions: frozenset[str] | set[str]) -> int:
+    return next(role for role in ROLES_SMALLEST_FIRST if actions <= ROLE_ACTIONS[role])
+
+
+def _exact_role(actions: frozenset[str] | set[str]) -> int | None:
+    return next((role for role in ROLES_SMALLEST_FIRST if ROLE_ACTIONS[role] == actions), None)
+
+
+# --- replication ----------------------------------------------------------------------------------
+
+
+def _replication(policy: dict[str, Any], latest: dict[str, Any] | None) -> Replication:
+    source, destination = policy.get("src_registry") or {}, policy.get("dest_registry") or {}
+    # The local Harbor is the side without a registry (id 0 or absent): push copies to a remote.
+    pushes = not source.get("id")
+    remote = destination if pushes else source
+    return Replication(
+        id=int(policy["id"]),
+        name=str(policy.get("name", "")),
+        direction="push" if pushes else "pull",
+        remote_name=str(remote.get("name", "")),
+        remote_url=str(remote.get("url", "")),
+        destination_namespace=str(policy.get("dest_namespace") or ""),
+        trigger=str((policy.get("trigger") or {}).get("type", "")),
+        enabled=bool(policy.get("enabled")),
+        replicate_deletion=bool(policy.get("replicate_deletion") or policy.get("deletion")),
+        filters=tuple(
+            f"{f.get('type', '')} {f.get('decoration', 'matches')} {f.get('value', '')}".strip()
+            for f in policy.get("filters") or []
+            if isinstance(f, dict)
+        ),
+        last_run=_replication_run(latest) if latest else None,
+    )
+
+
+def _replication_run(execution: dict[str, Any]) -> ReplicationRun:
+    return ReplicationRun(
+        id=int(execution["id"]),
+        status=str(execution.get("status", "")),
+        trigger=str(execution.get("trigger", "")),
+        started_at=_harbor_time(execution.get("start_time")),
+        finished_at=_harbor_time(execution.get("end_time")),
+        total=int(execution.get("total") or 0),
+        failed=int(execution.get("failed") or 0),
+        succeeded=int(execution.get("succeed") or 0),
+        status_text=str(execution.get("status_text") or ""),
+    )

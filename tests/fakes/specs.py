@@ -178,10 +178,87 @@ def _hub_tag_images_is_a_list(document: dict[str, Any]) -> None:
         tag["properties"]["images"] = {"type": "array", "items": copy.deepcopy(images)}
 
 
+def _hub_page_links_are_nullable(document: dict[str, Any]) -> None:
+    # Every Hub list is one paginator that sends `next`/`previous` as null on the edge pages; the
+    # description says so for repositories (`page`) but types the other envelopes (PATs, OATs,
+    # members, teams, team members) as plain strings (registry-apis.md §8.2, unverified live).
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                for name in ("next", "previous"):
+                    link = properties.get(name)
+                    if isinstance(link, dict) and link.get("type") == "string":
+                        link["nullable"] = True
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+
+
+def _hub_pat_expiry_is_nullable(document: dict[str, Any]) -> None:
+    # A personal access token made with "no expiration" has no expiry date: the service sends
+    # `expires_at: null` (unverified), as it does for organisation tokens, whose field is nullable.
+    token = document["components"]["schemas"]["accessToken"]["properties"]
+    token["expires_at"]["nullable"] = True
+
+
+def _hub_members_list_is_an_envelope(document: dict[str, Any]) -> None:
+    # The description types the members list as an array of paginated envelopes; the service answers
+    # with one envelope {count, next, previous, results} (registry-apis.md §8.4, unverified). Accept
+    # either, so the connector is tested against both shapes.
+    answer = document["paths"]["/v2/orgs/{org_name}/members"]["get"]["responses"]["200"]
+    media = answer["content"]["application/json"]
+    media["schema"] = {"oneOf": [media["schema"], {"$ref": "#/components/schemas/org_member_paginated"}]}
+
+
+def _hub_repository_teams_listing(document: dict[str, Any]) -> None:
+    # Only POST (give a team a permission) is described on a repository's `groups`; the Hub UI lists
+    # the teams with a GET on the same path (registry-apis.md §8.4, unverified). Its shape here is
+    # the common envelope of the POST's RepositoryGroup entries; the connector needs only
+    # group_name and permission from each (group_id when present).
+    operations = document["paths"]["/v2/repositories/{namespace}/{repository}/groups"]
+    operations["get"] = {
+        "summary": "List the teams with a permission on a repository (not in the published file)",
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "count": {"type": "number"},
+                                "next": {"type": "string", "nullable": True},
+                                "previous": {"type": "string", "nullable": True},
+                                "results": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/RepositoryGroup"},
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    }
+
+
 HARBOR = SwaggerSpec("harbor-v2.0-swagger.yaml")
 ACR = SwaggerSpec("acr-dataplane-2021-07-01.json")
 DOCKER_HUB = OpenAPISpec(
-    "dockerhub-api-latest.yaml", server="https://hub.docker.com", patches=(_hub_tag_images_is_a_list,)
+    "dockerhub-api-latest.yaml",
+    server="https://hub.docker.com",
+    patches=(
+        _hub_tag_images_is_a_list,
+        _hub_page_links_are_nullable,
+        _hub_pat_expiry_is_nullable,
+        _hub_members_list_is_an_envelope,
+        _hub_repository_teams_listing,
+    ),
 )
 
 
@@ -193,3 +270,39 @@ def arm_example(name: str, status: int = 200) -> Any:
 
 def arm_example_names() -> list[str]:
     return sorted(p.stem for p in (require_specs() / "acr-mgmt-examples").glob("*.json"))
+
+
+@dataclass
+class BotocoreSpec:
+    """A botocore model (ECR, IAM) from ../shared/specs, checking parsed answers (test-harness.md §10.4).
+
+    The copy in ../shared/specs is the reference, not the installed botocore's own model: the two
+    can differ, and a fake must match the pinned one.
+    """
+
+    filename: str
+    service_name: str
+
+    @cached_property
+    def model(self) -> Any:
+        from botocore.model import ServiceModel
+
+        document = json.loads((require_specs() / self.filename).read_text())
+        return ServiceModel(document, service_name=self.service_name)
+
+    def validate(self, operation: str, parsed: dict[str, Any]) -> None:
+        from botocore.exceptions import ParamValidationError
+        from botocore.validate import validate_parameters
+
+        body = {key: value for key, value in parsed.items() if key != "ResponseMetadata"}
+        shape = self.model.operation_model(operation).output_shape
+        if shape is None:
+            return
+        try:
+            validate_parameters(body, shape)
+        except ParamValidationError as exc:
+            raise FakeDrift(f"fake answer does not match {operation} in {self.filename}: {exc}") from None
+
+
+ECR_MODEL = BotocoreSpec("aws-ecr-2015-09-21-service-2.json", "ecr")
+IAM_MODEL = BotocoreSpec("aws-iam-2010-05-08-service-2.json", "iam")

@@ -375,9 +375,11 @@ def test_robots_who_can_lists_the_groups_robots_with_their_rules(client: Client)
     revoked.save()
     client.force_login(factories.user_with_role(Role.REVIEWER))
     url = reverse("api:access-robots-who-can")
-    body = client.get(url, {"registry": registry.pk, "repository": "team/app", "action": "push"}).json()
+    body = client.get(url, {"registry": str(registry.pk), "repository": "team/app", "action": "push"}).json()
     assert [(r["robot"], [e["rule_id"] for e in r["evidence"]]) for r in body["results"]] == [
         (robot.username, [made.pk])
     ]
-    nobody = client.get(url, {"registry": registry.pk, "repository": "other/app", "action": "push"}).json()
+    nobody = client.get(
+        url, {"registry": str(registry.pk), "repository": "other/app", "action": "push"}
+    ).json()
     assert nobody["results"] == []

@@ -607,7 +607,7 @@ def test_the_repository_explorer_names_the_robots_too(client: Client) -> None:
     rule(ci, "team/**", "pull", "push")
     robot, _ = factories.robot(ci)
     client.force_login(factories.user_with_role(Role.REVIEWER))
-    page = client.get(EXPLORE, {"by": "repository", "registry": registry.pk, "repository": "team/app"})
+    page = client.get(EXPLORE, {"by": "repository", "registry": str(registry.pk), "repository": "team/app"})
     text = page.content.decode()
     assert "push: 1 robot token" in text
     assert robot.username in text

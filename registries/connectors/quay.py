@@ -1,0 +1,600 @@
+"""Quay (quay.io or a self-hosted Red Hat Quay): organisations' repositories, robots, teams and permissions.
+
+Quay serves two APIs on one host. Its REST API (`/api/v1`, registry-apis.md §10) takes an OAuth
+application token as `Authorization: Bearer` and knows what distribution cannot tell: when each tag
+was pushed, which robot accounts exist and when each was last used, which teams and users may do what
+on each repository, and whether a repository is a mirror of another registry. Manifests, configs and
+layers come through the registry API at `/v2/` with a robot (or user) credential, read by the
+distribution connector so digests are checked alike everywhere.
+
+Much of §10 is marked unverified; the shapes relied on are listed in one place in tests/fakes/quay.py,
+and every parse here tolerates a missing optional field rather than guessing a value for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import requests
+from pydantic import SecretStr, field_validator
+
+from portal.http import OutboundSession, outbound_session
+from registries.connectors.base import (
+    AccessPlan,
+    Capability,
+    ChangeOp,
+    ConnectorConfig,
+    CredentialKind,
+    GrantChange,
+    PermissionCheck,
+    Principal,
+    PrincipalKind,
+    RemoteArtifact,
+    RemoteCredential,
+    RemoteGrant,
+    RemoteRepository,
+    RemoteTag,
+    parse_rfc3339,
+)
+from registries.connectors.distribution import DistributionConfig, DistributionConnector
+from registries.connectors.errors import (
+    AuthError,
+    ConfigError,
+    ConnectorError,
+    NotFoundError,
+    PermanentError,
+    RateLimited,
+    json_object,
+    raise_for_status,
+)
+
+QUAY_IO = "https://quay.io"
+API = "/api/v1"
+LAST_USED_SOURCE = "Quay robot last_accessed"
+
+# Quay's repository roles, from least to most; each gives its actions and those of the roles before it.
+ROLES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("read", frozenset({"pull"})),
+    ("write", frozenset({"pull", "push"})),
+    ("admin", frozenset({"pull", "push", "delete"})),
+)
+ROLE_ACTIONS = dict(ROLES)
+
+
+def _http_url(value: str) -> str:
+    return DistributionConfig.model_validate({"url": value}).url
+
+
+class QuayConfig(ConnectorConfig):
+    url: str = QUAY_IO
+    # Organisations, comma separated: Quay's tenancy is the namespace, and the token sees only its own.
+    namespaces: str
+    token: SecretStr  # an OAuth application token (organisation → Applications → Generate token)
+    registry_username: str  # a robot, e.g. acme+customs, with read on every repository: for /v2
+    registry_password: SecretStr
+    registry_url: str | None = None  # /v2 lives on the same host unless a proxy says otherwise
+    page_size: int = 100
+    # Quay records robots' last_accessed only with FEATURE_USER_LAST_ACCESSED (on at quay.io). When
+    # it is on, an empty last_accessed means never used; when off, it means nobody knows.
+    last_accessed_recorded: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        return _http_url(value) if value else None
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        if not names or any("/" in name or "+" in name for name in names):
+            raise ValueError("list organisation names separated by commas, e.g. acme, acme-platform")
+        return ", ".join(dict.fromkeys(names))
+
+    @field_validator("page_size")
+    @classmethod
+    def _page_size(cls, value: int) -> int:
+        if not 1 <= value <= 100:  # Quay caps the tag listing's limit at 100
+            raise ValueError("page size must be between 1 and 100")
+        return value
+
+    @property
+    def organisations(self) -> tuple[str, ...]:
+        return tuple(self.namespaces.split(", "))
+
+
+@dataclasses.dataclass(frozen=True)
+class QuayMirror:
+    """A repository that Quay fills by pulling from another registry (repository mirroring).
+
+    Quay has no replicas of its own (geo-replicated storage is instance configuration, invisible to
+    the API); a mirror is the opposite direction, content copied *into* Quay. Reported for people,
+    not stored as a Replica: a mirror has no endpoint of its own that Customs could sync.
+    """
+
+    repository: str
+    source: str  # external_reference, e.g. registry.example.com/team/app
+    enabled: bool
+    sync_status: str  # Quay's words: NEVER_RUN, SYNC_NOW, SYNCING, SUCCESS, FAIL, CANCEL
+    sync_interval_seconds: int | None
+    next_sync_at: datetime | None
+    tags: tuple[str, ...]  # the root rule's tag patterns
+    robot: str  # the robot the mirror pushes as
+
+
+class QuayConnector:
+    kind: ClassVar[str] = "quay"
+    label: ClassVar[str] = "Quay"
+    config_class: ClassVar[type[ConnectorConfig]] = QuayConfig
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.REPOSITORIES,
+            Capability.ARTIFACTS,
+            Capability.PUSHED_AT,
+            Capability.CREDENTIALS,
+            Capability.GRANTS,
+            Capability.WRITE_GRANTS,
+            Capability.DISABLE_CREDENTIALS,
+            Capability.EVENTS,
+        }
+    )
+    needs: ClassVar[tuple[str, ...]] = (
+        "OAuth token scope repo:read: list each organisation's repositories and tags",
+        "OAuth token scope org:admin: read robot accounts, teams and their members"
+        " (and, when reconciling or offboarding, delete robots and change team members)",
+        "OAuth token scope repo:admin: read (and, when reconciling, change) repository permissions"
+        " and mirroring; Quay has no read-only scope for these",
+        "registry credential (a robot with read on every repository): pull manifests over /v2",
+    )
+
+    def __init__(self, config: QuayConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # (repository, digest) → when a tag last moved onto it, from the tag listing's start_ts.
+        self._pushed: dict[tuple[str, str], datetime] = {}
+        # directory group id → (organisation, team), learned from teams synced with the directory.
+        self._teams_by_directory_id: dict[str, tuple[str, str]] = {}
+        self._registry = DistributionConnector(
+            DistributionConfig(
+                url=config.registry_url or config.url,
+                username=config.registry_username,
+                password=config.registry_password,
+            )
+        )
+
+    # --- inventory -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        for organisation in self.config.organisations:
+            self._get(f"{API}/organization/{quote(organisation, safe='')}")
+        self._registry.check()
+
+    def repositories(self) -> Iterator[RemoteRepository]:
+        for organisation in self.config.organisations:
+            for item in self._repository_pages(organisation):
+                yield RemoteRepository(name=f"{item['namespace']}/{item['name']}")
+
+    def tags(self, repository: str) -> list[RemoteTag]:
+        tags = []
+        for item in self._tag_pages(repository):
+            digest = str(item.get("manifest_digest") or "")
+            if not digest.startswith("sha256:"):
+                digest = self._registry.resolve(repository, str(item["name"]))
+            if (pushed := _epoch(item.get("start_ts"))) is not None:
+                self._note_pushed(repository, digest, pushed)
+            tags.append(RemoteTag(name=str(item["name"]), digest=digest))
+        return sorted(tags, key=lambda tag: tag.name)
+
+    def resolve(self, repository: str, reference: str) -> str:
+        return self._registry.resolve(repository, reference)
+
+    def artifact(self, repository: str, digest: str) -> RemoteArtifact:
+        record = self._registry.artifact(repository, digest)
+        with self._lock:
+            pushed = self._pushed.get((repository, digest))
+        # Pull statistics exist per tag (…/pull_statistics) but are undocumented: not read.
+        return dataclasses.replace(record, pushed_at=pushed)
+
+    # --- credentials: robot accounts -------------------------------------------------------------
+
+    def read_credentials(self) -> Iterator[RemoteCredential]:
+        for organisation in self.config.organisations:
+            body = json_object(self._get(self._robots_path(organisation), params={"permissions": "true"}))
+            for robot in _dicts(body.get("robots")):
+                yield self._robot(organisation, robot)
+
+    def disable_credential(self, credential_id: str) -> None:
+        """Delete the robot: Quay cannot disable one. A robot already gone is success."""
+        organisation, plus, short = credential_id.partition("+")
+        if not plus or organisation not in self.config.organisations or not short:
+            raise ConfigError(f"{credential_id} is not a robot of {self.config.namespaces}")
+        try:
+            self._send("DELETE", f"{self._robots_path(organisation)}/{quote(short, safe='')}")
+        except NotFoundError:
+            return
+
+    def _robot(self, organisation: str, robot: dict[str, Any]) -> RemoteCredential:
+        last_accessed = _quay_time(robot.get("last_accessed"))
+        scopes = [f"repository {name}" for name in robot.get("repositories") or [] if isinstance(name, str)]
+        scopes += [f"team {team['name']}" for team in _dicts(robot.get("teams")) if team.get("name")]
+        return RemoteCredential(
+            kind=CredentialKind.ROBOT,
+            id=str(robot["name"]),
+            name=str(robot["name"]),
+            owner=Principal(kind=PrincipalKind.OTHER, id=organisation, name=f"organisation {organisation}"),
+            created_at=_quay_time(robot.get("created")),
+            expiry_known=False,  # Quay documents no expiry for robot tokens
+            last_used_at=last_accessed,
+            usage_known=last_accessed is not None or self.config.last_accessed_recorded,
+            last_used_source=LAST_USED_SOURCE,
+            scopes=tuple(sorted(scopes)),
+        )
+
+    # --- grants: admin teams and repository permissions ------------------------------------------
+
+    def read_grants(self) -> Iterator[RemoteGrant]:
+        for organisation in self.config.organisations:
+            teams = self._teams(organisation)
+            for team, role in sorted(teams.items()):
+                if role == "admin":
+                    # An organisation admin team administers every repository, present and future.
+                    yield RemoteGrant(
+                        principal=self._team_principal(organisation, team),
+                        scope=f"{organisation}/**",
+                        actions=ROLE_ACTIONS["admin"],
+                        source=f"team {team} (organisation role admin)",
+                    )
+            for item in self._repository_pages(organisation):
+                yield from self._repository_grants(f"{item['namespace']}/{item['name']}")
+
+    def _repository_grants(self, repository: str) -> Iterator[RemoteGrant]:
+        organisation = repository.split("/", 1)[0]
+        for team, entry in self._permissions(repository, "team").items():
+            if actions := ROLE_ACTIONS.get(str(entry.get("role"))):
+                yield RemoteGrant(
+                    principal=self._team_principal(organisation, team),
+                    scope=repository,
+                    actions=actions,
+                    source=f"repository permission {entry['role']} (team {team})",
+                )
+        for name, entry in self._permissions(repository, "user").items():
+            if actions := ROLE_ACTIONS.get(str(entry.get("role"))):
+                kind = PrincipalKind.ROBOT if entry.get("is_robot") else PrincipalKind.USER
+                yield RemoteGrant(
+                    principal=Principal(kind=kind, id=name, name=name),
+                    scope=repository,
+                    actions=actions,
+                    source=f"repository permission {entry['role']} ({kind} {name})",
+                )
+
+    def _teams(self, organisation: str) -> dict[str, str]:
+        """Team → organisation role; teams synced with a directory group are remembered by its id."""
+        body = json_object(self._get(f"{API}/organization/{quote(organisation, safe='')}"))
+        if not isinstance(body.get("teams"), dict):
+            # Quay leaves the teams out, rather than refusing, for a token without org:admin.
+            raise AuthError(f"{organisation}: the token cannot see teams (it needs the org:admin scope)")
+        teams = {str(name): str(team.get("role", "")) for name, team in _items(body.get("teams"))}
+        for team in teams:
+            members = json_object(self._get(self._team_path(organisation, team, "members")))
+            if directory_id := _synced_group(members.get("synced")):
+                with self._lock:
+                    self._teams_by_directory_id[directory_id] = (organisation, team)
+        return teams
+
+    def _team_principal(self, organisation: str, team: str) -> Principal:
+        with self._lock:
+            linked = {where: gid for gid, where in self._teams_by_directory_id.items()}
+        return Principal(
+            kind=PrincipalKind.GROUP,
+            id=f"{organisation}/{team}",
+            name=f"{organisation}/{team}",
+            directory_id=linked.get((organisation, team), ""),
+        )
+
+    def team_members(self, organisation: str, team: str) -> list[Principal]:
+        """The team's members (users and robots), as Quay names them."""
+        body = json_object(self._get(self._team_path(organisation, team, "members")))
+        return [
+            Principal(
+                kind=PrincipalKind.ROBOT if member.get("is_robot") else PrincipalKind.USER,
+                id=str(member["name"]),
+                name=str(member["name"]),
+            )
+            for member in _dicts(body.get("members"))
+            if member.get("name")
+        ]
+
+    def remove_team_member(self, organisation: str, team: str, member: str) -> None:
+        """Take a user or robot out of a team (offboarding). Someone already out is success."""
+        if organisation not in self.config.organisations:
+            raise ConfigError(f"{organisation} is not one of {self.config.namespaces}")
+        if member not in {principal.id for principal in self.team_members(organisation, team)}:
+            return  # what Quay answers for a non-member is undocumented: do not ask it
+        try:
+            self._send("DELETE", f"{self._team_path(organisation, team, 'members')}/{quote(member, safe='')}")
+        except NotFoundError:
+            return
+
+    # --- writes: access plans --------------------------------------------------------------------
+
+    def apply_access_plan(self, plan: AccessPlan) -> Iterator[GrantChange]:
+        if plan.additions and not self._teams_by_directory_id:
+            for organisation in self.config.organisations:
+                self._teams(organisation)  # learn which teams are synced with which directory groups
+        for change in plan.changes:
+            if change.op == ChangeOp.ADD:
+                self._add(change)
+            else:
+                self._remove(change)
+            yield change
+
+    def _add(self, change: GrantChange) -> None:
+        if change.principal.kind != PrincipalKind.GROUP or "*" in change.scope:
+            raise PermanentError(f"Quay cannot add {change.principal.kind} grants on {change.scope}")
+        organisation = change.scope.split("/", 1)[0]
+        with self._lock:
+            where = self._teams_by_directory_id.get(change.principal.directory_id)
+        if where is None or where[0] != organisation:
+            raise PermanentError(
+                f"no team of {organisation} is synced with the directory group {change.principal.name}:"
+                " create one in Quay (team → directory synchronisation), then re-run the plan"
+            )
+        current = self._role_of(change.scope, "team", where[1])
+        wanted = _role_for(ROLE_ACTIONS.get(current or "", frozenset()) | set(change.actions))
+        if wanted != current:
+            self._set_role(change.scope, "team", where[1], wanted)
+
+    def _remove(self, change: GrantChange) -> None:
+        principal = change.principal
+        if change.scope.endswith("/**") and principal.kind == PrincipalKind.GROUP:
+            self._demote_admin_team(change)
+            return
+        if "*" in change.scope:
+            raise PermanentError(f"Quay has no grant on {change.scope} for {principal.name or principal.id}")
+        team = principal.kind == PrincipalKind.GROUP
+        kind, name = ("team", principal.id.split("/", 1)[-1]) if team else ("user", principal.id)
+        current = self._role_of(change.scope, kind, name)
+        if current is None:
+            return  # already gone
+        remaining = ROLE_ACTIONS[current] - set(change.actions)
+        wanted = _role_for(remaining) if remaining else None
+        if wanted != current:
+            self._set_role(change.scope, kind, name, wanted)
+
+    def _demote_admin_team(self, change: GrantChange) -> None:
+        # The organisation role is all or nothing: only a removal of all three actions can be made.
+        if set(change.actions) != ROLE_ACTIONS["admin"]:
+            raise PermanentError(
+                f"{change.principal.name} administers {change.scope}; Quay cannot take away only"
+                f" {', '.join(change.actions)}: change the team's organisation role in Quay"
+            )
+        organisation, team = change.principal.id.split("/", 1)
+        path = f"{API}/organization/{quote(organisation, safe='')}/team/{quote(team, safe='')}"
+        try:
+            self._send("PUT", path, json={"role": "member"})
+        except NotFoundError:
+            return
+
+    def _role_of(self, repository: str, kind: str, name: str) -> str | None:
+        entry = self._permissions(repository, kind).get(name)
+        role = str(entry.get("role")) if entry else None
+        return role if role in ROLE_ACTIONS else None
+
+    def _set_role(self, repository: str, kind: str, name: str, role: str | None) -> None:
+        path = f"{self._repository_path(repository)}/permissions/{kind}/{quote(name, safe='')}"
+        if role is None:
+            try:
+                self._send("DELETE", path)
+            except NotFoundError:
+                return
+        else:
+            self._send("PUT", path, json={"role": role})
+
+    # --- regions: repository mirroring -----------------------------------------------------------
+
+    def read_mirrors(self) -> Iterator[QuayMirror]:
+        """Every mirrored repository with its source and last sync status (registry-apis.md §10)."""
+        for organisation in self.config.organisations:
+            for item in self._repository_pages(organisation):
+                if item.get("state") != "MIRROR":
+                    continue  # only mirrors have a configuration; asking the others answers 404
+                repository = f"{item['namespace']}/{item['name']}"
+                body = json_object(self._get(f"{self._repository_path(repository)}/mirror"))
+                yield _mirror(repository, body)
+
+    # --- "test connection", one permission at a time ---------------------------------------------
+
+    def check_permissions(self) -> list[PermissionCheck]:
+        organisation = self.config.organisations[0]
+        first: str | None = None
+        try:
+            first = next(
+                (f"{i['namespace']}/{i['name']}" for i in self._repository_pages(organisation)), None
+            )
+            listing = PermissionCheck(self.needs[0], ok=True, detail=f"listed {organisation}")
+        except ConnectorError as exc:
+            listing = PermissionCheck(self.needs[0], ok=False, detail=str(exc))
+        robots = self._try(self.needs[1], lambda: self._get(self._robots_path(organisation)), organisation)
+        if first is None:
+            permissions = PermissionCheck(self.needs[2], ok=listing.ok, detail="no repository to try yet")
+            pull = self._try(self.needs[3], self._registry.check, "the registry's /v2/")
+        else:
+            repository = first
+            permissions = self._try(self.needs[2], lambda: self._permissions(repository, "user"), repository)
+            pull = self._try(self.needs[3], lambda: self._try_pull(repository), repository)
+        return [listing, robots, permissions, pull]
+
+    def _try(self, permission: str, attempt: Any, where: str) -> PermissionCheck:
+        try:
+            attempt()
+        except ConnectorError as exc:
+            return PermissionCheck(permission, ok=False, detail=f"{where}: {exc}")
+        return PermissionCheck(permission, ok=True, detail=f"tried on {where}")
+
+    def _try_pull(self, repository: str) -> None:
+        first_tag = next(iter(self._tag_pages(repository)), None)
+        if first_tag is None:
+            self._registry.check()
+        else:
+            self._registry.resolve(repository, str(first_tag["name"]))
+
+    # --- paging ----------------------------------------------------------------------------------
+
+    def _repository_pages(self, organisation: str) -> Iterator[dict[str, Any]]:
+        """Every repository of an organisation, following Quay's opaque next_page token."""
+        params: dict[str, Any] = {"namespace": organisation, "last_modified": "true"}
+        while True:
+            body = json_object(self._get(f"{API}/repository", params=params))
+            yield from _dicts(body.get("repositories"))
+            following = body.get("next_page")
+            if not (isinstance(following, str) and following):
+                return
+            params = {**params, "next_page": following}
+
+    def _tag_pages(self, repository: str) -> Iterator[dict[str, Any]]:
+        """Every active tag, page by page until Quay stops saying has_additional."""
+        page = 1
+        while True:
+            params = {"onlyActiveTags": "true", "limit": self.config.page_size, "page": page}
+            body = json_object(self._get(f"{self._repository_path(repository)}/tag/", params=params))
+            yield from _dicts(body.get("tags"))
+            if body.get("has_additional") is not True:
+                return
+            page += 1
+
+    def _permissions(self, repository: str, kind: str) -> dict[str, dict[str, Any]]:
+        body = json_object(self._get(f"{self._repository_path(repository)}/permissions/{kind}/"))
+        return {str(name): entry for name, entry in _items(body.get("permissions"))}
+
+    # --- paths and times -------------------------------------------------------------------------
+
+    def _repository_path(self, repository: str) -> str:
+        organisation, _, name = repository.partition("/")
+        if organisation not in self.config.organisations or not name:
+            raise ConfigError(f"{repository} is not in {self.config.namespaces}")
+        return f"{API}/repository/{quote(organisation, safe='')}/{quote(name, safe='/')}"
+
+    def _robots_path(self, organisation: str) -> str:
+        return f"{API}/organization/{quote(organisation, safe='')}/robots"
+
+    def _team_path(self, organisation: str, team: str, tail: str) -> str:
+        return f"{API}/organization/{quote(organisation, safe='')}/team/{quote(team, safe='')}/{tail}"
+
+    def _note_pushed(self, repository: str, digest: str, pushed: datetime) -> None:
+        with self._lock:
+            known = self._pushed.get((repository, digest))
+            self._pushed[repository, digest] = max(pushed, known) if known else pushed
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    @property
+    def _session(self) -> OutboundSession:
+        session: OutboundSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = outbound_session(purpose="quay")
+            session.headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
+            self._local.session = session
+        return session
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> requests.Response:
+        return self._send("GET", path, params=params)
+
+    def _send(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> requests.Response:
+        response = self._session.request(method, f"{self.config.url}{path}", params=params, json=json)
+        _raise_for_status(response)
+        return response
+
+
+def _raise_for_status(response: requests.Response) -> None:
+    """The shared taxonomy, with Quay's own explanation (its error body is not the OCI envelope)."""
+    try:
+        raise_for_status(response)
+    except RateLimited:
+        raise
+    except ConnectorError as exc:
+        detail = _quay_error(response)
+        if not detail:
+            raise
+        raise type(exc)(f"{exc}: {detail}") from None
+
+
+def _quay_error(response: requests.Response) -> str:
+    # {"status": 403, "error_message": "...", "title": "insufficient_scope", "detail": "..."}
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    return " ".join(str(body[key]) for key in ("title", "error_message") if body.get(key))
+
+
+def _role_for(actions: frozenset[str] | set[str]) -> str | None:
+    """The smallest Quay role giving all these actions; None for none at all."""
+    if not actions:
+        return None
+    return next((role for role, gives in ROLES if set(actions) <= gives), "admin")
+
+
+def _synced_group(synced: object) -> str:
+    """The directory group a team is synced with (LDAP group_dn, OIDC group_name): unverified shape."""
+    if not isinstance(synced, dict) or not isinstance(synced.get("config"), dict):
+        return ""
+    config = synced["config"]
+    return str(config.get("group_name") or config.get("group_dn") or config.get("group_id") or "")
+
+
+def _mirror(repository: str, body: dict[str, Any]) -> QuayMirror:
+    rule = body.get("root_rule") if isinstance(body.get("root_rule"), dict) else {}
+    interval = body.get("sync_interval")
+    return QuayMirror(
+        repository=repository,
+        source=str(body.get("external_reference") or ""),
+        enabled=body.get("is_enabled") is True,
+        sync_status=str(body.get("sync_status") or ""),
+        sync_interval_seconds=interval if isinstance(interval, int) else None,
+        next_sync_at=_quay_time(body.get("sync_start_date")),
+        tags=tuple(str(value) for value in (rule or {}).get("rule_value") or ()),
+        robot=str(body.get("robot_username") or ""),
+    )
+
+
+def _epoch(value: object) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _quay_time(value: object) -> datetime | None:
+    """Quay writes dates as RFC 2822 ("Thu, 01 Oct 2026 08:30:00 -0000"); accept RFC 3339 too."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return parse_rfc3339(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _items(value: object) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(value, dict):
+        return []
+    return [(str(key), item) for key, item in value.items() if isinstance(item, dict)]

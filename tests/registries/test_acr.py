@@ -1,0 +1,472 @@
+"""The ACR connector against a fake Entra, ARM and login server over a real docker-registry.
+
+The fake (tests/fakes/acr.py) is one TLS host on loopback; msal signs in to it as to Entra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from registries import connectors, services, sync
+from registries.connectors.acr import AcrConnector, AcrTokenConnector
+from registries.connectors.base import (
+    AccessPlan,
+    Capability,
+    ChangeOp,
+    CredentialKind,
+    GrantChange,
+    Principal,
+    PrincipalKind,
+    can_read_credentials,
+    can_read_grants,
+    can_write_grants,
+)
+from registries.connectors.errors import AuthError, ConfigError, PermanentError, RateLimited, TransientError
+from registries.demo import images as im
+from registries.models import Artifact, Credential, Grant, Registry, Repository, SyncRun
+from tests import factories
+from tests.fakes.acr import ACR_PULL, ACR_PUSH, FakeAcr, FakeToken, RoleAssignment
+from tests.fakes.server import Answer
+from tests.registries.harness import RunningRegistry
+
+PUSHED = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
+EXPIRES = datetime(2027, 3, 31, 12, 0, tzinfo=UTC)
+GROUP_OID = "5e1c0a2b-0000-4000-8000-00000000abcd"
+
+
+@pytest.fixture
+def acr(registry: RunningRegistry, settings: Any) -> Iterator[FakeAcr]:
+    fake = FakeAcr(registry_url=registry.url).start()
+    settings.OUTBOUND_CA_BUNDLE = fake.ca_bundle  # the fake's own certificate, as a private CA would be
+    yield fake
+    fake.stop()
+    assert not fake.drift, "the fake answered in a shape ACR does not use:\n" + "\n".join(fake.drift)
+
+
+def connector(fake: FakeAcr, **public: Any) -> AcrConnector:
+    built = connectors.build("acr", fake.public_config(**public), {"client_secret": fake.client_secret})
+    assert isinstance(built, AcrConnector)
+    return built
+
+
+def seed(registry: RunningRegistry) -> dict[str, im.Image]:
+    pusher = registry.pusher()
+    base = im.base_image("debian", version="12")
+    app = im.child_image(base, {"app/main.py": b"print('hi')\n"}, base_name="docker.io/library/debian:12")
+    pusher.push_image("library/debian", base, tags=["12"])
+    pusher.push_image("payments/api", app, tags=["1.0", "latest"])
+    pusher.push_image("payments/batch/worker", base, tags=["1"])
+    return {"base": base, "app": app}
+
+
+def furnish(fake: FakeAcr) -> None:
+    """Tokens, scope maps and role assignments as a team would have set them up."""
+    fake.scope_maps = {
+        "ci-push": [
+            "repositories/payments/api/content/read",
+            "repositories/payments/api/content/write",
+            "repositories/payments/api/metadata/read",
+        ],
+        "team-read": ["repositories/payments/*/content/read", "repositories/payments/*/metadata/read"],
+        "legacy": ["repositories/library/debian/contentWrite", "repositories/library/debian/delete"],
+    }
+    fake.tokens = {
+        "ci-push": FakeToken("ci-push", passwords=[("password1", EXPIRES), ("password2", None)]),
+        "team-reader": FakeToken("team-read", passwords=[("password1", EXPIRES)]),
+        "old-bot": FakeToken("legacy", status="disabled", passwords=[]),
+        "puller": FakeToken("_repositories_pull", passwords=[("password1", EXPIRES)]),
+    }
+    fake.role_assignments = [
+        RoleAssignment(ACR_PUSH, GROUP_OID, "Group"),
+        RoleAssignment(ACR_PULL, "11111111-0000-4000-8000-000000000001", "ServicePrincipal"),
+        RoleAssignment(
+            ACR_PULL,
+            "22222222-0000-4000-8000-000000000002",
+            "User",
+            condition="((@Request[Microsoft.ContainerRegistry/registries/repositories:name] "
+            "StringStartsWithIgnoreCase 'payments/'))",
+        ),
+        RoleAssignment(
+            "b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "33333333-0000-4000-8000-000000000003", "User"
+        ),
+    ]
+
+
+# --- inventory ------------------------------------------------------------------------------------------
+
+
+def test_repositories_tags_and_push_times_come_from_the_data_plane(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    images = seed(registry)
+    acr.tag_times[("payments/api", "latest")] = PUSHED
+    acr_connector = connector(acr, page_size=2)
+
+    names = [repository.name for repository in acr_connector.repositories()]
+    assert names == ["library/debian", "payments/api", "payments/batch/worker"]  # over two pages
+    assert any("last=payments" in seen or "_catalog" in seen for seen in acr.requests_seen)
+    tags = acr_connector.tags("payments/api")
+    assert [(t.name, t.digest) for t in tags] == [
+        ("1.0", images["app"].digest),
+        ("latest", images["app"].digest),
+    ]
+    assert [t.digest for t in acr_connector.tags("payments/batch/worker")] == [images["base"].digest]
+
+    artifact = acr_connector.artifact("payments/api", images["app"].digest)
+    assert artifact.pushed_at == PUSHED  # the latest tag push onto the digest
+    assert artifact.last_pulled_at is None  # ACR keeps no pull times
+    assert artifact.layer_digests == tuple(layer.digest for layer in images["app"].layers)  # from /v2/
+    # The data plane was reached the AAD way: Entra token → ACR refresh token → access tokens per scope.
+    seen = acr.requests_seen
+    assert seen.index("POST /oauth2/exchange") < seen.index("GET /acr/v1/_catalog")
+    assert "registry:catalog:*" in acr.scopes_asked
+    assert "repository:payments/api:metadata_read" in acr.scopes_asked
+    assert "repository:payments/api:pull" in acr.scopes_asked
+
+
+def test_catalog_pages_follow_the_link_acr_gives(registry: RunningRegistry, acr: FakeAcr) -> None:
+    seed(registry)
+    names = [r.name for r in connector(acr, page_size=1).repositories()]
+    assert names == ["library/debian", "payments/api", "payments/batch/worker"]
+    assert acr.requests_seen.count("GET /acr/v1/_catalog") == 3
+
+
+@pytest.mark.django_db
+def test_a_sync_records_inventory_credentials_and_grants(registry: RunningRegistry, acr: FakeAcr) -> None:
+    images = seed(registry)
+    furnish(acr)
+    acr.admin_user_enabled = True
+    acr.tag_times[("payments/api", "1.0")] = PUSHED
+    group = factories.group(external_id=GROUP_OID, display_name="Payments")
+    saved = services.save_registry(
+        Registry(name="acr-eu", kind="acr", endpoint=acr.url),
+        actor=None,
+        public={k: v for k, v in acr.public_config().items() if k != "url"},
+        secrets={"client_secret": acr.client_secret},
+    )
+    run = sync.sync_inventory(saved)
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert set(Repository.objects.filter(registry=saved).values_list("name", flat=True)) == {
+        "library/debian",
+        "payments/api",
+        "payments/batch/worker",
+    }
+    app = Artifact.objects.get(repository__registry=saved, repository__name="payments/api")
+    assert (app.digest, app.pushed_at) == (images["app"].digest, PUSHED)
+    credentials = {c.native_id: c for c in Credential.objects.filter(registry=saved)}
+    assert set(credentials) == {
+        "admin-user",
+        "tokens/ci-push",
+        "tokens/team-reader",
+        "tokens/old-bot",
+        "tokens/puller",
+    }
+    assert credentials["admin-user"].shared_admin
+    group_grant = Grant.objects.get(registry=saved, principal_id=GROUP_OID)
+    assert group_grant.group == group  # linked by the Entra object id, never by name
+    assert (group_grant.scope, group_grant.can_pull, group_grant.can_push, group_grant.can_delete) == (
+        "**",
+        True,
+        True,
+        False,
+    )
+
+
+# --- credentials -------------------------------------------------------------------------------------
+
+
+def test_credentials_say_admin_user_token_expiry_and_unknown_use(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    furnish(acr)
+    acr.admin_user_enabled = True
+    found = {c.id: c for c in connector(acr).read_credentials()}  # tokens over two ARM pages
+
+    admin = found["admin-user"]
+    assert (admin.kind, admin.shared_admin, admin.name) == (CredentialKind.ADMIN_ACCOUNT, True, "acme")
+    ci = found["tokens/ci-push"]
+    assert ci.kind == CredentialKind.ACCESS_TOKEN
+    # One of its passwords never expires, so the token never does: known, not unknown.
+    assert (ci.expires_at, ci.expiry_known) == (None, True)
+    assert (ci.last_used_at, ci.usage_known) == (None, False)  # ACR keeps no record of use
+    assert ci.created_at == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    assert "scope map ci-push: repositories/payments/api/content/write" in ci.scopes
+    assert found["tokens/team-reader"].expires_at == EXPIRES
+    assert not found["tokens/old-bot"].enabled
+
+
+def test_no_admin_credential_while_the_admin_user_is_off(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    assert "admin-user" not in {c.id for c in connector(acr).read_credentials()}
+
+
+def test_disabling_a_token_is_idempotent(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    acr_connector = connector(acr)
+    acr_connector.disable_credential("tokens/ci-push")
+    assert acr.tokens["ci-push"].status == "disabled"
+    patches = acr.requests_seen.count(f"PATCH {acr.registry_id}/tokens/ci-push")
+    assert patches == 1
+    assert f"GET {acr.registry_id}/operationStatuses/tok-1" in acr.requests_seen  # the 201 was awaited
+    acr_connector.disable_credential("tokens/ci-push")  # again: nothing to do, no second write
+    acr_connector.disable_credential("tokens/long-gone")  # gone already: success
+    assert acr.requests_seen.count(f"PATCH {acr.registry_id}/tokens/ci-push") == 1
+
+
+def test_disabling_the_admin_user_switches_it_off(registry: RunningRegistry, acr: FakeAcr) -> None:
+    acr.admin_user_enabled = True
+    connector(acr).disable_credential("admin-user")
+    assert acr.admin_user_enabled is False
+
+
+def test_a_credential_id_the_connector_never_gave_is_refused(registry: RunningRegistry, acr: FakeAcr) -> None:
+    with pytest.raises(PermanentError, match="not a credential"):
+        connector(acr).disable_credential("robots/x")
+
+
+# --- grants --------------------------------------------------------------------------------------------
+
+
+def test_grants_from_scope_maps_and_role_assignments(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    grants = {(g.principal.id, g.scope): g for g in connector(acr).read_grants()}
+
+    ci = grants["ci-push", "payments/api"]
+    assert (ci.principal.kind, ci.actions, ci.source) == (
+        PrincipalKind.ROBOT,
+        frozenset({"pull", "push"}),  # metadata/read has no counterpart
+        "scope map ci-push",
+    )
+    assert grants["team-reader", "payments/**"].actions == frozenset({"pull"})  # payments/* → payments/**
+    assert grants["puller", "**"].actions == frozenset({"pull"})  # a system map on every repository
+    assert not any(principal == "old-bot" for principal, _ in grants)  # disabled: opens nothing
+    group = grants[GROUP_OID, "**"]
+    assert (group.principal.kind, group.principal.directory_id, group.actions) == (
+        PrincipalKind.GROUP,
+        GROUP_OID,
+        frozenset({"pull", "push"}),
+    )
+    assert group.source.startswith("role assignment AcrPush")
+    service = grants["11111111-0000-4000-8000-000000000001", "**"]
+    assert (service.principal.kind, service.principal.directory_id) == (PrincipalKind.SERVICE_ACCOUNT, "")
+    # An ABAC condition narrows the assignment to the repositories it names.
+    assert grants["22222222-0000-4000-8000-000000000002", "payments/**"].actions == frozenset({"pull"})
+    # A role that is not a registry role (here: a custom one) grants nothing Customs compares.
+    assert not any(principal.startswith("33333333") for principal, _ in grants)
+
+
+def test_unreadable_role_assignments_fail_the_read_unless_switched_off(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    furnish(acr)
+    acr.role_assignments_readable = False
+    with pytest.raises(AuthError, match="403 .*AuthorizationFailed"):
+        list(connector(acr).read_grants())
+    grants = list(connector(acr, read_role_assignments=False).read_grants())
+    assert {g.principal.kind for g in grants} == {PrincipalKind.ROBOT}
+
+
+def _robot(name: str) -> Principal:
+    return Principal(kind=PrincipalKind.ROBOT, id=name, name=name)
+
+
+def test_a_plan_edits_scope_maps_and_is_idempotent(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    plan = AccessPlan(
+        registry="acr-eu",
+        additions=(GrantChange(ChangeOp.ADD, _robot("team-reader"), "payments/batch/worker", ("push",)),),
+        removals=(
+            GrantChange(
+                ChangeOp.REMOVE, _robot("ci-push"), "payments/api", ("push",), source="scope map ci-push"
+            ),
+        ),
+    )
+    applied = list(connector(acr).apply_access_plan(plan))
+    assert applied == list(plan.changes)
+    assert acr.scope_maps["ci-push"] == [
+        "repositories/payments/api/content/read",
+        "repositories/payments/api/metadata/read",
+    ]
+    assert "repositories/payments/batch/worker/content/write" in acr.scope_maps["team-read"]
+    writes = [seen for seen in acr.requests_seen if seen.startswith("PATCH")]
+    assert len(writes) == 2
+    assert list(connector(acr).apply_access_plan(plan)) == list(plan.changes)  # again: already so
+    assert len([seen for seen in acr.requests_seen if seen.startswith("PATCH")]) == 2
+
+
+def test_a_plan_that_needs_a_role_assignment_changes_nothing(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    group = Principal(kind=PrincipalKind.GROUP, id=GROUP_OID, name="Payments", directory_id=GROUP_OID)
+    plan = AccessPlan(
+        registry="acr-eu",
+        additions=(GrantChange(ChangeOp.ADD, group, "payments/api", ("pull",)),),
+        removals=(
+            GrantChange(
+                ChangeOp.REMOVE, _robot("ci-push"), "payments/api", ("push",), source="scope map ci-push"
+            ),
+        ),
+    )
+    with pytest.raises(PermanentError, match="User Access Administrator"):
+        list(connector(acr).apply_access_plan(plan))
+    assert "repositories/payments/api/content/write" in acr.scope_maps["ci-push"]  # refused before any write
+
+
+def test_a_system_scope_map_is_not_edited(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    plan = AccessPlan(
+        registry="acr-eu",
+        removals=(
+            GrantChange(
+                ChangeOp.REMOVE, _robot("puller"), "**", ("pull",), source="scope map _repositories_pull"
+            ),
+        ),
+    )
+    with pytest.raises(PermanentError, match="built into ACR"):
+        list(connector(acr).apply_access_plan(plan))
+
+
+# --- regions and webhooks ----------------------------------------------------------------------------
+
+
+def test_replications_with_status_and_webhooks_per_region(registry: RunningRegistry, acr: FakeAcr) -> None:
+    acr.replications = {"westeurope": "Ready", "eastus": "Syncing", "japaneast": "Ready"}
+    acr.webhooks = {"pushweu": ("westeurope", ["push"]), "pusheus": ("eastus", ["push", "delete"])}
+    acr_connector = connector(acr)
+    found = {r.region: r for r in acr_connector.replications()}  # three items over two ARM pages
+    assert set(found) == {"westeurope", "eastus", "japaneast"}
+    assert found["westeurope"].home
+    assert found["westeurope"].endpoint == acr.url
+    assert (found["eastus"].status, found["eastus"].endpoint) == (
+        "Syncing",
+        "https://acme.eastus.geo.azurecr.io",
+    )
+    assert acr_connector.webhook_regions() == {"westeurope": ["pushweu"], "eastus": ["pusheus"]}
+
+
+# --- authentication, permissions, faults ---------------------------------------------------------------
+
+
+def test_an_acr_token_reads_the_inventory_only(registry: RunningRegistry, acr: FakeAcr) -> None:
+    images = seed(registry)
+    username, password = acr.acr_token
+    built = connectors.build("acr", {"url": acr.url, "username": username}, {"password": password})
+    assert isinstance(built, AcrTokenConnector)
+    assert not can_read_credentials(built)
+    assert not can_read_grants(built)
+    assert not can_write_grants(built)
+    assert Capability.WRITE_GRANTS in connectors.CONNECTORS["acr"].capabilities  # the kind still can
+    assert [r.name for r in built.repositories()][:1] == ["library/debian"]
+    assert built.artifact("library/debian", images["base"].digest).digest == images["base"].digest
+    assert not any("oauth2/exchange" in seen for seen in acr.requests_seen)  # Basic, no Entra
+    assert [check.ok for check in built.check_permissions()] == [True, True]
+
+
+def test_check_permissions_one_by_one(registry: RunningRegistry, acr: FakeAcr) -> None:
+    seed(registry)
+    checks = connector(acr).check_permissions()
+    assert [c.permission for c in checks] == list(AcrConnector.needs)
+    assert [c.ok for c in checks] == [True] * 6 + [False]  # a reader cannot write tokens or scope maps
+    assert "Microsoft.ContainerRegistry/registries/tokens/write" in checks[-1].detail
+    acr.permissions = [
+        {
+            "actions": [
+                "Microsoft.ContainerRegistry/registries/*/read",
+                "Microsoft.ContainerRegistry/registries/tokens/write",
+                "Microsoft.ContainerRegistry/registries/scopeMaps/*",
+            ],
+            "notActions": [],
+        }
+    ]
+    assert connector(acr).check_permissions()[-1].ok
+    acr.role_assignments_readable = False
+    checks = connector(acr).check_permissions()
+    assert not checks[4].ok
+    assert "AuthorizationFailed" in checks[4].detail
+
+
+def test_a_wrong_client_secret_is_an_auth_error(registry: RunningRegistry, acr: FakeAcr) -> None:
+    built = connectors.build("acr", acr.public_config(), {"client_secret": "wrong"})
+    with pytest.raises(AuthError, match="invalid_client"):
+        built.check()
+
+
+def test_expired_tokens_are_acquired_again_once(registry: RunningRegistry, acr: FakeAcr) -> None:
+    seed(registry)
+    furnish(acr)
+    acr_connector = connector(acr)
+    list(acr_connector.read_credentials())
+    list(acr_connector.repositories())
+    acr.revoke_tokens()  # every token dies, as after an hour's sync
+    assert len(list(acr_connector.read_credentials())) == 4
+    assert len(list(acr_connector.repositories())) == 3
+    entra = f"POST /{acr.tenant_id}/oauth2/v2.0/token"
+    assert acr.requests_seen.count(entra) == 2  # once at first, once after the 401: not per call
+    assert acr.requests_seen.count("POST /oauth2/exchange") == 2
+
+
+def test_throttling_counts_down_and_sync_waits_as_asked(
+    registry: RunningRegistry, acr: FakeAcr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(registry)
+    acr_connector = connector(acr)
+    acr_connector.check()
+    throttled = {"errors": [{"code": "TOOMANYREQUESTS", "message": "too many requests"}]}
+    acr.fail_next += [
+        Answer(429, throttled, headers={"Retry-After": "2"}),
+        Answer(429, throttled, headers={"Retry-After": "1"}),
+    ]
+    waits: list[float] = []
+    monkeypatch.setattr("registries.sync.time.sleep", waits.append)
+    names = sync._rate_limited(lambda: [r.name for r in acr_connector.repositories()])
+    assert names[0] == "library/debian"
+    assert waits == [2.0, 1.0]
+
+
+def test_arm_throttling_and_refusals_are_classified(registry: RunningRegistry, acr: FakeAcr) -> None:
+    acr_connector = connector(acr)
+    acr_connector.check()
+    acr.fail_next.append(
+        Answer(429, {"error": {"code": "TooManyRequests", "message": "slow"}}, headers={"Retry-After": "9"})
+    )
+    with pytest.raises(RateLimited) as raised:
+        acr_connector.replications()
+    assert raised.value.retry_after == 9
+    acr.fail_next.append(Answer(403, {"error": {"code": "AuthorizationFailed", "message": "no tokens/read"}}))
+    with pytest.raises(AuthError, match="AuthorizationFailed no tokens/read"):
+        list(acr_connector.read_credentials())
+
+
+def test_a_half_given_service_principal_is_refused() -> None:
+    with pytest.raises(ConfigError, match="a service principal also needs subscription_id, resource_group"):
+        connectors.config_for(
+            "acr",
+            {"url": "https://acme.azurecr.io", "tenant_id": "t", "client_id": "c"},
+            {"client_secret": "s"},
+        )
+    with pytest.raises(
+        ConfigError, match="authority_url: Value error, the Entra authority must start with https"
+    ):
+        connectors.config_for(
+            "acr",
+            {"url": "https://acme.azurecr.io", "username": "u", "authority_url": "http://x"},
+            {"password": "p"},
+        )
+
+
+def test_a_fake_answer_acr_would_never_send_fails_the_test(registry: RunningRegistry, acr: FakeAcr) -> None:
+    seed(registry)
+    acr_connector = connector(acr)
+    acr_connector.check()
+    acr.mutate = lambda body: {**body, "repositories": [42]} if "repositories" in body else body
+    with pytest.raises(TransientError, match="500 from"):
+        list(acr_connector.repositories())
+    assert "42 is not of type 'string'" in acr.drift[0]
+    acr.mutate = lambda body: {**body, "location": None, "extra": 1} if "sku" in body else body
+    with pytest.raises(TransientError, match="500 from"):
+        acr_connector.replications()
+    assert "extra ['extra']" in acr.drift[1]
+    acr.drift.clear()  # seen; the fixture would otherwise fail this test for them
