@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services, tokens
-from accounts.models import PersonalToken, User
+from accounts.models import PersonalToken, RobotToken, User
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from portal.models import AuditEvent
@@ -270,3 +271,31 @@ def test_everyone_sees_their_own_tokens_and_reviewers_see_all(
     assert list(PersonalToken.objects.visible_to(developer)) == [mine]
     assert set(PersonalToken.objects.visible_to(reviewer)) == {mine, theirs}
     assert set(PersonalToken.objects.visible_to(admin)) == {mine, theirs}
+
+
+def _values(instance: Any) -> dict[str, Any]:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def test_fast_token_lookup_makes_the_instances_the_orm_would() -> None:
+    owner = factories.user(directory_attributes={"department": "Payments", "manager": {"value": "m-1"}})
+    token, secret = factories.token(owner, kind=PersonalToken.Kind.REGISTRY, scopes=["registry"])
+    found = services.authenticate_token(secret, kind=PersonalToken.Kind.REGISTRY)
+    assert found is not None
+    expected = PersonalToken.objects.select_related("owner").get(pk=token.pk)
+    assert _values(found) == _values(expected)
+    assert _values(found.owner) == _values(expected.owner)  # JSON decoded, times aware, as the ORM does
+    assert found.owner.directory_attributes["manager"] == {"value": "m-1"}
+    assert not found._state.adding  # a row from the database: saving it updates, never inserts
+
+
+def test_fast_robot_lookup_loads_the_group_and_refuses_an_orphan() -> None:
+    group = factories.group()
+    robot, secret = factories.robot(group)
+    found = services.authenticate_robot(secret)
+    assert found is not None
+    assert _values(found) == _values(RobotToken.objects.get(pk=robot.pk))
+    assert found.group == group
+    assert found.group.display_name == group.display_name
+    group.delete()  # the robot keeps its row, without a group
+    assert services.authenticate_robot(secret) is None
