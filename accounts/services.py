@@ -93,10 +93,19 @@ def authenticate_token(raw: str, *, kind: PersonalToken.Kind) -> PersonalToken |
     """The active token of this kind the secret belongs to, with its owner, or None. One indexed read."""
     if not tokens.looks_like_token(raw):
         return None
+    return accept_token(raw, active_token(raw[: tokens.LOOKUP_LENGTH], kind=kind))
+
+
+def active_token(lookup: str, *, kind: PersonalToken.Kind) -> PersonalToken | None:
+    """The not-revoked, unexpired token of this kind with this lookup prefix, its owner loaded."""
     # The kind is part of the lookup, not checked afterwards: a registry token tried on the API
     # must not be marked used, or hygiene reports would count refused attempts as activity.
-    token = _active_with_parent(PersonalToken, "owner", raw[: tokens.LOOKUP_LENGTH], kind=str(kind))
-    if token is None or not tokens.matches(raw, token.digest):
+    return _active_with_parent(PersonalToken, "owner", lookup, kind=str(kind))
+
+
+def accept_token(raw: str, token: PersonalToken | None) -> PersonalToken | None:
+    """The token when the secret is its own and its owner may still sign in; its use noted."""
+    if token is None or token.expires_at <= timezone.now() or not tokens.matches(raw, token.digest):
         return None
     if token.owner.status != User.Status.ACTIVE or not token.owner.is_active:
         return None
@@ -244,9 +253,19 @@ def authenticate_robot(raw: str) -> RobotToken | None:
     """The active robot the secret belongs to, with its group, or None. One indexed read."""
     if not tokens.looks_like_token(raw, tokens.ROBOT_PREFIX):
         return None
-    robot = _active_with_parent(RobotToken, "group", raw[: tokens.LOOKUP_LENGTH])
+    return accept_robot(raw, active_robot(raw[: tokens.LOOKUP_LENGTH]))
+
+
+def active_robot(lookup: str) -> RobotToken | None:
+    """The not-revoked, unexpired robot with this lookup prefix, its group loaded."""
+    return _active_with_parent(RobotToken, "group", lookup)
+
+
+def accept_robot(raw: str, robot: RobotToken | None) -> RobotToken | None:
     # A robot whose group was deleted grants nothing, so it is refused like a revoked one.
-    if robot is None or robot.group_id is None or not tokens.matches(raw, robot.digest):
+    if robot is None or robot.group_id is None or robot.expires_at <= timezone.now():
+        return None
+    if not tokens.matches(raw, robot.digest):
         return None
     _note_use(robot)
     return robot

@@ -202,6 +202,9 @@ TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
 # Registry token server (/auth/token): how long a registry bearer token lives, and its `iss`.
 # Clients treat anything under 60 s as 60 s and would re-ask every minute, so never issue less.
 REGISTRY_TOKEN_LIFETIME_SECONDS = max(60, env_int("CUSTOMS_REGISTRY_TOKEN_LIFETIME_SECONDS", 300, minimum=1))
+# How long a web process may remember a token, its owner and their rules between requests; any
+# change to them empties that memory at once through PostgreSQL NOTIFY (registries/tokenserver/memory.py).
+REGISTRY_TOKEN_CACHE_SECONDS = env_int("CUSTOMS_REGISTRY_TOKEN_CACHE_SECONDS", 10, minimum=0)
 # Must equal the registry's auth.token.issuer.
 REGISTRY_TOKEN_ISSUER = env_str("CUSTOMS_REGISTRY_TOKEN_ISSUER", "customs")
 

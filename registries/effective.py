@@ -94,6 +94,8 @@ class RuleSet:
     """
 
     rules: tuple[tuple[Pattern, frozenset[str]], ...] = ()
+    # The first of these rules to expire: until then the set holds without reading it again.
+    expires_at: datetime | None = None
 
     def actions_on(self, repository: str) -> frozenset[str]:
         found: set[str] = set()
@@ -123,13 +125,13 @@ def rules_for_robot(robot: RobotToken, registry: Registry, *, now: datetime | No
 # login` and pull. The conditions are AccessRuleQuerySet.in_force() and for_registry(); the test
 # test_rule_sets_agree_with_user_access keeps the two in step.
 _RULES_OF_USER = """
-    SELECT r.pattern, r.can_pull, r.can_push, r.can_delete FROM registries_accessrule r
+    SELECT r.pattern, r.can_pull, r.can_push, r.can_delete, r.expires_at FROM registries_accessrule r
     WHERE r.group_id IN (SELECT m.group_id FROM accounts_groupmembership m WHERE m.user_id = %s)
       AND (r.registry_id = %s OR r.registry_id IS NULL)
       AND (r.expires_at IS NULL OR r.expires_at > %s)
 """
 _RULES_OF_GROUP = """
-    SELECT r.pattern, r.can_pull, r.can_push, r.can_delete FROM registries_accessrule r
+    SELECT r.pattern, r.can_pull, r.can_push, r.can_delete, r.expires_at FROM registries_accessrule r
     WHERE r.group_id = %s
       AND (r.registry_id = %s OR r.registry_id IS NULL)
       AND (r.expires_at IS NULL OR r.expires_at > %s)
@@ -141,14 +143,15 @@ def _rule_set(sql: str, params: tuple[int, int, datetime]) -> RuleSet:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     compiled = []
-    for pattern, pull, push, delete in rows:
+    expiries = [expires_at for *_, expires_at in rows if expires_at is not None]
+    for pattern, pull, push, delete, _expires_at in rows:
         try:
             matcher = compile_pattern(pattern)
         except InvalidPattern:
             continue  # saved around the services with a broken pattern: it grants nothing
         actions = (a for a, allowed in zip(AccessRule.ACTIONS, (pull, push, delete), strict=True) if allowed)
         compiled.append((matcher, frozenset(actions)))
-    return RuleSet(tuple(compiled))
+    return RuleSet(tuple(compiled), min(expiries, default=None))
 
 
 def who_can(

@@ -74,12 +74,32 @@ def cast(admin: User, reviewer: User, developer: User) -> dict[str, User | None]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_server_memory() -> Iterator[None]:
-    """The token server's per-process memory of registries and keys must not outlive a test's data."""
-    from registries.tokenserver import keys, views
+def _fresh_token_server_memory(settings: Any) -> Iterator[None]:
+    """The token server's per-process memory must not outlive a test's data.
 
+    Its decision memory is off by default here: it is emptied by PostgreSQL NOTIFY, which fires on
+    commit, and most tests never commit. tests/registries/tokenserver/test_memory.py and the
+    end-to-end tests turn it on and commit for real.
+    """
+    from registries.tokenserver import issue, keys, views
+    from registries.tokenserver.memory import MEMORY
+
+    settings.REGISTRY_TOKEN_CACHE_SECONDS = 0
     keys.forget_signer()
     views.forget_services()
+    MEMORY.forget_all()
+    issue.REFUSALS.forget()
     yield
     keys.forget_signer()
     views.forget_services()
+    MEMORY.forget_all()
+    issue.REFUSALS.forget()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_access_listener(django_db_setup: None) -> Iterator[None]:
+    """The token server's LISTEN connection must be closed before the test database is dropped."""
+    yield
+    from registries.tokenserver.memory import MEMORY
+
+    MEMORY.stop()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import jwt
@@ -21,6 +23,7 @@ from registries.effective import Access, RuleSet, robot_access, rules_for_robot,
 from registries.models import AccessRule, Registry
 from registries.patterns import is_valid_repository_name
 from registries.tokenserver import keys
+from registries.tokenserver.memory import MEMORY
 from registries.tokenserver.scopes import Scope
 
 REPOSITORY_ACTIONS = frozenset(AccessRule.ACTIONS)
@@ -72,7 +75,11 @@ class Person:
         return user_access(self.user, registry, repository)
 
     def rules(self, registry: Registry) -> RuleSet:
-        return rules_for_user(self.user, registry)
+        return MEMORY.recall(
+            ("rules", "user", self.user.pk, registry.pk),
+            lambda: rules_for_user(self.user, registry),
+            until=lambda rules: rules.expires_at,
+        )
 
     def may_list_catalog(self) -> bool:
         return self.user.has_role(Role.ADMIN)
@@ -97,7 +104,11 @@ class Robot:
         return robot_access(self.robot, registry, repository)
 
     def rules(self, registry: Registry) -> RuleSet:
-        return rules_for_robot(self.robot, registry)
+        return MEMORY.recall(
+            ("rules", "robot", self.robot.pk, registry.pk),
+            lambda: rules_for_robot(self.robot, registry),
+            until=lambda rules: _earliest(rules.expires_at, self.robot.expires_at),
+        )
 
     def may_list_catalog(self) -> bool:
         # The catalog names every repository, far beyond the group's rules: robots never get it.
@@ -105,12 +116,37 @@ class Robot:
 
 
 def authenticate(secret: str) -> Principal | None:
-    """The person or robot a registry secret belongs to; the prefix says which table to read."""
+    """The person or robot a registry secret belongs to; the prefix says which table to read.
+
+    The row (token and owner, or robot and group) may come from the process's memory of recent
+    requests; the secret, expiry and owner checks run on every request all the same.
+    """
+    lookup = secret[: tokens.LOOKUP_LENGTH]
     if tokens.looks_like_token(secret, tokens.ROBOT_PREFIX):
-        robot = account_services.authenticate_robot(secret)
-        return Robot(robot) if robot else None
-    found = account_services.authenticate_token(secret, kind=PersonalToken.Kind.REGISTRY)
-    return Person(found.owner) if found else None
+        robot = MEMORY.recall(
+            ("robot", lookup),
+            lambda: account_services.active_robot(lookup),
+            until=_expiry,
+        )
+        accepted = account_services.accept_robot(secret, robot)
+        return Robot(accepted) if accepted else None
+    if not tokens.looks_like_token(secret):
+        return None
+    found = MEMORY.recall(
+        ("token", lookup),
+        lambda: account_services.active_token(lookup, kind=PersonalToken.Kind.REGISTRY),
+        until=_expiry,
+    )
+    token = account_services.accept_token(secret, found)
+    return Person(token.owner) if token else None
+
+
+def _expiry(row: PersonalToken | RobotToken | None) -> datetime | None:
+    return row.expires_at if row else None
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    return min((moment for moment in moments if moment is not None), default=None)
 
 
 # --- what they get --------------------------------------------------------------------------------
@@ -203,15 +239,19 @@ def issue(principal: Principal | None, registry: Registry, scopes: list[Scope]) 
     granted = grants(principal, registry, scopes)
     refused = [g for g in granted if not g.complete]
     if principal is not None and refused:
-        audit.record_soon(
-            principal.actor,
-            AuditAction.REGISTRY_TOKEN_DENIED,
-            target=registry,
-            reason="not allowed",
-            asked=[str(g.asked) for g in refused],
-            granted=[g.claim() for g in refused],
-            **principal.audit_detail(),
-        )
+        asked = [str(g.asked) for g in refused]
+        repeats = REFUSALS.first_in_window((principal.subject, registry.pk, *asked))
+        if repeats is not None:
+            audit.record_soon(
+                principal.actor,
+                AuditAction.REGISTRY_TOKEN_DENIED,
+                target=registry,
+                reason="not allowed",
+                asked=asked,
+                granted=[g.claim() for g in refused],
+                repeated_before=repeats,
+                **principal.audit_detail(),
+            )
     outcome = "anonymous" if principal is None else "partial" if refused else "granted"
     metrics.REGISTRY_TOKENS.labels(service=registry.token_service, outcome=outcome).inc()
     subject = principal.subject if principal else ""
@@ -223,10 +263,51 @@ def refuse_credentials(registry: Registry, *, username: str) -> None:
     """Audit a login with a wrong, revoked or expired token, one whose owner may not sign in, or a
     robot whose group is gone."""
     # Never the secret itself; the name is whatever the client typed, so keep it short.
-    audit.record_soon(
-        None,
-        AuditAction.REGISTRY_TOKEN_DENIED,
-        target=registry,
-        reason="bad credentials",
-        username=username[:150],
-    )
+    repeats = REFUSALS.first_in_window(("bad credentials", registry.pk, username[:150]))
+    if repeats is not None:
+        audit.record_soon(
+            None,
+            AuditAction.REGISTRY_TOKEN_DENIED,
+            target=registry,
+            reason="bad credentials",
+            username=username[:150],
+            repeated_before=repeats,
+        )
+
+
+class RefusalWindow:
+    """Audits the first of identical refusals in each window, per process; counts the rest.
+
+    A CI job retrying a push it may not make asks the same thing every few seconds; one event a
+    minute says so as well as thousands would, and keeps the audit trail (and its worker) for
+    what differs. Every refusal is still counted in the customs_registry_tokens metric, and the
+    next audited one says how many identical ones came before it (`repeated_before`).
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[Any, ...], tuple[float, int]] = {}  # key → (window start, repeats)
+
+    def first_in_window(self, key: tuple[Any, ...]) -> int | None:
+        """None when this refusal repeats one audited in the current window; otherwise how many
+        repeats the previous window held, to record with it."""
+        now = time.monotonic()
+        with self._lock:
+            started, repeats = self._seen.get(key, (float("-inf"), 0))
+            if now - started < self.seconds:
+                self._seen[key] = (started, repeats + 1)
+                return None
+            if len(self._seen) >= self.MAX_KEYS:
+                self._seen.clear()  # a flood of distinct refusals: start over rather than grow
+            self._seen[key] = (now, 0)
+            return repeats
+
+    def forget(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+REFUSALS = RefusalWindow(seconds=60.0)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
+from typing import Any
 
 from accounts.models import DirectoryGroup, PersonalToken, User
 from registries.models import AccessRule, Registry
+from registries.tokenserver.memory import MEMORY
 from tests import factories
 
 
@@ -20,3 +24,17 @@ def registry_token(owner: User, **fields: object) -> str:
 
 def basic(user: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def forgotten_after(change: Callable[[], Any]) -> None:
+    """Make a committed change, then wait for PostgreSQL's notice to empty the token server's memory.
+
+    The notice travels on the listener's own connection, so it lands a moment after the commit:
+    waiting for it keeps "refused at the next request" from racing that moment.
+    """
+    before = MEMORY.generation
+    change()
+    deadline = time.monotonic() + 5
+    while MEMORY.generation == before:
+        assert time.monotonic() < deadline, "no notice arrived within 5 s of the commit"
+        time.sleep(0.005)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -20,12 +19,14 @@ from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, Sour
 from registries.demo.images import Pusher, RegistryError, base_image
 from registries.models import Registry
 from registries.tokenserver import keys
+from registries.tokenserver.memory import MEMORY
 from tests import factories
 from tests.accounts.scim.conftest import connection
 from tests.registries.harness import RunningRegistry, Skopeo, launch_registry
-from tests.registries.tokenserver.helpers import registry_token, rule
+from tests.registries.tokenserver.helpers import forgotten_after, registry_token, rule
 
 if TYPE_CHECKING:
+    from pytest_django import Settings
     from pytest_django.live_server_helper import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,8 +35,15 @@ REPOSITORY = "team/app"
 
 
 @pytest.fixture
-def customs_registry(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[Registry, RunningRegistry]]:
-    """A registry whose auth is Customs: realm on the live server, bundle from the command."""
+def customs_registry(
+    live_server: LiveServer, tmp_path: Path, settings: Settings
+) -> Iterator[tuple[Registry, RunningRegistry]]:
+    """A registry whose auth is Customs: realm on the live server, bundle from the command.
+
+    The token server remembers decisions as in production, emptied by PostgreSQL's notices.
+    """
+    settings.REGISTRY_TOKEN_CACHE_SECONDS = 60
+    assert MEMORY.wait_until_listening(), "the token server's LISTEN connection did not come up"
     keys.generate(actor=None)
     out = io.StringIO()
     call_command("registry_token_keys", "bundle", stdout=out)
@@ -129,7 +137,7 @@ def test_losing_the_group_denies_the_next_token(
     pusher, secret = member_of(registry, "pull", "push")
     assert push(running, pusher.username, secret) == 201
     team = group_of(pusher)
-    leave(pusher)
+    forgotten_after(lambda: leave(pusher))
     assert not GroupMembership.objects.filter(user=pusher, group=team).exists()
     assert push(running, pusher.username, secret, version="2") == 401
     assert pull(running, pusher.username, secret) == 401
@@ -140,7 +148,9 @@ def test_departing_denies_the_next_token(customs_registry: tuple[Registry, Runni
     leaver, leaver_secret = member_of(registry, "pull", "push")
     assert push(running, leaver.username, leaver_secret) == 201
     assert pull(running, leaver.username, leaver_secret) == 200
-    account_services.deactivate_user(leaver, actor=None, reason="left", departed=True)
+    forgotten_after(
+        lambda: account_services.deactivate_user(leaver, actor=None, reason="left", departed=True)
+    )
     assert pull(running, leaver.username, leaver_secret) == 401  # the realm answers 401: no token at all
 
 
@@ -150,11 +160,15 @@ def test_expired_and_revoked_customs_tokens_are_refused(
     registry, running = customs_registry
     person, secret = member_of(registry, "pull", "push")
     assert push(running, person.username, secret) == 201
-    PersonalToken.objects.filter(owner=person).update(expires_at=timezone.now() - timedelta(seconds=1))
+    forgotten_after(
+        lambda: PersonalToken.objects.filter(owner=person).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    )
     assert pull(running, person.username, secret) == 401
     revoked, revoked_secret = factories.token(person, kind=PersonalToken.Kind.REGISTRY)
     assert pull(running, person.username, revoked_secret) == 200
-    account_services.revoke_token(revoked, actor=None)
+    forgotten_after(lambda: account_services.revoke_token(revoked, actor=None))
     assert pull(running, person.username, revoked_secret) == 401
 
 
@@ -176,5 +190,5 @@ def test_a_robot_of_the_push_group_pushes_and_pulls_until_revoked(
     )
     assert skopeo.list_tags(f"{running.host}/{REPOSITORY}", creds=creds) == ["copied", "v1"]
     assert pull(running, *creds) == 200
-    account_services.revoke_robot_token(robot, actor=None)
+    forgotten_after(lambda: account_services.revoke_robot_token(robot, actor=None))
     assert pull(running, *creds) == 401

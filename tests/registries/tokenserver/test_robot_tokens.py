@@ -114,7 +114,7 @@ def test_the_username_must_be_the_robots(
     assert response.status_code == 401
     event = AuditEvent.objects.get(action=AuditAction.REGISTRY_TOKEN_DENIED)
     assert event.detail.pop("occurred_at")  # queued for a worker: when it happened travels with it
-    assert event.detail == {"reason": "bad credentials", "username": username}
+    assert event.detail == {"reason": "bad credentials", "username": username, "repeated_before": 0}
 
 
 def test_a_persons_name_with_a_robot_secret_and_a_robot_name_with_a_persons_secret_are_refused(

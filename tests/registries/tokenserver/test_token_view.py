@@ -20,7 +20,7 @@ from portal import metrics
 from portal.audit import AuditAction
 from portal.models import AuditEvent
 from registries.models import Registry, TokenSigningKey
-from registries.tokenserver import keys
+from registries.tokenserver import issue, keys
 from tests import factories
 from tests.registries.tokenserver.helpers import basic, registry_token, rule
 
@@ -74,6 +74,27 @@ def test_reader_gets_the_intersection_and_the_refusal_is_audited(client: Client,
     event = AuditEvent.objects.get(action=AuditAction.REGISTRY_TOKEN_DENIED)
     assert event.actor_id == reader.pk
     assert event.detail["asked"] == ["repository:team/app:pull,push"]
+
+
+def test_identical_refusals_are_audited_once_a_window_and_counted(
+    client: Client, reader: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = registry_token(reader)
+    for _ in range(3):
+        ask(client, reader, secret, scope="repository:team/app:pull,push")
+    ask(client, reader, secret, scope="repository:team/other:push")  # another refusal: its own event
+    events = AuditEvent.objects.filter(action=AuditAction.REGISTRY_TOKEN_DENIED).order_by("sequence")
+    assert [e.detail["asked"] for e in events] == [
+        ["repository:team/app:pull,push"],
+        ["repository:team/other:push"],
+    ]
+    assert metrics.REGISTRY_TOKENS.labels(service=SERVICE, outcome="partial")._value.get() >= 4  # all counted
+
+    monkeypatch.setattr(issue.REFUSALS, "seconds", 0.0)  # the window is over
+    ask(client, reader, secret, scope="repository:team/app:pull,push")
+    last = AuditEvent.objects.filter(action=AuditAction.REGISTRY_TOKEN_DENIED).order_by("-sequence").first()
+    assert last is not None
+    assert last.detail["repeated_before"] == 2  # the two identical ones the first window held back
 
 
 def test_outsider_gets_an_empty_access_list(client: Client, registry: Registry) -> None:
@@ -195,7 +216,7 @@ def test_bad_credentials_are_a_401_with_a_basic_challenge_and_audited(client: Cl
     assert response["WWW-Authenticate"].startswith("Basic realm=")
     event = AuditEvent.objects.get(action=AuditAction.REGISTRY_TOKEN_DENIED)
     assert event.detail.pop("occurred_at")  # queued for a worker: when it happened travels with it
-    assert event.detail == {"reason": "bad credentials", "username": pusher.username}
+    assert event.detail == {"reason": "bad credentials", "username": pusher.username, "repeated_before": 0}
 
 
 def test_someone_elses_username_is_refused(client: Client, pusher: User, reader: User) -> None:
