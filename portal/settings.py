@@ -330,6 +330,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RegistryKindEnum": "registries.connectors.KIND_CHOICES",
         "PersonalTokenKindEnum": "accounts.models.PersonalToken.Kind",
+        # A credential's owner_kind and a grant's principal_kind are the same choices: one enum.
+        "PrincipalKindEnum": "registries.models.Grant.PRINCIPAL_KINDS",
+        "CredentialKindEnum": "registries.models.Credential.KINDS",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }

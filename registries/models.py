@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
 from registries.connectors import kind_choices
-from registries.connectors.base import ACTIONS, CredentialKind, PrincipalKind
+from registries.connectors.base import (
+    ACTIONS,
+    CredentialKind,
+    PrincipalKind,
+    ReplicationDirection,
+    ReplicationKind,
+    ReplicationStatus,
+)
 from registries.patterns import InvalidPattern, compile_pattern
 from registries.querysets import (
     ArtifactQuerySet,
@@ -232,6 +239,8 @@ class SyncRun(models.Model):
     grants_seen = models.PositiveIntegerField(null=True, blank=True)
     # The same for credentials: None when this run did not read them.
     credentials_seen = models.PositiveIntegerField(null=True, blank=True)
+    # And for regions and replication links: None when this run did not read them.
+    replication_seen = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     objects = SyncRunQuerySet.as_manager()
@@ -517,3 +526,48 @@ class Credential(models.Model):
     @property
     def never_expires(self) -> bool:
         return self.expiry_known and self.expires_at is None
+
+
+class ReplicationLink(models.Model):
+    """A region or replication link the registry reports (registries/connectors/base.py RemoteReplication).
+
+    The vendor's own configuration and its last known state, for people: not a Replica, which is an
+    endpoint Customs reads itself. A registry's rows are replaced together after a complete read, as
+    grants are; a failed read leaves the previous ones in place.
+    """
+
+    KINDS = [(kind.value, kind.value.replace("-", " ")) for kind in ReplicationKind]
+    DIRECTIONS = [(d.value, d.value or "none") for d in ReplicationDirection]
+    STATUSES = [(status.value, status.value.replace("_", " ")) for status in ReplicationStatus]
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="replication_links")
+    native_id = models.CharField(max_length=500, help_text="The registry's own identifier.")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=32, choices=KINDS)
+    location = models.CharField(max_length=255, blank=True, help_text="The remote's name or region.")
+    url = models.CharField(max_length=500, blank=True)
+    direction = models.CharField(max_length=16, choices=DIRECTIONS, blank=True)
+    enabled = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=STATUSES, default=ReplicationStatus.UNKNOWN.value)
+    status_text = models.CharField(max_length=1000, blank=True, help_text="The registry's own words.")
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    filters = models.JSONField(default=list, blank=True)
+    trigger = models.CharField(max_length=255, blank=True)
+    notes = models.CharField(max_length=1000, blank=True)
+    observed_at = models.DateTimeField(default=timezone.now)
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="replication_links"
+    )
+
+    class Meta:
+        ordering = ["kind", "location", "name", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry", "native_id"], name="replication_link_unique_per_registry"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name} → {self.location or '—'} ({self.status})"

@@ -30,9 +30,11 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteCredential,
     RemoteGrant,
+    RemoteReplication,
     RemoteTag,
     can_read_credentials,
     can_read_grants,
+    can_read_replication,
 )
 from registries.connectors.errors import ConnectorError, PermanentError, RateLimited
 from registries.models import (
@@ -42,6 +44,7 @@ from registries.models import (
     Grant,
     Registry,
     Replica,
+    ReplicationLink,
     Repository,
     StagedArtifact,
     StagedTag,
@@ -115,16 +118,19 @@ def sync_inventory(
     try:
         connector = connector_for(registry)
         _read(registry, connector, run, on_progress or (lambda run: None))
-        # Read completely before anything is applied: a failure here leaves inventory, grants and
-        # credentials as they were.
+        # Read completely before anything is applied: a failure here leaves inventory, grants,
+        # credentials and replication links as they were.
         grants = read_grants(connector)
         credentials = read_credentials(connector)
+        replication = read_replication(connector)
         with transaction.atomic():
             apply_listing(registry, run)
             if grants is not None:
                 replace_grants(registry, run, grants)
             if credentials is not None:
                 apply_credentials(registry, run, credentials)
+            if replication is not None:
+                replace_replication(registry, run, replication)
         _finish(run, SyncRun.Status.SUCCEEDED)
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
@@ -514,6 +520,55 @@ def _copy_credential(row: Credential, credential: RemoteCredential, people: dict
     row.last_used_at, row.usage_known = credential.last_used_at, credential.usage_known
     row.last_used_source = credential.last_used_source[:100]
     row.scopes, row.shared_admin = list(credential.scopes), credential.shared_admin
+
+
+# --- regions and replication: what the registry says it copies where -------------------------------
+
+
+def read_replication(connector: Connector) -> list[RemoteReplication] | None:
+    """Every region and replication link the connector reports; None when it does not read them."""
+    if not can_read_replication(connector):
+        return None
+    reader = connector
+    links = _rate_limited(lambda: list(reader.read_replication()))
+    ids = [link.id for link in links]
+    if len(set(ids)) != len(ids):
+        # A connector bug; refusing the read keeps the previous rows rather than storing one of two.
+        raise PermanentError("the connector reported two replication links with the same id")
+    return links
+
+
+def replace_replication(registry: Registry, run: SyncRun, links: list[RemoteReplication]) -> None:
+    """Replace the registry's replication links with a complete read."""
+    now = timezone.now()
+    rows = [
+        ReplicationLink(
+            registry=registry,
+            native_id=link.id[:500],
+            name=link.name[:255],
+            kind=link.kind,
+            location=link.location[:255],
+            url=link.url[:500],
+            direction=link.direction,
+            enabled=link.enabled,
+            status=link.status,
+            status_text=link.status_text[:1000],
+            last_started_at=link.last_started_at,
+            last_finished_at=link.last_finished_at,
+            next_run_at=link.next_run_at,
+            filters=list(link.filters),
+            trigger=link.trigger[:255],
+            notes=link.notes[:1000],
+            observed_at=now,
+            run=run,
+        )
+        for link in links
+    ]
+    with transaction.atomic():
+        ReplicationLink.objects.filter(registry=registry).delete()
+        ReplicationLink.objects.bulk_create(rows, batch_size=1000)
+        run.replication_seen = len(rows)
+        run.save(update_fields=["replication_seen"])
 
 
 # --- replicas: which regions hold which artifacts ----------------------------------------------------

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registries import access_views, views
+from registries import access_views, credential_views, views
 
 app_name = "registries"
 
@@ -34,6 +34,7 @@ urlpatterns = [
         views.replica_delete,
         name="replica_delete",
     ),
+    path("registries/credentials/", credential_views.credential_list, name="credentials"),
     path("repositories/", views.repository_list, name="repositories"),
     path("repositories/<int:repository_id>/", views.repository_detail, name="repository"),
     # Digests hold a colon but never a slash, so the default str converter takes them whole.

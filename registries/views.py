@@ -25,11 +25,11 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.errors import RequestRejected
 from portal.querystring import query_without
-from registries import access, connectors, drift, services
+from registries import access, connectors, credential_views, drift, services
 from registries.connectors.base import PermissionCheck
 from registries.forms import RegistryForm, ReplicaForm, RepositoryFilter
 from registries.inventory import platforms_of, pull_reference, region_states
-from registries.models import Artifact, Registry, Repository, SyncRun, Tag, WebhookEvent
+from registries.models import Artifact, Registry, ReplicationLink, Repository, SyncRun, Tag, WebhookEvent
 from registries.tokenserver import keys
 
 # 50 rows a page everywhere. The repository browser pages with LIMIT/OFFSET: a deep page costs
@@ -272,6 +272,7 @@ def registry_detail(request: HttpRequest, registry_id: int) -> HttpResponse:
         | {
             "config": registry.config,  # the public part only: secrets live in their own encrypted column
             "replicas": registry.replicas.all(),
+            "replication": list(ReplicationLink.objects.filter(registry=registry)),
             "events": WebhookEvent.objects.filter(registry=registry)[:RECENT_EVENTS],
             "repository_count": Repository.objects.filter(registry=registry).count(),
             "can_change": can_change,
@@ -280,6 +281,7 @@ def registry_detail(request: HttpRequest, registry_id: int) -> HttpResponse:
             "token_realm": request.build_absolute_uri(reverse("tokenserver:token")),
             "token_issuer": settings.REGISTRY_TOKEN_ISSUER,
         }
+        | credential_views.registry_sections(user, registry)  # held_credentials, reported_grants
     )
     return render(request, "registries/detail.html", context)
 

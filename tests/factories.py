@@ -22,7 +22,17 @@ from accounts.models import (
 from accounts.roles import Role
 from portal.models import Finding
 from registries import services as registry_services
-from registries.models import AccessRule, Artifact, Registry, Replica, Repository, SyncRun, Tag
+from registries.models import (
+    AccessRule,
+    Artifact,
+    Credential,
+    Grant,
+    Registry,
+    Replica,
+    Repository,
+    SyncRun,
+    Tag,
+)
 
 _ids = itertools.count(1)
 
@@ -152,3 +162,21 @@ def access_rule(
         expires_at=timezone.now() + expires_in if expires_in else None,
     )
     return registry_services.save_access_rule(None, request, actor=None)
+
+
+def registry_credential(of: Registry, **fields: Any) -> Credential:
+    """A registry-native credential row, as a sync that read credentials leaves one."""
+    fields.setdefault("native_id", unique("native"))
+    fields.setdefault("kind", "robot")
+    fields.setdefault("name", unique("cred"))
+    return Credential.objects.create(registry=of, **fields)
+
+
+def grant(of: Registry, **fields: Any) -> Grant:
+    """A grant row, as a sync that read grants leaves one."""
+    fields.setdefault("principal_kind", "group")
+    fields.setdefault("principal_id", unique("principal"))
+    fields.setdefault("scope", "team/**")
+    fields.setdefault("can_pull", True)
+    fields.setdefault("source", "project team")
+    return Grant.objects.create(registry=of, **fields)

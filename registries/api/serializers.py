@@ -11,7 +11,18 @@ from rest_framework import serializers
 from accounts.models import DirectoryGroup, GroupMembership, User
 from registries.forms import ACTION_CHOICES, PATTERN_HELP
 from registries.inventory import platforms_of, pull_reference, region_states
-from registries.models import AccessRule, Artifact, Registry, Replica, Repository, SyncRun, Tag
+from registries.models import (
+    AccessRule,
+    Artifact,
+    Credential,
+    Grant,
+    Registry,
+    Replica,
+    ReplicationLink,
+    Repository,
+    SyncRun,
+    Tag,
+)
 from registries.patterns import MAX_LENGTH, InvalidPattern, compile_pattern, is_valid_repository_name
 
 
@@ -408,3 +419,108 @@ class MyAccessSerializer(serializers.Serializer[Any]):
 class ReportQuerySerializer(serializers.Serializer[Any]):
     registry = serializers.PrimaryKeyRelatedField(queryset=Registry.objects.all(), required=False)
     group = serializers.PrimaryKeyRelatedField(queryset=DirectoryGroup.objects.all(), required=False)
+
+
+# --- Registry-native credentials and grants ---------------------------------------------------------
+
+
+class CredentialSerializer(serializers.ModelSerializer[Credential]):
+    """A credential as the registry reported it: metadata only, Customs never holds its secret.
+
+    `expires_at` null means never when `expiry_known`, and unknown otherwise; `last_used_at` null means
+    never used when `usage_known`, and that the registry keeps no record otherwise.
+    """
+
+    owner_username = serializers.CharField(source="owner_user.username", read_only=True, default=None)
+    created_by_username = serializers.CharField(
+        source="created_by_user.username", read_only=True, default=None
+    )
+    never_expires = serializers.BooleanField(read_only=True)
+    scopes = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Credential
+        fields = [
+            "id",
+            "registry",
+            "native_id",
+            "kind",
+            "name",
+            "enabled",
+            "owner_kind",
+            "owner_id",
+            "owner_name",
+            "owner_user",
+            "owner_username",
+            "created_by_id",
+            "created_by_name",
+            "created_by_user",
+            "created_by_username",
+            "created_at",
+            "expires_at",
+            "expiry_known",
+            "never_expires",
+            "last_used_at",
+            "usage_known",
+            "last_used_source",
+            "scopes",
+            "shared_admin",
+            "first_seen_at",
+            "observed_at",
+            "gone_at",
+        ]
+        read_only_fields = fields
+
+
+class GrantSerializer(serializers.ModelSerializer[Grant]):
+    """Access the registry itself gives: principal, scope (access-rule pattern language), actions."""
+
+    actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTION_CHOICES), read_only=True)
+
+    class Meta:
+        model = Grant
+        fields = [
+            "id",
+            "registry",
+            "principal_kind",
+            "principal_id",
+            "principal_name",
+            "group",
+            "user",
+            "scope",
+            "actions",
+            "can_pull",
+            "can_push",
+            "can_delete",
+            "source",
+            "observed_at",
+        ]
+        read_only_fields = fields
+
+
+class ReplicationLinkSerializer(serializers.ModelSerializer[ReplicationLink]):
+    """A region or replication link as the registry last reported it (status: ok, failed, in_progress,
+    unknown; status_text: the registry's own words)."""
+
+    class Meta:
+        model = ReplicationLink
+        fields = [
+            "id",
+            "native_id",
+            "name",
+            "kind",
+            "location",
+            "url",
+            "direction",
+            "enabled",
+            "status",
+            "status_text",
+            "last_started_at",
+            "last_finished_at",
+            "next_run_at",
+            "filters",
+            "trigger",
+            "notes",
+            "observed_at",
+        ]
+        read_only_fields = fields

@@ -12,6 +12,8 @@ router.register("repositories", views.RepositoryViewSet, basename="repository")
 router.register("artifacts", views.ArtifactViewSet, basename="artifact")
 router.register("tags", views.TagViewSet, basename="tag")
 router.register("access-rules", views.AccessRuleViewSet, basename="access-rule")
+router.register("registry-credentials", views.CredentialViewSet, basename="registry-credential")
+router.register("registry-grants", views.GrantViewSet, basename="registry-grant")
 
 urlpatterns = [
     path("access/user/", views.UserAccessView.as_view(), name="access-user"),

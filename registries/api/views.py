@@ -32,10 +32,13 @@ from registries.api.serializers import (
     AccessRuleWriteSerializer,
     ArtifactSerializer,
     ConnectionResultSerializer,
+    CredentialSerializer,
+    GrantSerializer,
     MyAccessSerializer,
     PersonWithEvidenceSerializer,
     RegistrySerializer,
     RegistryWriteSerializer,
+    ReplicationLinkSerializer,
     ReportQuerySerializer,
     RepositorySerializer,
     RobotWithEvidenceSerializer,
@@ -47,8 +50,19 @@ from registries.api.serializers import (
     UserAccessSerializer,
     WhoCanQuerySerializer,
 )
+from registries.credential_filters import CredentialFilter, GrantFilter
 from registries.forms import RepositoryFilter, RuleFilter
-from registries.models import AccessRule, Artifact, Registry, Repository, SyncRun, Tag
+from registries.models import (
+    AccessRule,
+    Artifact,
+    Credential,
+    Grant,
+    Registry,
+    ReplicationLink,
+    Repository,
+    SyncRun,
+    Tag,
+)
 
 
 class InventoryReader:
@@ -124,6 +138,14 @@ class RegistryViewSet(InventoryReader, viewsets.ModelViewSet[Registry]):
         registry = access.get_registry_for_user(signed_in_user(request), int(pk), write=True)
         services.request_sync(registry, actor=signed_in_user(request))
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=ReplicationLinkSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def replication(self, request: Request, pk: str) -> Response:
+        """Regions and replication links as the registry reported them at its last complete read."""
+        registry = access.get_registry_for_user(signed_in_user(request), int(pk))
+        page = self.paginate_queryset(ReplicationLink.objects.filter(registry=registry))  # type: ignore[arg-type]
+        return self.get_paginated_response(ReplicationLinkSerializer(page, many=True).data)
 
 
 class SyncRunViewSet(InventoryReader, viewsets.ReadOnlyModelViewSet[SyncRun]):
@@ -395,3 +417,33 @@ class AccessReportView(_AccessAnswer):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = self._query(ReportQuerySerializer)
         return report_response(registry=query.get("registry"), group=query.get("group"))
+
+
+# --- Registry-native credentials and grants ---------------------------------------------------------
+
+
+class CredentialViewSet(viewsets.ReadOnlyModelViewSet[Credential]):
+    """Credentials the registries hold (robots, tokens, keys, admin logins), gone ones included
+    (`gone=false` keeps the held ones). Reviewers and admins: they name other people's keys."""
+
+    serializer_class = CredentialSerializer
+    read_role = Role.REVIEWER
+    filterset_class = CredentialFilter
+    ordering_fields = ["name", "created_at", "expires_at", "last_used_at", "observed_at"]
+
+    def get_queryset(self) -> QuerySet[Credential]:
+        return Credential.objects.select_related("owner_user", "created_by_user").order_by(
+            "registry", "kind", "name", "pk"
+        )
+
+
+class GrantViewSet(viewsets.ReadOnlyModelViewSet[Grant]):
+    """Grants the registries report, replaced together by each complete read. Reviewers and admins."""
+
+    serializer_class = GrantSerializer
+    read_role = Role.REVIEWER
+    filterset_class = GrantFilter
+    ordering_fields = ["principal_name", "scope", "observed_at"]
+
+    def get_queryset(self) -> QuerySet[Grant]:
+        return Grant.objects.order_by("registry", "principal_kind", "principal_name", "scope", "pk")

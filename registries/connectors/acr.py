@@ -49,8 +49,12 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteCredential,
     RemoteGrant,
+    RemoteReplication,
     RemoteRepository,
     RemoteTag,
+    ReplicationDirection,
+    ReplicationKind,
+    ReplicationStatus,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -342,6 +346,12 @@ class AcrConnector:
             if properties.get("status") == "enabled" and "push" in (properties.get("actions") or []):
                 regions.setdefault(str(item.get("location", "")), []).append(str(item.get("name", "")))
         return regions
+
+    def read_replication(self) -> Iterator[RemoteReplication]:
+        """The home region and each geo-replication, with the push webhooks ACR sends from each region."""
+        webhooks = self.webhook_regions()
+        for replication in self.replications():
+            yield _remote_replication(replication, webhooks.get(replication.region, []))
 
     # --- credentials -------------------------------------------------------------------------------
 
@@ -780,6 +790,43 @@ class _AcrDistribution(DistributionConnector):
     def _fetch_token(self, challenge: dict[str, str], scope: str) -> str:
         # Asked after a 401, so always a new access token: the cached one is what was refused.
         return self._acr_token(scope)
+
+
+# --- regions ----------------------------------------------------------------------------------------
+
+
+# ARM's displayStatus words, lower-cased; a failed provisioning state wins over them.
+_REPLICATION_STATUS = {
+    "ready": ReplicationStatus.OK,
+    "syncing": ReplicationStatus.IN_PROGRESS,
+    "creating": ReplicationStatus.IN_PROGRESS,
+    "updating": ReplicationStatus.IN_PROGRESS,
+    "failed": ReplicationStatus.FAILED,
+}
+
+
+def _remote_replication(replication: Replication, webhooks: list[str]) -> RemoteReplication:
+    failed = replication.provisioning_state.lower() == "failed"
+    words = [replication.status, replication.message]
+    if replication.provisioning_state and replication.provisioning_state != "Succeeded":
+        words.append(f"provisioning {replication.provisioning_state}")
+    # ACR sends a region's push notifications from that region's webhooks: none there, none heard.
+    notes = [f"push webhooks here: {', '.join(webhooks)}" if webhooks else "no push webhook in this region"]
+    if not replication.endpoint:
+        notes.append("regional endpoint off")
+    return RemoteReplication(
+        id=replication.region,
+        name=replication.region,
+        kind=ReplicationKind.REGION if replication.home else ReplicationKind.GEO_REPLICA,
+        location=replication.region,
+        url=replication.endpoint,
+        direction=ReplicationDirection.NONE if replication.home else ReplicationDirection.BOTH,
+        status=ReplicationStatus.FAILED
+        if failed
+        else _REPLICATION_STATUS.get(replication.status.lower(), ReplicationStatus.UNKNOWN),
+        status_text=": ".join(word for word in words if word),
+        notes="; ".join(notes),
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------------------

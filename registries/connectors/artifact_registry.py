@@ -47,8 +47,10 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteCredential,
     RemoteGrant,
+    RemoteReplication,
     RemoteRepository,
     RemoteTag,
+    ReplicationKind,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -192,6 +194,7 @@ class ArtifactRegistryConnector:
             Capability.GRANTS,
             Capability.WRITE_GRANTS,
             Capability.DISABLE_CREDENTIALS,
+            Capability.REPLICAS,
             Capability.EVENTS,
         }
     )
@@ -293,6 +296,32 @@ class ArtifactRegistryConnector:
                 DistributionConfig(url=host, username=DOCKER_USER, password=SecretStr(token))
             )
         return self._registries[host, token]
+
+    # --- regions -----------------------------------------------------------------------------------
+
+    def read_replication(self) -> Iterator[RemoteReplication]:
+        """Each docker repository's location. Artifact Registry has no replicas: a multi-region
+        location (us, europe, asia) is Google's own redundancy, reported in the location's name."""
+        for item in self._pages(f"{self._parent}/repositories", "repositories"):
+            if item.get("format") != "DOCKER" or item.get("mode") == "VIRTUAL_REPOSITORY":
+                continue  # a virtual repository stores nothing of its own
+            repo = str(item["name"]).rsplit("/", 1)[-1]
+            gcr = repo in GCR_HOSTS
+            url = (
+                f"{self.config.gcr_url.format(host=repo)}/{self.config.project}"
+                if gcr
+                else f"{self.config.url}/{self.config.project}/{repo}"
+            )
+            yield RemoteReplication(
+                id=str(item["name"]),
+                name=repo,
+                kind=ReplicationKind.REGION,
+                location=self.config.location,
+                url=url,
+                notes="remote repository: a cache of another registry"
+                if item.get("mode") == "REMOTE_REPOSITORY"
+                else "",
+            )
 
     # --- grants ----------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ class Capability(enum.StrEnum):
     GRANTS = "grants"  # read_grants(): who the registry lets do what
     WRITE_GRANTS = "write_grants"  # apply_access_plan(): change that to match Customs' rules
     DISABLE_CREDENTIALS = "disable_credentials"  # disable_credential(): offboarding and hygiene
-    REPLICAS = "replicas"
+    REPLICAS = "replicas"  # read_replication(): the regions and replication the registry reports
     EVENTS = "events"
 
 
@@ -362,3 +362,72 @@ class PermissionChecker(Protocol):
 
 def can_check_permissions(connector: object) -> TypeGuard[PermissionChecker]:
     return callable(getattr(connector, "check_permissions", None))
+
+
+# --- Regions and replication: where the registry says its content lives, and what it copies where ------
+#
+# What the vendor reports about itself, for people and the registry page: a geo-replica it keeps in
+# another region (ACR), a policy pushing content to another registry (Harbor push, an ECR replication
+# rule), a mirror pulling content in (Harbor pull, a Quay repository mirror), or simply the region
+# content is stored in (the ACR home region, an Artifact Registry repository's location). This is not
+# a Replica row: a Replica is an endpoint Customs itself reads, to learn which artifacts each region
+# holds; a RemoteReplication is the vendor's own configuration and its last known state.
+
+
+class ReplicationKind(enum.StrEnum):
+    GEO_REPLICA = "geo-replica"  # the vendor keeps a copy of the whole registry in another region
+    PUSH_REPLICATION = "push-replication"  # this registry copies (part of) its content to another
+    PULL_MIRROR = "pull-mirror"  # this registry copies content in from another
+    REGION = "region"  # where the registry (or one of its repositories) stores content
+
+
+class ReplicationDirection(enum.StrEnum):
+    OUTBOUND = "outbound"  # content leaves this registry
+    INBOUND = "inbound"  # content arrives from the remote
+    BOTH = "both"  # the vendor keeps both sides in step (ACR geo-replication)
+    NONE = ""  # a region: nothing is copied
+
+
+class ReplicationStatus(enum.StrEnum):
+    """The vendor's state mapped to four words; `status_text` keeps the vendor's own."""
+
+    OK = "ok"
+    FAILED = "failed"  # the last copy failed or was stopped before finishing
+    IN_PROGRESS = "in_progress"
+    UNKNOWN = "unknown"  # never ran, or the vendor does not say (ECR reports status per image only)
+
+
+@dataclass(frozen=True)
+class RemoteReplication:
+    """One replication link or region, as the registry reports it."""
+
+    id: str  # stable and unique per registry: a policy id, a region, "<region>/<account>", a repository
+    name: str
+    kind: ReplicationKind
+    location: str  # the remote's name or region: "dr-site", "eastus", "registry.example.com"
+    url: str = ""  # the remote's endpoint, when there is one
+    direction: ReplicationDirection = ReplicationDirection.NONE
+    enabled: bool = True
+    status: ReplicationStatus = ReplicationStatus.UNKNOWN
+    status_text: str = ""  # the vendor's words, e.g. "Failed: dr-site unreachable (4 of 4 failed)"
+    last_started_at: datetime | None = None
+    last_finished_at: datetime | None = None
+    next_run_at: datetime | None = None  # when the vendor will run it next, where it says (Quay)
+    filters: tuple[str, ...] = ()  # what is copied, as text: "name matches payments/**", "prefix team/"
+    trigger: str = ""  # what starts a copy, as text: "event_based", "every 3600 s"
+    notes: str = ""  # anything else worth showing people, e.g. the robot a mirror pushes as
+
+
+class ReplicationReader(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def read_replication(self) -> Iterator[RemoteReplication]:
+        """Every replication link and region the registry reports, read completely (or a
+        ConnectorError: the previous ones are kept). Each `id` appears once."""
+
+
+def can_read_replication(connector: object) -> TypeGuard[ReplicationReader]:
+    """Whether the connector declares, and implements, reading regions and replication."""
+    return Capability.REPLICAS in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "read_replication", None)
+    )

@@ -51,8 +51,12 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteCredential,
     RemoteGrant,
+    RemoteReplication,
     RemoteRepository,
     RemoteTag,
+    ReplicationDirection,
+    ReplicationKind,
+    ReplicationStatus,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
 from registries.connectors.errors import (
@@ -349,6 +353,28 @@ class EcrConnector:
             )
             for (region, account), filters in sorted(destinations.items())
         ]
+
+    def read_replication(self) -> Iterator[RemoteReplication]:
+        """Each destination of the replication configuration, as a push replication."""
+        for destination in self.replication():
+            # Another account's region is named with the account: the same region may appear twice.
+            same_account = destination.registry_id == self.config.aws_account
+            location = (
+                destination.region if same_account else f"{destination.region} ({destination.registry_id})"
+            )
+            yield RemoteReplication(
+                id=f"{destination.region}/{destination.registry_id}",
+                name=location,
+                kind=ReplicationKind.PUSH_REPLICATION,
+                location=location,
+                url=destination.endpoint,
+                direction=ReplicationDirection.OUTBOUND,
+                # DescribeRegistry holds configuration only; ECR reports replication status per image.
+                status=ReplicationStatus.UNKNOWN,
+                filters=tuple(f"prefix {prefix}" for prefix in destination.repository_filters)
+                or ("every repository",),
+                trigger="on push",
+            )
 
     # --- credentials -----------------------------------------------------------------------------
 

@@ -39,8 +39,12 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteCredential,
     RemoteGrant,
+    RemoteReplication,
     RemoteRepository,
     RemoteTag,
+    ReplicationDirection,
+    ReplicationKind,
+    ReplicationStatus,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -151,6 +155,7 @@ class HarborConnector:
             Capability.GRANTS,
             Capability.WRITE_GRANTS,
             Capability.DISABLE_CREDENTIALS,
+            Capability.REPLICAS,
             Capability.EVENTS,
         }
     )
@@ -623,6 +628,10 @@ class HarborConnector:
             policies.append(_replication(policy, latest))
         return policies
 
+    def read_replication(self) -> Iterator[RemoteReplication]:
+        """Each replication policy as a push replication or a pull mirror, with its latest execution."""
+        yield from (_remote_replication(policy) for policy in self.replication())
+
     # --- HTTP ------------------------------------------------------------------------------------
 
     def _project_path(self, project: str) -> str:
@@ -863,6 +872,44 @@ def _replication(policy: dict[str, Any], latest: dict[str, Any] | None) -> Repli
         ),
         last_run=_replication_run(latest) if latest else None,
     )
+
+
+# Harbor's execution statuses; Stopped counts as failed: someone stopped it before everything was copied.
+_RUN_STATUS = {
+    "Succeed": ReplicationStatus.OK,
+    "Failed": ReplicationStatus.FAILED,
+    "Stopped": ReplicationStatus.FAILED,
+    "InProgress": ReplicationStatus.IN_PROGRESS,
+}
+
+
+def _remote_replication(policy: Replication) -> RemoteReplication:
+    run, pushes = policy.last_run, policy.direction == "push"
+    notes = [f"into namespace {policy.destination_namespace}"] if policy.destination_namespace else []
+    notes += ["deletions are replicated"] if policy.replicate_deletion else []
+    return RemoteReplication(
+        id=str(policy.id),
+        name=policy.name,
+        kind=ReplicationKind.PUSH_REPLICATION if pushes else ReplicationKind.PULL_MIRROR,
+        location=policy.remote_name,
+        url=policy.remote_url,
+        direction=ReplicationDirection.OUTBOUND if pushes else ReplicationDirection.INBOUND,
+        enabled=policy.enabled,
+        status=_RUN_STATUS.get(run.status, ReplicationStatus.UNKNOWN) if run else ReplicationStatus.UNKNOWN,
+        status_text=_run_text(run) if run else "never run",
+        last_started_at=run.started_at if run else None,
+        last_finished_at=run.finished_at if run else None,
+        filters=policy.filters,
+        trigger=policy.trigger,
+        notes="; ".join(notes),
+    )
+
+
+def _run_text(run: ReplicationRun) -> str:
+    text = f"{run.status}: {run.status_text}" if run.status_text else run.status
+    if run.total:
+        text += f" ({run.succeeded} of {run.total} copied, {run.failed} failed)"
+    return text
 
 
 def _replication_run(execution: dict[str, Any]) -> ReplicationRun:

@@ -38,8 +38,12 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteCredential,
     RemoteGrant,
+    RemoteReplication,
     RemoteRepository,
     RemoteTag,
+    ReplicationDirection,
+    ReplicationKind,
+    ReplicationStatus,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -146,6 +150,7 @@ class QuayConnector:
             Capability.GRANTS,
             Capability.WRITE_GRANTS,
             Capability.DISABLE_CREDENTIALS,
+            Capability.REPLICAS,
             Capability.EVENTS,
         }
     )
@@ -414,6 +419,10 @@ class QuayConnector:
                 body = json_object(self._get(f"{self._repository_path(repository)}/mirror"))
                 yield _mirror(repository, body)
 
+    def read_replication(self) -> Iterator[RemoteReplication]:
+        """Each mirrored repository as a pull mirror from its source registry."""
+        yield from (_remote_replication(mirror) for mirror in self.read_mirrors())
+
     # --- "test connection", one permission at a time ---------------------------------------------
 
     def check_permissions(self) -> list[PermissionCheck]:
@@ -570,6 +579,35 @@ def _mirror(repository: str, body: dict[str, Any]) -> QuayMirror:
         next_sync_at=_quay_time(body.get("sync_start_date")),
         tags=tuple(str(value) for value in (rule or {}).get("rule_value") or ()),
         robot=str(body.get("robot_username") or ""),
+    )
+
+
+# Quay's sync_status words; a cancelled sync counts as failed: the mirror is behind its source.
+_MIRROR_STATUS = {
+    "SUCCESS": ReplicationStatus.OK,
+    "FAIL": ReplicationStatus.FAILED,
+    "CANCEL": ReplicationStatus.FAILED,
+    "SYNCING": ReplicationStatus.IN_PROGRESS,
+    "SYNC_NOW": ReplicationStatus.IN_PROGRESS,
+}
+
+
+def _remote_replication(mirror: QuayMirror) -> RemoteReplication:
+    interval = mirror.sync_interval_seconds
+    return RemoteReplication(
+        id=mirror.repository,
+        name=mirror.repository,
+        kind=ReplicationKind.PULL_MIRROR,
+        location=mirror.source.split("/", 1)[0],  # the source registry's host
+        url=mirror.source,
+        direction=ReplicationDirection.INBOUND,
+        enabled=mirror.enabled,
+        status=_MIRROR_STATUS.get(mirror.sync_status, ReplicationStatus.UNKNOWN),
+        status_text=mirror.sync_status,
+        next_run_at=mirror.next_sync_at,
+        filters=tuple(f"tags matching {pattern}" for pattern in mirror.tags),
+        trigger=f"every {interval} s" if interval else "",
+        notes=f"pushes as {mirror.robot}" if mirror.robot else "",
     )
 
 

@@ -14,7 +14,7 @@ from accounts.models import PersonalToken, RoleBinding, User
 from accounts.roles import Role
 from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
-from registries.models import AccessRule
+from registries.models import AccessRule, Credential, Grant
 from registries.services import RuleRequest, save_access_rule
 from tests import factories
 
@@ -104,6 +104,20 @@ def access_rule(w: World) -> AccessRule:
         group=w.binding.group, pattern="team/**", actions=frozenset({"pull"}), justification="for the matrix"
     )
     return save_access_rule(None, request, actor=None)
+
+
+def native_credential(w: World) -> dict[str, Any]:
+    made = Credential.objects.create(
+        registry=factories.registry(), native_id=factories.unique("c"), kind="robot"
+    )
+    return {"pk": made.pk}
+
+
+def native_grant(w: World) -> dict[str, Any]:
+    made = Grant.objects.create(
+        registry=factories.registry(), principal_kind="user", principal_id="u1", scope="**", can_pull=True
+    )
+    return {"pk": made.pk}
 
 
 #                                   admin reviewer developer outsider anonymous
@@ -262,6 +276,7 @@ MATRIX: dict[str, Row] = {
         (200, 403, 403, 403, 401), method="post", kwargs=inventory_api_registry
     ),
     "api:registry-sync": Row((202, 403, 403, 403, 401), method="post", kwargs=inventory_api_registry),
+    "api:registry-replication": Row((200, 200, 200, 200, 401), kwargs=inventory_api_registry),
     "api:sync-run-list": Row((200, 200, 200, 200, 401)),
     "api:sync-run-detail": Row(
         (200, 200, 200, 200, 401), kwargs=inventory_api(lambda: factories.sync_run(factories.registry()))
@@ -307,6 +322,12 @@ MATRIX: dict[str, Row] = {
     "api:access-group-reach": Row((200, 200, 403, 403, 401), kwargs=group),
     "api:access-me": Row((200, 200, 200, 200, 401)),
     "api:access-report": Row((200, 200, 403, 403, 401)),
+    # Registry-native credentials and grants name other people's keys: reviewers and admins only.
+    "registries:credentials": Row((200, 200, 403, 403, 302)),
+    "api:registry-credential-list": Row((200, 200, 403, 403, 401)),
+    "api:registry-credential-detail": Row((200, 200, 403, 403, 401), kwargs=native_credential),
+    "api:registry-grant-list": Row((200, 200, 403, 403, 401)),
+    "api:registry-grant-detail": Row((200, 200, 403, 403, 401), kwargs=native_grant),
 }
 
 
