@@ -47,6 +47,8 @@ class AuditAction(StrEnum):
     ACCESS_RULE_CREATED = "access_rule.create"
     ACCESS_RULE_UPDATED = "access_rule.update"
     ACCESS_RULE_DELETED = "access_rule.delete"
+    PRINCIPAL_LINK_CREATED = "principal_link.create"
+    PRINCIPAL_LINK_DELETED = "principal_link.delete"
     REGISTRY_CREATED = "registry.create"
     REGISTRY_UPDATED = "registry.update"
     REGISTRY_DELETED = "registry.delete"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from accounts.models import GroupMembership, User
+from accounts.models import DirectoryGroup, GroupMembership, User
 from portal import audit, findings
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
@@ -51,7 +51,7 @@ from registries.connectors.base import (
     can_write_grants,
 )
 from registries.connectors.errors import ConnectorError
-from registries.models import AccessRule, Grant, Registry, Repository, SyncRun
+from registries.models import AccessRule, Grant, PrincipalLink, Registry, Repository, SyncRun
 from registries.patterns import InvalidPattern, Pattern, compile_pattern
 
 EVIDENCE_REPOSITORIES = 20  # repositories named in a finding; the count says how many more
@@ -299,7 +299,9 @@ def _plan(
         if grant.group_id:
             for action in set(grant.actions) - taken.get(grant.pk, set()):
                 remaining[grant.group_id, action] |= inventory.matching(compile_pattern(grant.scope))
-    return AccessPlan(registry=registry.name, additions=_additions(rules, remaining), removals=removals)
+    return AccessPlan(
+        registry=registry.name, additions=_additions(registry, rules, remaining), removals=removals
+    )
 
 
 def _grant_principal(grant: Grant) -> Principal:
@@ -319,12 +321,32 @@ def _where(unruled: UnruledAccess) -> str:
     return f"on {shown}"
 
 
-def _additions(rules: _Rules, remaining: dict[tuple[int, str], set[str]]) -> tuple[GrantChange, ...]:
+def _group_principal(group: DirectoryGroup, link: PrincipalLink | None) -> Principal:
+    """Whom to give a group's access: the registry principal an admin linked it to, if any."""
+    if link is not None:
+        return Principal(
+            kind=PrincipalKind(link.principal_kind),
+            id=link.principal_id,
+            name=link.principal_name or group.display_name,
+            directory_id=group.external_id,
+        )
+    return Principal(
+        kind=PrincipalKind.GROUP,
+        id=group.external_id,
+        name=group.display_name,
+        directory_id=group.external_id,
+    )
+
+
+def _additions(
+    registry: Registry, rules: _Rules, remaining: dict[tuple[int, str], set[str]]
+) -> tuple[GrantChange, ...]:
     wanted: dict[tuple[int, str], set[str]] = defaultdict(set)  # (group, repository) → actions
     for (group_id, action), names in rules.gives.items():
         for name in names - remaining.get((group_id, action), set()):
             wanted[group_id, name].add(action)
     groups = {rule.group_id: rule.group for rule in rules.rules}
+    linked = {link.group_id: link for link in PrincipalLink.objects.filter(registry=registry)}
     additions = []
     for (group_id, name), actions in sorted(
         wanted.items(), key=lambda item: (groups[item[0][0]].display_name, item[0][1])
@@ -342,12 +364,7 @@ def _additions(rules: _Rules, remaining: dict[tuple[int, str], set[str]]) -> tup
         additions.append(
             GrantChange(
                 op=ChangeOp.ADD,
-                principal=Principal(
-                    kind=PrincipalKind.GROUP,
-                    id=group.external_id,
-                    name=group.display_name,
-                    directory_id=group.external_id,
-                ),
+                principal=_group_principal(group, linked.get(group_id)),
                 scope=name,
                 actions=tuple(a for a in ACTIONS if a in actions),
                 reason="; ".join(f"rule #{r.pk}: {', '.join(r.actions)} on {r.pattern}" for r in why),

@@ -571,3 +571,37 @@ class ReplicationLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name} → {self.location or '—'} ({self.status})"
+
+
+class PrincipalLink(models.Model):
+    """An admin's word that a registry principal stands for a directory group.
+
+    Some registries cannot name a directory group: Docker Hub teams, Quay teams without team sync,
+    the IAM role an SSO permission set assumes. Linked, that principal's grants count as the group's
+    (drift compares them with the group's rules) and reconcile plans give the group's access to it.
+    """
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="principal_links")
+    principal_kind = models.CharField(max_length=32, choices=Grant.PRINCIPAL_KINDS)
+    principal_id = models.CharField(max_length=500, help_text="As the registry knows it, e.g. a team id.")
+    principal_name = models.CharField(max_length=255, blank=True)
+    group = models.ForeignKey(
+        "accounts.DirectoryGroup", on_delete=models.CASCADE, related_name="principal_links"
+    )
+    created_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["registry", "principal_kind", "principal_name", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry", "principal_kind", "principal_id"], name="principal_link_one_group"
+            ),
+            # One principal per group and registry: a plan must know where to give the group's access.
+            models.UniqueConstraint(fields=["registry", "group"], name="principal_link_one_principal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.principal_kind} {self.principal_name or self.principal_id} → {self.group}"

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import tokens
@@ -19,7 +19,7 @@ from portal.errors import RequestRejected
 from registries import connectors, tasks
 from registries.connectors.base import PermissionCheck, can_check_permissions
 from registries.connectors.errors import ConnectorError
-from registries.models import AccessRule, Registry, Replica, SyncRun
+from registries.models import AccessRule, PrincipalLink, Registry, Replica, SyncRun
 from registries.patterns import InvalidPattern, Pattern, compile_pattern
 from registries.sync import connector_for
 
@@ -217,3 +217,60 @@ def _rule_detail(rule: AccessRule) -> dict[str, Any]:
         "expires_at": rule.expires_at,
         "justification": rule.justification,
     }
+
+
+# --- principal links: registry principals that stand for directory groups ----------------------------
+
+
+def link_principal(
+    registry: Registry,
+    *,
+    kind: str,
+    principal_id: str,
+    group: DirectoryGroup,
+    name: str = "",
+    actor: User | None,
+) -> PrincipalLink:
+    """Say that a registry principal (a team, a role) stands for a directory group; audited."""
+    if kind not in {value for value, _ in PrincipalLink._meta.get_field("principal_kind").choices or ()}:
+        raise RequestRejected(f"unknown principal kind {kind!r}")
+    if not principal_id.strip():
+        raise RequestRejected("give the principal's id as the registry knows it (e.g. the team's id)")
+    try:
+        with transaction.atomic():
+            link = PrincipalLink.objects.create(
+                registry=registry,
+                principal_kind=kind,
+                principal_id=principal_id.strip(),
+                principal_name=name.strip(),
+                group=group,
+                created_by=actor,
+            )
+            audit.record(
+                actor,
+                AuditAction.PRINCIPAL_LINK_CREATED,
+                target=link,
+                registry=registry.name,
+                principal=f"{kind} {principal_id.strip()}",
+                group=group.external_id,
+            )
+    except IntegrityError:
+        raise RequestRejected(
+            "that principal is already linked, or the group already has a principal on this registry"
+        ) from None
+    transaction.on_commit(functools.partial(tasks.check_access_drift.delay, registry.pk))
+    return link
+
+
+def unlink_principal(link: PrincipalLink, *, actor: User | None) -> None:
+    registry_id = link.registry_id
+    with transaction.atomic():
+        audit.record(
+            actor,
+            AuditAction.PRINCIPAL_LINK_DELETED,
+            target=link,
+            principal=f"{link.principal_kind} {link.principal_id}",
+            group=link.group.external_id,
+        )
+        link.delete()
+    transaction.on_commit(functools.partial(tasks.check_access_drift.delay, registry_id))

@@ -42,6 +42,7 @@ from registries.models import (
     ArtifactPresence,
     Credential,
     Grant,
+    PrincipalLink,
     Registry,
     Replica,
     ReplicationLink,
@@ -401,6 +402,13 @@ def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) 
     principals = [g.principal for g in grants]
     groups = _unique_by_external_id(DirectoryGroup.objects.all(), principals, "group")
     users = _unique_by_external_id(User.objects.all(), principals, "user")
+    # An admin's link stands in where the registry cannot name a directory group (a Docker Hub team).
+    linked = {
+        (kind, native): group_id
+        for kind, native, group_id in PrincipalLink.objects.filter(registry=registry).values_list(
+            "principal_kind", "principal_id", "group_id"
+        )
+    }
     now = timezone.now()
     rows = [
         Grant(
@@ -408,7 +416,8 @@ def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) 
             principal_kind=g.principal.kind,
             principal_id=g.principal.id[:500],
             principal_name=g.principal.name[:255],
-            group_id=groups.get(g.principal.directory_id) if g.principal.kind == "group" else None,
+            group_id=(groups.get(g.principal.directory_id) if g.principal.kind == "group" else None)
+            or linked.get((str(g.principal.kind), g.principal.id)),
             user_id=users.get(g.principal.directory_id) if g.principal.kind == "user" else None,
             scope=g.scope,
             **{f"can_{action}": action in g.actions for action in Grant.ACTIONS},

@@ -18,6 +18,12 @@ urlpatterns = [
     path("registries/<int:registry_id>/sync/", views.registry_sync, name="sync"),
     path("registries/<int:registry_id>/runs/", views.registry_runs, name="runs"),
     path("registries/<int:registry_id>/reconcile/", views.registry_reconcile, name="reconcile"),
+    path("registries/<int:registry_id>/links/", views.principal_link_add, name="principal_link_add"),
+    path(
+        "registries/<int:registry_id>/links/<int:link_id>/delete/",
+        views.principal_link_delete,
+        name="principal_link_delete",
+    ),
     path(
         "registries/<int:registry_id>/reconcile/apply/",
         views.registry_reconcile_apply,

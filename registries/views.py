@@ -15,12 +15,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import signed_in_user
+from accounts.models import DirectoryGroup
 from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.errors import RequestRejected
@@ -29,7 +30,17 @@ from registries import access, connectors, credential_views, drift, services
 from registries.connectors.base import PermissionCheck
 from registries.forms import RegistryForm, ReplicaForm, RepositoryFilter
 from registries.inventory import platforms_of, pull_reference, region_states
-from registries.models import Artifact, Registry, ReplicationLink, Repository, SyncRun, Tag, WebhookEvent
+from registries.models import (
+    Artifact,
+    Grant,
+    PrincipalLink,
+    Registry,
+    ReplicationLink,
+    Repository,
+    SyncRun,
+    Tag,
+    WebhookEvent,
+)
 from registries.tokenserver import keys
 
 # 50 rows a page everywhere. The repository browser pages with LIMIT/OFFSET: a deep page costs
@@ -405,8 +416,66 @@ def registry_reconcile(request: HttpRequest, registry_id: int) -> HttpResponse:
         "fingerprint": drift.fingerprint(result.plan),
         "can_apply": drift.can_apply(registry),
         "may_apply": access.can_change_registry(user, registry),
+        "links": PrincipalLink.objects.filter(registry=registry).select_related("group"),
+        "unlinked": _unlinked_principals(registry),
+        "groups": DirectoryGroup.objects.order_by("display_name")
+        if access.can_change_registry(user, registry)
+        else (),
+        "principal_kinds": Grant.PRINCIPAL_KINDS,
     }
     return render(request, "registries/reconcile.html", context)
+
+
+def _unlinked_principals(registry: Registry) -> list[tuple[str, str, str]]:
+    """(kind, id, name) of principals holding grants that no directory group stands behind."""
+    rows = (
+        Grant.objects.filter(registry=registry, group=None, user=None)
+        .exclude(principal_kind__in=["robot", "other"])
+        .values_list("principal_kind", "principal_id", "principal_name")
+        .distinct()
+        .order_by("principal_kind", "principal_name")
+    )
+    return list(rows[:PLAN_ROWS])
+
+
+@require_POST
+def principal_link_add(request: HttpRequest, registry_id: int) -> HttpResponse:
+    """An admin links a registry principal (a team, a role) to the directory group it stands for."""
+    user = signed_in_user(request)
+    registry = access.get_registry_for_user(user, registry_id, write=True)
+    # Named by its immutable id, as rules and sign-ins name groups; two directories may share one.
+    groups = list(DirectoryGroup.objects.filter(external_id=request.POST.get("group", "").strip())[:2])
+    try:
+        if len(groups) != 1:
+            raise RequestRejected(
+                "give the directory group's id (its immutable id, as on the Access page)"
+                if not groups
+                else "two directories use that group id: link it from the group's own page instead"
+            )
+        group = groups[0]
+        link = services.link_principal(
+            registry,
+            kind=request.POST.get("principal_kind", ""),
+            principal_id=request.POST.get("principal_id", ""),
+            name=request.POST.get("principal_name", ""),
+            group=group,
+            actor=user,
+        )
+    except RequestRejected as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Linked {link}. Drift is being recomputed.")
+    return redirect("registries:reconcile", registry_id=registry.pk)
+
+
+@require_POST
+def principal_link_delete(request: HttpRequest, registry_id: int, link_id: int) -> HttpResponse:
+    user = signed_in_user(request)
+    registry = access.get_registry_for_user(user, registry_id, write=True)
+    link = get_object_or_404(PrincipalLink, registry=registry, pk=link_id)
+    services.unlink_principal(link, actor=user)
+    messages.success(request, f"Unlinked {link}.")
+    return redirect("registries:reconcile", registry_id=registry.pk)
 
 
 @require_POST

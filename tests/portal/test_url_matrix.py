@@ -14,6 +14,7 @@ from accounts.models import PersonalToken, RoleBinding, User
 from accounts.roles import Role
 from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
+from registries import services
 from registries.models import AccessRule, Credential, Grant
 from registries.services import RuleRequest, save_access_rule
 from tests import factories
@@ -75,6 +76,14 @@ def inventory_registry(w: World) -> dict[str, Any]:
 
 def inventory_api_registry(w: World) -> dict[str, Any]:
     return {"pk": factories.registry().pk}
+
+
+def principal_link(w: World) -> dict[str, Any]:
+    registry = factories.registry()
+    link = services.link_principal(
+        registry, kind="group", principal_id="team-7", group=w.binding.group, actor=None
+    )
+    return {"registry_id": registry.pk, "link_id": link.pk}
 
 
 def inventory_replica(w: World) -> dict[str, Any]:
@@ -257,6 +266,17 @@ MATRIX: dict[str, Row] = {
     # The drift plan is a dry run for reviewers and admins; applying is an admin's (here: no plan, a message).
     "registries:reconcile": Row((200, 200, 403, 403, 302), kwargs=inventory_registry),
     "registries:reconcile_apply": Row((302, 403, 403, 403, 302), method="post", kwargs=inventory_registry),
+    "registries:principal_link_add": Row(
+        (302, 403, 403, 403, 302),
+        method="post",
+        kwargs=inventory_registry,
+        data=lambda w: {
+            "principal_kind": "group",
+            "principal_id": "team-1",
+            "group": w.binding.group.external_id,
+        },
+    ),
+    "registries:principal_link_delete": Row((302, 403, 403, 403, 302), method="post", kwargs=principal_link),
     "registries:rotate_webhook_secret": Row(
         (200, 403, 403, 403, 302), method="post", kwargs=inventory_registry
     ),

@@ -24,6 +24,7 @@ from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 from accounts.models import DirectoryGroup, User
 from portal import findings
 from portal.audit import AuditAction
+from portal.errors import RequestRejected
 from portal.models import AuditEvent, Finding
 from registries import connectors, drift, services, sync, tasks
 from registries.connectors.base import (
@@ -40,7 +41,7 @@ from registries.connectors.base import (
     RemoteTag,
 )
 from registries.connectors.errors import PermanentError, TransientError
-from registries.models import AccessRule, Grant, Registry, SyncRun
+from registries.models import AccessRule, Grant, PrincipalLink, Registry, SyncRun
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -544,10 +545,11 @@ def test_the_plan_page_costs_the_same_with_more_rows(
     client.force_login(admin)
     client.get(reconcile_url(few))  # warm the session and the role lookup alike for both
 
-    # session, user, role, registry, last grant read, repositories, rules, grants
-    with django_assert_num_queries(8):
+    # session, user, role, registry, last grant read, repositories, rules, grants, links for the plan,
+    # links listed, unlinked principals
+    with django_assert_num_queries(11):
         client.get(reconcile_url(few))
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(11):
         response = client.get(reconcile_url(many))
     assert "31 removals" in response.content.decode()
 
@@ -684,3 +686,71 @@ def test_a_rule_change_rechecks_drift_on_the_registries_it_touches(
         with django_capture_on_commit_callbacks(execute=True):
             services.delete_access_rule(rule, actor=None)
         assert [c.args for c in delay.call_args_list] == [(None,)]
+
+
+# --- principals an admin links to directory groups ------------------------------------------------
+
+
+def test_a_linked_principal_counts_as_its_group_and_receives_its_access(upstream: Upstream) -> None:
+    team, other = factories.group(), factories.group()
+    registry = make_registry()
+    upstream.repositories = ["team/a", "other/b"]
+    hub_team = Principal(PrincipalKind.GROUP, "team-41", "payments")  # a Docker Hub team: no directory id
+    upstream.grants = [grant(hub_team, "team/a", "pull", "push", source="team payments: write")]
+    rule(team, "team/**", "pull", "push", registry=registry)
+    rule(other, "other/*", "pull", registry=registry)
+    services.link_principal(registry, kind="group", principal_id="team-41", group=team, actor=None)
+    services.link_principal(
+        registry, kind="service_account", principal_id="arn:aws:iam::1:role/other", group=other, actor=None
+    )
+    synced(registry)
+
+    result = drift.compute(registry)
+
+    assert result.unruled == ()  # the team's grant is the group's, which its rules allow
+    [addition] = result.plan.additions  # the other group's access goes to the role linked to it
+    assert (addition.principal.kind, addition.principal.id, addition.scope) == (
+        PrincipalKind.SERVICE_ACCOUNT,
+        "arn:aws:iam::1:role/other",
+        "other/b",
+    )
+    assert addition.principal.directory_id == other.external_id
+
+
+def test_links_are_audited_refused_when_ambiguous_and_removable(upstream: Upstream) -> None:
+    team, other = factories.group(), factories.group()
+    registry = make_registry()
+    link = services.link_principal(registry, kind="group", principal_id="t-1", group=team, actor=None)
+    assert AuditEvent.objects.filter(action=AuditAction.PRINCIPAL_LINK_CREATED).count() == 1
+    with pytest.raises(RequestRejected, match="already linked"):
+        services.link_principal(registry, kind="group", principal_id="t-1", group=other, actor=None)
+    with pytest.raises(RequestRejected, match="already linked"):  # one principal per group and registry
+        services.link_principal(registry, kind="group", principal_id="t-2", group=team, actor=None)
+    with pytest.raises(RequestRejected, match="unknown principal kind"):
+        services.link_principal(registry, kind="team", principal_id="t-3", group=other, actor=None)
+    services.unlink_principal(link, actor=None)
+    assert not PrincipalLink.objects.exists()
+    assert AuditEvent.objects.filter(action=AuditAction.PRINCIPAL_LINK_DELETED).count() == 1
+
+
+def test_an_admin_links_and_unlinks_on_the_plan_page(upstream: Upstream, client: Client, admin: User) -> None:
+    team = factories.group()
+    registry = drifted(upstream)
+    client.force_login(admin)
+    response = client.post(
+        reverse("registries:principal_link_add", args=[registry.pk]),
+        {
+            "principal_kind": "group",
+            "principal_id": "team-9",
+            "principal_name": "ci",
+            "group": team.external_id,
+        },
+    )
+    assert response.status_code == 302
+    link = PrincipalLink.objects.get(registry=registry)
+    assert (link.principal_id, link.group) == ("team-9", team)
+    page = client.get(reconcile_url(registry)).content.decode()
+    assert "team-9" in page
+    assert team.display_name in page
+    client.post(reverse("registries:principal_link_delete", args=[registry.pk, link.pk]))
+    assert not PrincipalLink.objects.exists()
