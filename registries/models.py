@@ -239,6 +239,9 @@ class SyncRun(models.Model):
     grants_seen = models.PositiveIntegerField(null=True, blank=True)
     # The same for credentials: None when this run did not read them.
     credentials_seen = models.PositiveIntegerField(null=True, blank=True)
+    # What the registry would not give this run beyond its inventory (grants, credentials,
+    # replication), with why: those keep their previous rows; the inventory still applies.
+    not_read = models.JSONField(default=dict, blank=True)
     # And for regions and replication links: None when this run did not read them.
     replication_seen = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)

@@ -121,9 +121,9 @@ def sync_inventory(
         _read(registry, connector, run, on_progress or (lambda run: None))
         # Read completely before anything is applied: a failure here leaves inventory, grants,
         # credentials and replication links as they were.
-        grants = read_grants(connector)
-        credentials = read_credentials(connector)
-        replication = read_replication(connector)
+        grants = _read_aspect(run, "grants", lambda: read_grants(connector))
+        credentials = _read_aspect(run, "credentials", lambda: read_credentials(connector))
+        replication = _read_aspect(run, "replication", lambda: read_replication(connector))
         with transaction.atomic():
             apply_listing(registry, run)
             if grants is not None:
@@ -148,6 +148,19 @@ def sync_inventory(
     if on_progress:
         on_progress(run)
     return run
+
+
+def _read_aspect(run: SyncRun, aspect: str, read: Callable[[], T | None]) -> T | None:
+    """Read one aspect beyond the inventory; on failure say why and keep its previous rows.
+
+    A robot allowed to list repositories but not replication policies must not stop the
+    inventory, nor should a registry briefly refusing its audit log.
+    """
+    try:
+        return read()
+    except ConnectorError as exc:
+        run.not_read[aspect] = str(exc)[:500]
+        return None
 
 
 def _finish(run: SyncRun, status: str, *, error: str = "") -> None:

@@ -140,9 +140,16 @@ class SyncRunSerializer(serializers.ModelSerializer[SyncRun]):
             "artifacts_removed",
             "repositories_added",
             "repositories_removed",
+            "grants_seen",
+            "credentials_seen",
+            "replication_seen",
+            "not_read",
             "error",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "not_read": {"help_text": "Aspects beyond the inventory this run could not read, with why."}
+        }
 
     def get_duration_seconds(self, run: SyncRun) -> float | None:
         return (run.finished_at - run.started_at).total_seconds() if run.finished_at else None

@@ -152,18 +152,18 @@ def test_a_failed_read_changes_nothing(upstream: Upstream) -> None:
     upstream.credentials = [robot("ci")]
     run_sync(registry)
     upstream.read_error = TransientError("503 from the robots list")
-    failed = run_sync(registry)
-    assert failed.status == SyncRun.Status.FAILED
-    assert "503" in failed.error
+    run = run_sync(registry)
+    assert run.status == SyncRun.Status.SUCCEEDED  # the inventory still applies
+    assert run.credentials_seen is None
+    assert run.not_read == {"credentials": "503 from the robots list"}
     assert Credential.objects.get(native_id="ci").gone_at is None
 
 
 def test_two_credentials_with_one_id_are_a_connector_bug_and_change_nothing(upstream: Upstream) -> None:
     registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
     upstream.credentials = [robot("ci"), robot("ci", name="robot$other")]
-    failed = run_sync(registry)
-    assert failed.status == SyncRun.Status.FAILED
-    assert "same id" in failed.error
+    run = run_sync(registry)
+    assert "same id" in run.not_read["credentials"]
     assert not Credential.objects.exists()
 
 
@@ -191,3 +191,12 @@ def test_distribution_checks_catalog_and_pull_on_a_real_registry(registry: Runni
     assert result.ok
     assert [step.ok for step in result.steps] == [True, True]
     assert result.steps[1].detail == "tried on team/app"
+
+
+def test_the_sync_history_says_what_was_not_read_and_why(upstream: Upstream, client: Any, admin: Any) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.read_error = TransientError("503 from the robots list")
+    run_sync(registry)
+    client.force_login(admin)
+    page = client.get(f"/registries/{registry.pk}/runs/").content.decode()
+    assert "credentials not read: 503 from the robots list" in page
