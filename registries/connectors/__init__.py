@@ -60,3 +60,17 @@ def _first_problem(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "configuration"
     return f"{where}: {error['msg']}"
+
+
+def connector_class(kind: str, public: dict[str, Any], secrets: dict[str, str]) -> type[Connector] | None:
+    """The class that will serve this registry, for questions about its capabilities without
+    connecting: a kind may pick a narrower variant from its configuration (ACR with a token only)."""
+    connector = CONNECTORS.get(kind)
+    variant_for = getattr(connector, "variant_for", None)
+    if connector is None or variant_for is None:
+        return connector
+    try:
+        chosen: type[Connector] = variant_for(config_for(kind, public, secrets))
+    except ConfigError:
+        return connector
+    return chosen

@@ -244,11 +244,15 @@ class AcrConnector:
     )
 
     def __new__(cls, config: AcrConfig) -> AcrConnector:
-        # With an ACR token there is no ARM: build the variant that declares inventory only, so sync
-        # and the pages ask it for nothing it cannot read (capabilities are per class).
-        if cls is AcrConnector and not config.service_principal:
-            return super().__new__(AcrTokenConnector)
-        return super().__new__(cls)
+        return super().__new__(cls.variant_for(config) if cls is AcrConnector else cls)
+
+    @classmethod
+    def variant_for(cls, config: ConnectorConfig) -> type[AcrConnector]:
+        """With an ACR token there is no ARM: the variant that declares inventory only, so sync,
+        drift and the pages ask it for nothing it cannot do (capabilities are per class)."""
+        if isinstance(config, AcrConfig) and not config.service_principal:
+            return AcrTokenConnector
+        return cls
 
     def __init__(self, config: AcrConfig) -> None:
         self.config = config

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from registries import connectors, services, sync
+from registries import connectors, drift, services, sync
 from registries.connectors.acr import AcrConnector, AcrTokenConnector
 from registries.connectors.base import (
     AccessPlan,
@@ -470,3 +470,18 @@ def test_a_fake_answer_acr_would_never_send_fails_the_test(registry: RunningRegi
         acr_connector.replications()
     assert "extra ['extra']" in acr.drift[1]
     acr.drift.clear()  # seen; the fixture would otherwise fail this test for them
+
+
+@pytest.mark.django_db
+def test_drift_asks_the_variant_so_a_token_only_acr_is_neither_compared_nor_written() -> None:
+    token_only = factories.registry(
+        kind="acr",
+        endpoint="https://acme.azurecr.io",
+        config={"username": "ci-token"},
+        secrets={"password": "p"},
+    )
+    public = {"url": token_only.endpoint, "username": "ci-token"}
+    assert connectors.connector_class("acr", public, {"password": "p"}) is AcrTokenConnector
+    assert connectors.connector_class("acr", public, {}) is AcrConnector  # unusable config: the kind
+    assert drift.status_of(token_only)[0] == drift.Status.NOT_READABLE
+    assert not drift.can_apply(token_only)
