@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from accounts.models import User
-from registries import services, sync
+from registries import drift, services, sync
 from registries.connectors.base import (
     AccessPlan,
     ChangeOp,
@@ -23,6 +23,7 @@ from registries.connectors.base import (
 from registries.connectors.dockerhub import DockerHubConnector
 from registries.connectors.errors import AuthError, PermanentError, RateLimited, TransientError
 from registries.models import Credential, Grant, Registry, SyncRun
+from tests import factories
 from tests.fakes.dockerhub import MISSING, FakeDockerHub, Member, OrgToken, PersonalToken
 from tests.fakes.server import Answer
 from tests.registries.harness import RunningRegistry
@@ -445,3 +446,34 @@ def test_a_drifting_organisation_token_answer_fails_the_test(
         list(connector(hub).read_credentials())
     assert "yes" in hub.drift[0]
     hub.drift.clear()
+
+
+@pytest.mark.django_db
+def test_a_team_linked_to_a_directory_group_counts_as_it_and_receives_its_access(
+    registry: RunningRegistry, hub: FakeDockerHub
+) -> None:
+    """Docker Hub cannot name a directory group; an admin's link makes the team stand for one."""
+    seed(registry)
+    organisation(hub)
+    saved = services.save_registry(
+        Registry(name="hub-acme", kind="dockerhub", endpoint=hub.url),
+        actor=None,
+        public={key: value for key, value in public_config(hub).items() if key != "url"},
+        secrets={"token": hub.token},
+    )
+    developers = factories.group(display_name="Developers")
+    factories.access_rule(developers, "acme/app", "pull", "push", registry=saved)
+    factories.access_rule(developers, "acme/worker", "pull", registry=saved)
+    dev_team = str(hub.teams["dev"].id)
+    services.link_principal(saved, kind="group", principal_id=dev_team, group=developers, actor=None)
+    assert sync.sync_inventory(saved).status == SyncRun.Status.SUCCEEDED
+
+    result = drift.compute(saved)
+
+    # The team's write on acme/app is the group's, which its rules allow: not drift.
+    assert not [u for u in result.unruled if u.grant.principal_id == dev_team]
+    [addition] = [a for a in result.plan.additions if a.principal.id == dev_team]
+    assert (addition.scope, addition.actions) == ("acme/worker", ("pull",))
+    applied = list(connector(hub).apply_access_plan(AccessPlan(registry="hub-acme", additions=(addition,))))
+    assert applied == [addition]
+    assert hub.team_permissions[("acme/worker", "dev")] == "read"
