@@ -55,6 +55,7 @@ from registries.connectors.base import (
     ReplicationDirection,
     ReplicationKind,
     ReplicationStatus,
+    http_url,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -64,7 +65,6 @@ from registries.connectors.errors import (
     ConnectorError,
     NotFoundError,
     PermanentError,
-    RateLimited,
     json_object,
     raise_for_status,
     retry_after_seconds,
@@ -118,10 +118,6 @@ WRITE_PERMISSIONS = (
 ADMIN_USER = "admin-user"  # the credential id of the shared admin login
 
 
-def _http_url(value: str) -> str:
-    return DistributionConfig.model_validate({"url": value}).url
-
-
 class AcrConfig(ConnectorConfig):
     url: str  # the login server, https://<name>.azurecr.io
     tenant_id: str | None = Field(default=None, description="Entra tenant (directory) id.")
@@ -146,14 +142,14 @@ class AcrConfig(ConnectorConfig):
     @field_validator("url", "arm_url")
     @classmethod
     def _urls(cls, value: str) -> str:
-        return _http_url(value)
+        return http_url(value)
 
     @field_validator("authority_url")
     @classmethod
     def _authority(cls, value: str) -> str:
         if not value.startswith("https://"):  # msal refuses anything else, and so should we
             raise ValueError("the Entra authority must start with https://")
-        return _http_url(value)
+        return http_url(value)
 
     @field_validator("page_size")
     @classmethod
@@ -930,16 +926,10 @@ def _raise_for_arm(response: requests.Response) -> None:
         error = (response.json() or {}).get("error") or {}
     except (ValueError, AttributeError):
         error = {}
-    detail = f": {error.get('code', '')} {error.get('message', '')}".rstrip() if error else ""
-    where, code = response.url.split("?", 1)[0], response.status_code
-    if code == 429:
-        raise RateLimited(
-            f"429 from {where}{detail}", retry_after=retry_after_seconds(response.headers.get("Retry-After"))
-        )
-    if code in (401, 403):
-        raise AuthError(f"{code} from {where}{detail}")
-    if code == 404:
-        raise NotFoundError(f"404 from {where}{detail}")
-    if code == 400:
-        raise ConfigError(f"400 from {where}{detail}")
-    raise_for_status(response)
+    detail = f"{error.get('code', '')} {error.get('message', '')}".strip() if error else ""
+    try:
+        raise_for_status(response, detail=detail)
+    except PermanentError as exc:
+        if response.status_code == 400:  # ARM's word for settings it cannot act on
+            raise ConfigError(str(exc)) from None
+        raise

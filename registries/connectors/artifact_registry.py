@@ -51,6 +51,7 @@ from registries.connectors.base import (
     RemoteRepository,
     RemoteTag,
     ReplicationKind,
+    http_url,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -117,7 +118,7 @@ class ArtifactRegistryConfig(ConnectorConfig):
     @field_validator("api_url", "iam_url", "resource_manager_url", "gcr_url")
     @classmethod
     def _urls(cls, value: str) -> str:
-        return DistributionConfig.model_validate({"url": value}).url
+        return http_url(value)
 
     @field_validator("project", "location")
     @classmethod
@@ -154,7 +155,7 @@ class ArtifactRegistryConfig(ConnectorConfig):
     @model_validator(mode="after")
     def _docker_host(self) -> ArtifactRegistryConfig:
         url = self.url or f"https://{self.location}-docker.pkg.dev"
-        object.__setattr__(self, "url", DistributionConfig.model_validate({"url": url}).url)
+        object.__setattr__(self, "url", http_url(url))
         return self
 
     def key_info(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, TypeGuard
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -29,6 +30,16 @@ class Capability(enum.StrEnum):
     DISABLE_CREDENTIALS = "disable_credentials"  # disable_credential(): offboarding and hygiene
     REPLICAS = "replicas"  # read_replication(): the regions and replication the registry reports
     EVENTS = "events"
+
+
+def http_url(value: str) -> str:
+    """A registry or API address as settings accept it: http(s), no credentials in it, no trailing slash."""
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("the registry URL must start with https:// (or http:// for a local registry)")
+    if "@" in urlsplit(value).netloc:
+        # user:password@ would be shown to every reader of the endpoint, the audit trail and errors.
+        raise ValueError("the registry URL must not carry credentials; use the username and password")
+    return value.rstrip("/")
 
 
 class ConnectorConfig(BaseModel):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 from pydantic import SecretStr, field_validator
@@ -29,6 +29,7 @@ from registries.connectors.base import (
     RemoteArtifact,
     RemoteRepository,
     RemoteTag,
+    http_url,
     parse_rfc3339,
 )
 from registries.connectors.errors import (
@@ -55,12 +56,7 @@ class DistributionConfig(ConnectorConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("the registry URL must start with https:// (or http:// for a local registry)")
-        if "@" in urlsplit(value).netloc:
-            # user:password@ would be shown to every reader of the endpoint, the audit trail and errors.
-            raise ValueError("the registry URL must not carry credentials; use the username and password")
-        return value.rstrip("/")
+        return http_url(value)
 
     @field_validator("page_size")
     @classmethod

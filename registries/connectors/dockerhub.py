@@ -55,6 +55,7 @@ from registries.connectors.base import (
     RemoteGrant,
     RemoteRepository,
     RemoteTag,
+    http_url,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -92,10 +93,6 @@ TEAM_SOURCE = re.compile(r"^team (?P<team>\S+)(?P<member> member)?: (?P<permissi
 AUDIT_PUSH = "repo.tag.push"
 
 
-def _http_url(value: str) -> str:
-    return DistributionConfig.model_validate({"url": value}).url
-
-
 class DockerHubConfig(ConnectorConfig):
     url: str = HUB
     namespace: str
@@ -112,7 +109,7 @@ class DockerHubConfig(ConnectorConfig):
     @field_validator("url", "registry_url")
     @classmethod
     def _urls(cls, value: str) -> str:
-        return _http_url(value)
+        return http_url(value)
 
     @field_validator("namespace")
     @classmethod

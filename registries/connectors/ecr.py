@@ -57,6 +57,7 @@ from registries.connectors.base import (
     ReplicationDirection,
     ReplicationKind,
     ReplicationStatus,
+    http_url,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
 from registries.connectors.errors import (
@@ -120,7 +121,7 @@ _SERVER = {"ServerException", "InternalFailure", "InternalError", "ServiceUnavai
 def _http_url(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None
-    return DistributionConfig.model_validate({"url": value.strip()}).url
+    return http_url(value.strip())
 
 
 class EcrConfig(ConnectorConfig):
@@ -142,7 +143,7 @@ class EcrConfig(ConnectorConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return DistributionConfig.model_validate({"url": value}).url
+        return http_url(value)
 
     @field_validator("ecr_endpoint_url", "iam_endpoint_url", "sts_endpoint_url")
     @classmethod

@@ -58,13 +58,17 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (moment - timezone.now()).total_seconds())
 
 
-def raise_for_status(response: requests.Response) -> None:
-    """Turn an HTTP failure into the taxonomy, naming the URL without its query string."""
+def raise_for_status(response: requests.Response, *, detail: str | None = None) -> None:
+    """Turn an HTTP failure into the taxonomy, naming the URL without its query string.
+
+    `detail` is the vendor's own explanation, for APIs whose error body is not the OCI envelope
+    (ARM, Quay); by default it is read from that envelope.
+    """
     if response.ok:
         return
     # Drop the query string: pre-signed blob URLs carry credentials there.
     where, code = response.url.split("?", 1)[0], response.status_code
-    detail = _registry_error(response)
+    detail = _registry_error(response) if detail is None else (f": {detail}" if detail else "")
     if code == 429:
         raise RateLimited(
             f"429 from {where}{detail}", retry_after=retry_after_seconds(response.headers.get("Retry-After"))

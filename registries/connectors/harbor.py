@@ -45,6 +45,7 @@ from registries.connectors.base import (
     ReplicationDirection,
     ReplicationKind,
     ReplicationStatus,
+    http_url,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -99,7 +100,7 @@ class HarborConfig(ConnectorConfig):
     @classmethod
     def _http_url(cls, value: str) -> str:
         # The same rules as a distribution endpoint: Harbor's /v2/ lives at the same address.
-        return DistributionConfig.model_validate({"url": value}).url
+        return http_url(value)
 
     @field_validator("page_size")
     @classmethod

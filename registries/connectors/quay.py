@@ -44,6 +44,7 @@ from registries.connectors.base import (
     ReplicationDirection,
     ReplicationKind,
     ReplicationStatus,
+    http_url,
     parse_rfc3339,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
@@ -53,7 +54,6 @@ from registries.connectors.errors import (
     ConnectorError,
     NotFoundError,
     PermanentError,
-    RateLimited,
     json_object,
     raise_for_status,
 )
@@ -69,10 +69,6 @@ ROLES: tuple[tuple[str, frozenset[str]], ...] = (
     ("admin", frozenset({"pull", "push", "delete"})),
 )
 ROLE_ACTIONS = dict(ROLES)
-
-
-def _http_url(value: str) -> str:
-    return DistributionConfig.model_validate({"url": value}).url
 
 
 class QuayConfig(ConnectorConfig):
@@ -91,12 +87,12 @@ class QuayConfig(ConnectorConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _http_url(value)
+        return http_url(value)
 
     @field_validator("registry_url")
     @classmethod
     def _registry_url(cls, value: str | None) -> str | None:
-        return _http_url(value) if value else None
+        return http_url(value) if value else None
 
     @field_validator("namespaces")
     @classmethod
@@ -530,15 +526,8 @@ class QuayConnector:
 
 def _raise_for_status(response: requests.Response) -> None:
     """The shared taxonomy, with Quay's own explanation (its error body is not the OCI envelope)."""
-    try:
-        raise_for_status(response)
-    except RateLimited:
-        raise
-    except ConnectorError as exc:
-        detail = _quay_error(response)
-        if not detail:
-            raise
-        raise type(exc)(f"{exc}: {detail}") from None
+    if not response.ok:
+        raise_for_status(response, detail=_quay_error(response))
 
 
 def _quay_error(response: requests.Response) -> str:

@@ -19,7 +19,7 @@ from accounts.models import PersonalToken, RobotToken, User
 from accounts.roles import Role
 from portal import audit, metrics
 from portal.audit import AuditAction
-from registries.effective import Access, RuleSet, robot_access, rules_for_robot, rules_for_user, user_access
+from registries.effective import RuleSet, rules_for_robot, rules_for_user
 from registries.models import AccessRule, Registry
 from registries.patterns import is_valid_repository_name
 from registries.tokenserver import keys
@@ -47,8 +47,6 @@ class Principal(Protocol):
 
     def audit_detail(self) -> dict[str, str]: ...
 
-    def access(self, registry: Registry, repository: str) -> Access: ...
-
     def rules(self, registry: Registry) -> RuleSet:
         """Every rule in force for the principal on the registry, read once for all scopes."""
         ...
@@ -70,9 +68,6 @@ class Person:
 
     def audit_detail(self) -> dict[str, str]:
         return {}
-
-    def access(self, registry: Registry, repository: str) -> Access:
-        return user_access(self.user, registry, repository)
 
     def rules(self, registry: Registry) -> RuleSet:
         return MEMORY.recall(
@@ -99,9 +94,6 @@ class Robot:
 
     def audit_detail(self) -> dict[str, str]:
         return {"robot": self.robot.username}
-
-    def access(self, registry: Registry, repository: str) -> Access:
-        return robot_access(self.robot, registry, repository)
 
     def rules(self, registry: Registry) -> RuleSet:
         return MEMORY.recall(
