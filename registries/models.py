@@ -6,7 +6,7 @@ import json
 from typing import Any, Self
 
 from django.db import models
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.lookups import StartsWith
 from django.utils import timezone
 
@@ -479,10 +479,21 @@ class Credential(models.Model):
     by each complete read; a failed read changes nothing.
     """
 
-    KINDS = [(kind.value, kind.value.replace("_", " ")) for kind in CredentialKind]
+    # Customs' own tokens are listed beside the registries' (registries/hygiene.py copies them in):
+    # one list and one scan for every credential that opens a registry or the portal.
+    CUSTOMS_KINDS = [
+        ("customs_api_token", "Customs API token"),
+        ("customs_registry_token", "Customs registry token"),
+        ("customs_robot", "Customs robot token"),
+    ]
+    KINDS = [(kind.value, kind.value.replace("_", " ")) for kind in CredentialKind] + CUSTOMS_KINDS
     PRINCIPAL_KINDS = Grant.PRINCIPAL_KINDS
+    ACTIONS = Grant.ACTIONS
 
-    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="credentials")
+    # None for Customs' own tokens, which open every registry Customs is the token server of.
+    registry = models.ForeignKey(
+        Registry, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+    )
     native_id = models.CharField(max_length=500, help_text="The registry's own identifier.")
     kind = models.CharField(max_length=32, choices=KINDS)
     name = models.CharField(max_length=255)
@@ -506,6 +517,11 @@ class Credential(models.Model):
     usage_known = models.BooleanField(default=True)
     last_used_source = models.CharField(max_length=100, blank=True)
     scopes = models.JSONField(default=list)
+    # What it may do, where the registry says so in a form Customs understands ([] = not known).
+    actions = models.JSONField(default=list, blank=True)
+    # Usage evidence: action → ISO time it was last seen, and from where (an audit log, the token server).
+    actions_seen = models.JSONField(default=dict, blank=True)
+    actions_seen_source = models.CharField(max_length=100, blank=True)
     shared_admin = models.BooleanField(default=False)
     first_seen_at = models.DateTimeField(default=timezone.now)
     observed_at = models.DateTimeField(default=timezone.now)
@@ -519,12 +535,25 @@ class Credential(models.Model):
     class Meta:
         ordering = ["registry", "kind", "name", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["registry", "native_id"], name="credential_unique_per_registry")
+            models.UniqueConstraint(fields=["registry", "native_id"], name="credential_unique_per_registry"),
+            # PostgreSQL treats NULLs as distinct: Customs' own rows need their own rule.
+            models.UniqueConstraint(
+                fields=["native_id"], condition=Q(registry=None), name="credential_unique_in_customs"
+            ),
         ]
-        indexes = [models.Index(fields=["registry", "gone_at"]), models.Index(fields=["owner_user"])]
+        indexes = [
+            models.Index(fields=["registry", "gone_at"]),
+            models.Index(fields=["owner_user"]),
+            models.Index(fields=["expires_at"]),
+            models.Index(fields=["last_used_at"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.name} ({self.registry_id})"
+        return f"{self.get_kind_display()} {self.name} ({self.registry_id or 'customs'})"
+
+    @property
+    def in_customs(self) -> bool:
+        return self.registry_id is None
 
     @property
     def never_expires(self) -> bool:

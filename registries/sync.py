@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import transaction
@@ -473,7 +473,20 @@ def read_credentials(connector: Connector) -> list[RemoteCredential] | None:
     if len(set(ids)) != len(ids):
         # A connector bug; refusing the read keeps the previous rows rather than merging two credentials.
         raise PermanentError("the connector reported two credentials with the same id")
+    for credential in credentials:
+        _check_credential_actions(credential)
     return credentials
+
+
+def _check_credential_actions(credential: RemoteCredential) -> None:
+    # A connector bug too: hygiene compares these words, and a naive time cannot be placed.
+    named = credential.actions | set(credential.actions_seen)
+    if not named <= set(Credential.ACTIONS):
+        raise PermanentError(
+            f"the connector reported credential {credential.id!r} with actions {sorted(named)!r}"
+        )
+    if any(moment.tzinfo is None for moment in credential.actions_seen.values()):
+        raise PermanentError(f"the connector reported credential {credential.id!r} used at a naive time")
 
 
 def apply_credentials(registry: Registry, run: SyncRun, credentials: list[RemoteCredential]) -> None:
@@ -520,6 +533,9 @@ CREDENTIAL_FIELDS = [
     "last_used_source",
     "scopes",
     "shared_admin",
+    "actions",
+    "actions_seen",
+    "actions_seen_source",
     "observed_at",
     "gone_at",
     "run",
@@ -542,6 +558,12 @@ def _copy_credential(row: Credential, credential: RemoteCredential, people: dict
     row.last_used_at, row.usage_known = credential.last_used_at, credential.usage_known
     row.last_used_source = credential.last_used_source[:100]
     row.scopes, row.shared_admin = list(credential.scopes), credential.shared_admin
+    row.actions = sorted(credential.actions)
+    row.actions_seen = {
+        action: moment.astimezone(UTC).isoformat()
+        for action, moment in sorted(credential.actions_seen.items())
+    }
+    row.actions_seen_source = credential.actions_seen_source[:100]
 
 
 # --- regions and replication: what the registry says it copies where -------------------------------

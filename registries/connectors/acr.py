@@ -366,6 +366,7 @@ class AcrConnector:
                 usage_known=False,  # ACR records no use of any credential
                 scopes=("pull, push and delete on every repository",),
                 shared_admin=True,
+                actions=frozenset(ACTIONS),
             )
         maps = self._scope_maps()
         for token in self._arm_list(f"{self.config.registry_id}/tokens"):
@@ -394,6 +395,9 @@ class AcrConnector:
             expires_at=expires_at,
             usage_known=False,
             scopes=tuple(f"scope map {scope_map.get('name', '?')}: {a}" for a in actions),
+            # content/read, write and delete on any repository; metadata actions give none of the three.
+            # No scope map found: what the token may do is not known, and stays empty.
+            actions=frozenset(a for granted in _scope_map_grants(scope_map).values() for a in granted),
         )
 
     def disable_credential(self, credential_id: str) -> None:

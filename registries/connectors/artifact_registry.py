@@ -12,8 +12,10 @@ Authentication is a service-account JSON key. google-auth signs a JWT with it an
 key's own `token_uri` for an OAuth access token, which calls the REST APIs as a bearer and the
 docker host as the password of the user `oauth2accesstoken` (manifests come through the distribution
 connector, so digests are checked as everywhere else). Images, tags and push times come from the
-REST API's `dockerImages` listing (`uploadTime`; Artifact Registry keeps no pull time). Wire shapes
-follow registry-apis.md §7: int64 values are JSON strings, times RFC 3339.
+REST API's `dockerImages` listing (`uploadTime`; Artifact Registry keeps no pull time). An image on a
+gcr.io host that the REST API has no record of gets its times from gcr.io's own `tags/list`
+extension, where the host still sends it (§7.7). Wire shapes follow registry-apis.md §7: int64 values
+are JSON strings, times RFC 3339.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -74,6 +76,8 @@ DOCKER_USER = "oauth2accesstoken"  # the docker host takes the access token as t
 GCR_HOSTS = frozenset({"gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io"})
 # A key "valid before" this year has no expiry: Google writes 9999-12-31 for keys made without one.
 NEVER_YEAR = 9999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_MS = re.compile(r"[0-9]{1,15}")  # 15 digits reach past the year 9999: anything longer is not a time
 
 PULL, PUSH, DELETE = frozenset({"pull"}), frozenset({"pull", "push"}), frozenset(ACTIONS)
 # Predefined roles as Customs' actions (registry-apis.md §7.2). Custom roles are not read (that needs
@@ -175,6 +179,17 @@ class _Image:
 
 
 @dataclasses.dataclass(frozen=True)
+class _LegacyTimes:
+    """What gcr.io's tags/list extension says of one digest (registry-apis.md §7.7)."""
+
+    created: datetime | None
+    uploaded: datetime | None
+
+
+_NO_LEGACY_TIMES = _LegacyTimes(None, None)
+
+
+@dataclasses.dataclass(frozen=True)
 class _Binding:
     resource: str  # "repository images" or "project acme-prod"
     role: str
@@ -220,6 +235,7 @@ class ArtifactRegistryConnector:
         self._images: dict[str, list[_Image]] = {}  # Artifact Registry repository → its images
         self._registries: dict[tuple[str, str], DistributionConnector] = {}
         self._repo_ids: list[str] | None = None
+        self._legacy: dict[tuple[str, str], dict[str, _LegacyTimes]] = {}  # (host, path) → digest → times
 
     # --- inventory -------------------------------------------------------------------------------
 
@@ -246,10 +262,15 @@ class ArtifactRegistryConnector:
         host, path = self._docker_path(repository)
         record = self._registry(host).artifact(path, digest)
         image = self._image(repository, digest)
+        if image is not None:
+            return dataclasses.replace(
+                record, pushed_at=image.uploaded, created=record.created or image.built
+            )
+        legacy = _NO_LEGACY_TIMES
+        if _split(repository)[0] in GCR_HOSTS:
+            legacy = self._legacy_times(host, path).get(digest, _NO_LEGACY_TIMES)
         return dataclasses.replace(
-            record,
-            pushed_at=image.uploaded if image else None,
-            created=record.created or (image.built if image else None),
+            record, pushed_at=legacy.uploaded, created=record.created or legacy.created
         )
 
     def _repository_ids(self) -> list[str]:
@@ -281,6 +302,17 @@ class ArtifactRegistryConnector:
             )
         except NotFoundError:
             return None
+
+    def _legacy_times(self, host: str, path: str) -> dict[str, _LegacyTimes]:
+        """Digest → times from the gcr.io host's tags/list extension, read once per image path; empty
+        when the host answers without it (whether Artifact Registry keeps it is unverified, §7.7)."""
+        if (host, path) not in self._legacy:
+            try:
+                body = self._registry(host).tag_list(path)
+            except PermanentError:
+                body = {}  # a fallback only: no times is what the caller had without it
+            self._legacy[host, path] = _legacy_manifest_times(body)
+        return self._legacy[host, path]
 
     def _docker_path(self, repository: str) -> tuple[str, str]:
         """(docker host, path under /v2/) of a Customs repository name."""
@@ -491,17 +523,15 @@ class ArtifactRegistryConnector:
             {b.member.split(":", 1)[1] for b in bindings if b.member.startswith("serviceAccount:")}
         )
         for email in accounts:
-            roles = sorted(
-                {
-                    f"{b.resource.split(' ', 1)[1]}: {b.role}"
-                    for b in bindings
-                    if b.member.endswith(f":{email}")
-                }
-            )
+            held = [b for b in bindings if b.member.endswith(f":{email}")]
+            roles = sorted({f"{b.resource.split(' ', 1)[1]}: {b.role}" for b in held})
+            # A key acts as its account: what the account's predefined roles give, read from the same
+            # policies (custom roles are not read, so access through one is missing here too).
+            actions = frozenset(a for b in held for a in ROLE_ACTIONS.get(b.role, ()))
             for key in self._keys(email):
                 if key.get("keyType") == "SYSTEM_MANAGED":
                     continue  # Google holds these private keys and rotates them: nobody can leak one
-                yield _credential(email, key, tuple(roles))
+                yield _credential(email, key, tuple(roles), actions)
 
     def _keys(self, email: str) -> list[dict[str, Any]]:
         try:
@@ -709,6 +739,29 @@ def _image(item: dict[str, Any]) -> _Image:
     )
 
 
+def _legacy_manifest_times(body: dict[str, Any]) -> dict[str, _LegacyTimes]:
+    """The `manifest` map of gcr.io's tags/list: digest → timeCreatedMs and timeUploadedMs."""
+    manifest = body.get("manifest")
+    if not isinstance(manifest, dict):
+        return {}
+    return {
+        digest: _LegacyTimes(_epoch_ms(entry.get("timeCreatedMs")), _epoch_ms(entry.get("timeUploadedMs")))
+        for digest, entry in manifest.items()
+        if isinstance(digest, str) and digest.startswith("sha256:") and isinstance(entry, dict)
+    }
+
+
+def _epoch_ms(value: object) -> datetime | None:
+    """Milliseconds since the epoch, written as a decimal string; anything else (a number, a sign, a
+    fraction, "0" for "not recorded", a time past year 9999) is no time at all."""
+    if not isinstance(value, str) or not _EPOCH_MS.fullmatch(value) or int(value) == 0:
+        return None
+    try:
+        return _EPOCH + timedelta(milliseconds=int(value))
+    except OverflowError:
+        return None
+
+
 def _bindings_of(resource: str, policy: dict[str, Any]) -> list[_Binding]:
     found = []
     for binding in policy.get("bindings") or []:
@@ -769,7 +822,9 @@ def _normal(bindings: Iterable[dict[str, Any]]) -> list[tuple[str, str, tuple[st
     )
 
 
-def _credential(email: str, key: dict[str, Any], roles: tuple[str, ...]) -> RemoteCredential:
+def _credential(
+    email: str, key: dict[str, Any], roles: tuple[str, ...], actions: frozenset[str]
+) -> RemoteCredential:
     name = str(key["name"])
     before = parse_rfc3339(key.get("validBeforeTime"))
     never = before is not None and before.year >= NEVER_YEAR
@@ -788,4 +843,5 @@ def _credential(email: str, key: dict[str, Any], roles: tuple[str, ...]) -> Remo
         usage_known=False,
         last_used_source="",
         scopes=roles,
+        actions=actions,
     )

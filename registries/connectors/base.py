@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, TypeGuard
 from urllib.parse import urlsplit
 
@@ -303,6 +304,11 @@ class RemoteCredential:
     - `expires_at` None with `expiry_known` means it never expires; without, the registry does not say.
     - `last_used_at` None with `usage_known` means never used; without, the registry keeps no record
       (Harbor robots, ACR tokens), and hygiene must say "unknown" rather than "unused".
+
+    And per action: `actions` empty means the registry does not say what the credential may do (in a
+    form Customs reads), not that it may do nothing. `actions_seen` with an empty
+    `actions_seen_source` means no usage evidence was read; with a source, a missing action was not
+    seen in what that source keeps (e.g. an audit log's retention).
     """
 
     kind: CredentialKind
@@ -319,6 +325,14 @@ class RemoteCredential:
     last_used_source: str = ""  # where the last use comes from, e.g. "IAM GetAccessKeyLastUsed"
     scopes: tuple[str, ...] = ()  # native scopes, as text, for people
     shared_admin: bool = False
+    actions: frozenset[str] = frozenset()  # what it may do, in ACTIONS' words
+    # Action → when it was last seen used (aware datetimes); read-only, and left out of the hash.
+    actions_seen: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    actions_seen_source: str = ""  # where that evidence comes from, e.g. "Harbor audit log"
+
+    def __post_init__(self) -> None:
+        # A connector may pass a plain dict: freeze a copy, so the record stays what it was read as.
+        object.__setattr__(self, "actions_seen", MappingProxyType(dict(self.actions_seen)))
 
 
 class CredentialReader(Protocol):

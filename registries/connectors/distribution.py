@@ -115,9 +115,12 @@ class DistributionConnector:
             url = self._next_page(response)
 
     def tags(self, repository: str) -> list[RemoteTag]:
-        response = self._get(f"/v2/{repository}/tags/list", scope=_pull(repository))
-        names = json_object(response).get("tags") or []  # distribution answers "tags": null for an empty repo
+        names = self.tag_list(repository).get("tags") or []  # distribution answers "tags": null when empty
         return [RemoteTag(name=name, digest=self.resolve(repository, name)) for name in sorted(names)]
+
+    def tag_list(self, repository: str) -> dict[str, Any]:
+        """The tags/list answer as the registry sent it, vendor extensions included (gcr.io's `manifest`)."""
+        return json_object(self._get(f"/v2/{repository}/tags/list", scope=_pull(repository)))
 
     def resolve(self, repository: str, reference: str) -> str:
         """The digest a tag points at, with a HEAD: no body, and not counted as a pull by most registries."""

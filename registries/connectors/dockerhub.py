@@ -17,7 +17,9 @@ learns which people a team lets in. Organisation access tokens are robots with t
 
 Credentials: the signed-in account's own personal access tokens and the organisation's access
 tokens. Docker Hub reports the last use of both; when it leaves the field out, the account's latest
-push in the organisation's audit log is an estimate, and `last_used_source` says so.
+push in the organisation's audit log is an estimate, and `last_used_source` says so. The same log
+gives the personal tokens their per-action evidence: the account's latest push and delete (the log
+names the account, not the token, and records no pulls).
 
 Docker Hub has no regions and no replication. Repository webhooks carry no digest
 (registries/webhooks/dockerhub.py); the tag is resolved through `resolve()`.
@@ -86,11 +88,20 @@ PERMISSION_ACTIONS: dict[str, frozenset[str]] = {
 ALL_ACTIONS = frozenset(ACTIONS)
 # Organisation access token scopes on a repository (TYPE_REPO resources).
 OAT_SCOPE_ACTIONS = {"repo-pull": "pull", "repo-push": "push", "repo-delete": "delete"}
+# Personal access token scopes, each including the ones below it (registry-apis.md §8.3).
+PAT_SCOPE_ACTIONS: dict[str, frozenset[str]] = {
+    "repo:public_read": frozenset({"pull"}),
+    "repo:read": frozenset({"pull"}),
+    "repo:write": frozenset({"pull", "push"}),
+    "repo:admin": frozenset(ACTIONS),
+}
 # Organisation roles that reach every repository: owners, and editors (who manage repositories;
 # not in the published role enum, which says Owner, Member, Invitee).
 ORG_WIDE_ROLES = ("owner", "editor")
 TEAM_SOURCE = re.compile(r"^team (?P<team>\S+)(?P<member> member)?: (?P<permission>read|write|admin)$")
 AUDIT_PUSH = "repo.tag.push"
+# The audit log's repository actions that are image use (§8.4); pulls are not audited at all.
+AUDIT_ACTIONS = {AUDIT_PUSH: "push", "repo.tag.delete": "delete", "repo.delete": "delete"}
 
 
 class DockerHubConfig(ConnectorConfig):
@@ -152,8 +163,8 @@ class DockerHubConnector:
         "list teams, their members and each repository's team permissions (organisation owner)",
         "list the organisation's access tokens (organisation owner)",
         "list the account's own personal access tokens (skipped when signing in with an organisation token)",
-        "read the organisation's audit log, to estimate a last use Docker Hub leaves out "
-        "(organisation owner)",
+        "read the organisation's audit log, to estimate a last use Docker Hub leaves out and to see "
+        "what the account's tokens pushed and deleted (organisation owner)",
         "for reconcile plans and offboarding only: give teams repository permissions, remove members "
         "from teams and the organisation, deactivate organisation access tokens (organisation owner, "
         "personal access token scope repo:admin); not tried by the check",
@@ -274,9 +285,11 @@ class DockerHubConnector:
 
     def _personal_tokens(self, members: dict[str, dict[str, Any]]) -> Iterator[RemoteCredential]:
         # Docker Hub lists only the caller's own PATs: they all belong to the account Customs signs in as.
-        owner = self._person(self.config.username, members)
-        estimate: tuple[datetime | None, str] | None = None
-        for item in self._pages("/v2/access-tokens"):
+        actor = self.config.username
+        owner = self._person(actor, members)
+        tokens = list(self._pages("/v2/access-tokens"))
+        audited = self._audited_use(actor) if tokens else None
+        for item in tokens:
             last_used, usage_known, source = (
                 parse_rfc3339(item.get("last_used")),
                 True,
@@ -284,9 +297,12 @@ class DockerHubConnector:
             )
             if "last_used" not in item:
                 # Not reported: the account's latest audited push is the best estimate there is.
-                estimate = estimate or self._audited_push(self.config.username)
-                last_used, source = estimate
+                last_used = audited.get("push") if audited is not None else None
                 usage_known = last_used is not None
+                source = f"Docker Hub audit log: {actor}'s latest push (estimate)" if last_used else ""
+            actions = frozenset(
+                a for scope in item.get("scopes") or () for a in PAT_SCOPE_ACTIONS.get(str(scope), ())
+            )
             yield RemoteCredential(
                 kind=CredentialKind.ACCESS_TOKEN,
                 id=str(item["uuid"]),
@@ -301,6 +317,11 @@ class DockerHubConnector:
                 usage_known=usage_known,
                 last_used_source=source,
                 scopes=tuple(str(scope) for scope in item.get("scopes") or ()),
+                actions=actions,
+                # The account's use, through any of its tokens or its password: it bounds this token's
+                # (no push by the account is no push by the token), and is kept to what the token holds.
+                actions_seen={a: t for a, t in (audited or {}).items() if a in actions or not actions},
+                actions_seen_source=_audit_source(actor) if audited is not None else "",
             )
 
     def _org_tokens(self, members: dict[str, dict[str, Any]]) -> Iterator[RemoteCredential]:
@@ -321,26 +342,38 @@ class DockerHubConnector:
                 usage_known="last_used_at" in item,
                 last_used_source="Docker Hub organisation token list" if "last_used_at" in item else "",
                 scopes=tuple(_resource_text(resource) for resource in detail.get("resources") or ()),
+                actions=frozenset(
+                    OAT_SCOPE_ACTIONS[str(scope)]
+                    for resource in detail.get("resources") or ()
+                    if isinstance(resource, dict)
+                    for scope in resource.get("scopes") or ()
+                    if str(scope) in OAT_SCOPE_ACTIONS
+                ),
             )
 
     def _org_token_detail(self, token_id: str) -> dict[str, Any]:
         return json_object(self._get(f"{self._org_path()}/access-tokens/{quote(token_id, safe='')}"))
 
-    def _audited_push(self, actor: str) -> tuple[datetime | None, str]:
-        """The actor's latest tag push in the organisation's audit log, and the source to record."""
-        try:
-            body = json_object(
-                self._get(self._audit_path(), params={"actor": actor, "action": AUDIT_PUSH, "page_size": 100})
-            )
-        except (NotFoundError, AuthError):
-            return None, ""  # a personal namespace, or an account that may not read the log
-        moments = [
-            parse_rfc3339(log.get("timestamp")) for log in body.get("logs") or [] if isinstance(log, dict)
-        ]
-        latest = max((moment for moment in moments if moment), default=None)
-        if latest is None:
-            return None, ""  # pulls are not audited: no push is not proof of no use
-        return latest, f"Docker Hub audit log: {actor}'s latest push (estimate)"
+    def _audited_use(self, actor: str) -> dict[str, datetime] | None:
+        """The actor's latest push and delete in the organisation's audit log, one request per audited
+        action; None when the log cannot be read (a personal namespace, or an account that is not an owner).
+
+        An action missing from the answer was not logged as long as the log goes back; pulls never are."""
+        seen: dict[str, datetime] = {}
+        for native, action in AUDIT_ACTIONS.items():
+            try:
+                body = json_object(
+                    self._get(self._audit_path(), params={"actor": actor, "action": native, "page_size": 100})
+                )
+            except (NotFoundError, AuthError):
+                return None
+            moments = [
+                parse_rfc3339(log.get("timestamp")) for log in body.get("logs") or [] if isinstance(log, dict)
+            ]
+            latest = max((moment for moment in moments if moment), default=None)
+            if latest is not None and (action not in seen or latest > seen[action]):
+                seen[action] = latest
+        return seen
 
     def disable_credential(self, credential_id: str) -> None:
         """Deactivate an organisation access token (or the account's own PAT); gone is success."""
@@ -644,6 +677,10 @@ def _resource_scope(resource: Any, namespace: str) -> str:
         raise PermanentError(
             f"an organisation token names a resource Customs cannot read: {path!r}"
         ) from None
+
+
+def _audit_source(actor: str) -> str:
+    return f"Docker Hub audit log: {actor}'s pushes and deletes (pulls are not logged)"
 
 
 def _refusal(change: GrantChange) -> str:

@@ -8,7 +8,8 @@ lineage and digest checks work alike everywhere.
 
 Authenticate with a robot account (`robot$customs`, system level; `needs` lists its permissions) or an
 admin; the same credentials work for both APIs. Harbor keeps no "last used" for robots: it is estimated
-from the audit log, newest operation by the robot's name (registry-apis.md §9.3).
+from the audit log, newest operation by the robot's name (registry-apis.md §9.3). The same read says
+which image actions each robot was seen using (pulls, pushes, deletes of artifacts).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ GROUP_LDAP, GROUP_HTTP, GROUP_OIDC = 1, 2, 3
 ADMIN_ID = "admin"  # Harbor's local admin: user 1, always present, cannot be disabled or removed
 ANONYMOUS = Principal(kind=PrincipalKind.OTHER, id="anonymous", name="anyone (public project)")
 AUDIT_LOGS = (f"{API}/auditlog-exts", f"{API}/audit-logs")  # Harbor ≥ 2.13, then the deprecated one
+# Audit log operations on artifacts as Customs' actions: Harbor logs a push as the artifact's "create".
+AUDIT_ACTIONS = {"pull": "pull", "create": "push", "delete": "delete"}
+AUDIT_OPERATIONS = {action: operation for operation, action in AUDIT_ACTIONS.items()}
+AUDIT_SOURCE = "Harbor audit log"
 
 
 class HarborConfig(ConnectorConfig):
@@ -108,6 +113,17 @@ class HarborConfig(ConnectorConfig):
         if not 1 <= value <= 100:  # Harbor caps page_size at 100
             raise ValueError("page size must be between 1 and 100")
         return value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Usage:
+    """What the audit log says about one account: its newest entry, and its newest use of each action."""
+
+    last_used_at: datetime | None
+    usage_known: bool
+    source: str
+    actions_seen: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    actions_seen_source: str = ""  # empty: the log was not readable, so there is no evidence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +183,7 @@ class HarborConnector:
         "list robot accounts (robot: list, read)",
         "list project members (member: list)",
         "read user groups (user-group: list, read): links Harbor groups to directory groups",
-        "read the audit log (audit-log: list): estimates when robots were last used",
+        "read the audit log (audit-log: list): when robots were last used, and for what",
         "list replication policies and executions (replication-policy: list; replication: list)",
         "only to apply reconcile plans: change project members (member: create, update, delete)",
         "only for offboarding: disable or delete robot accounts (robot: update, delete)",
@@ -280,7 +296,8 @@ class HarborConnector:
     ) -> RemoteCredential:
         name = str(robot.get("name", ""))
         expires_at, expiry_known = _robot_expiry(robot)
-        last_used, usage_known, source = self._last_use(audit, name)
+        actions = _robot_actions(robot)
+        usage = self._usage(audit, name, actions)
         return RemoteCredential(
             kind=CredentialKind.ROBOT,
             id=str(robot["id"]),
@@ -291,17 +308,21 @@ class HarborConnector:
             created_at=_harbor_time(robot.get("creation_time")),
             expires_at=expires_at,
             expiry_known=expiry_known,
-            last_used_at=last_used,
-            usage_known=usage_known,
-            last_used_source=source,
+            last_used_at=usage.last_used_at,
+            usage_known=usage.usage_known,
+            last_used_source=usage.source,
             scopes=_robot_scopes(robot),
+            actions=actions,
+            actions_seen=usage.actions_seen,
+            actions_seen_source=usage.actions_seen_source,
         )
 
     def _admin_credential(self, audit: str | None) -> RemoteCredential:
         # Harbor always has its local `admin` (user 1): it signs in with a password in every auth mode,
         # and Harbor offers no way to disable or remove it. So it is reported always, as the shared
         # admin login it is; the audit log says whether anyone has used it lately.
-        last_used, usage_known, source = self._last_use(audit, "admin")
+        usage = self._usage(audit, "admin", frozenset(ACTIONS))
+        source = usage.source
         if self.config.username == "admin":
             source = (source + "; Customs itself signs in as admin").lstrip("; ")
         return RemoteCredential(
@@ -311,11 +332,14 @@ class HarborConnector:
             owner=Principal(kind=PrincipalKind.USER, id="1", name="admin"),
             expires_at=None,
             expiry_known=True,  # a password without expiry
-            last_used_at=last_used,
-            usage_known=usage_known,
+            last_used_at=usage.last_used_at,
+            usage_known=usage.usage_known,
             last_used_source=source,
             scopes=("system administrator",),
             shared_admin=True,
+            actions=frozenset(ACTIONS),
+            actions_seen=usage.actions_seen,
+            actions_seen_source=usage.actions_seen_source,
         )
 
     def _creator(
@@ -358,17 +382,39 @@ class HarborConnector:
         self._local.audit = (found,)
         return found
 
-    def _last_use(self, audit: str | None, username: str) -> tuple[datetime | None, bool, str]:
-        """The newest audit log entry by this name: (when, usage_known, where from)."""
+    def _usage(self, audit: str | None, username: str, holds: frozenset[str]) -> _Usage:
+        """The account's newest audit log entry, and its newest pull, push and delete of an artifact.
+
+        One page of the account's entries, newest first, usually answers both. Only when that page is
+        full and lacks an action the account holds is that action asked for, newest entry only: never
+        more than one request per action, however busy the account."""
         if audit is None:
-            return None, False, "not recorded by Harbor; its audit log is not readable"
-        response = self._get(
-            audit, params={"q": f"username={username}", "sort": "-op_time", "page": 1, "page_size": 1}
+            return _Usage(None, False, "not recorded by Harbor; its audit log is not readable")
+        page = json_list(
+            self._get(
+                audit,
+                params={
+                    "q": f"username={username}",
+                    "sort": "-op_time",
+                    "page": 1,
+                    "page_size": self.config.page_size,
+                },
+            )
         )
-        entries = [e for e in json_list(response) if e.get("username") == username]
+        entries = [e for e in page if e.get("username") == username]
+        seen = _newest_per_action(entries)
+        if len(page) >= self.config.page_size:
+            for action in [a for a in ACTIONS if a in holds and a not in seen]:
+                seen.update(_newest_per_action(self._newest_entries(audit, username, action)))
         # The log keeps what Harbor's audit-log retention keeps: an empty answer is "not since then".
         source = f"Harbor audit log ({audit.removeprefix(API + '/')}), newest operation"
-        return (_harbor_time(entries[0].get("op_time")) if entries else None), True, source
+        newest = _harbor_time(entries[0].get("op_time")) if entries else None
+        return _Usage(newest, True, source, seen, AUDIT_SOURCE)
+
+    def _newest_entries(self, audit: str, username: str, action: str) -> list[dict[str, Any]]:
+        condition = f"username={username},operation={AUDIT_OPERATIONS[action]},resource_type=artifact"
+        response = self._get(audit, params={"q": condition, "sort": "-op_time", "page": 1, "page_size": 1})
+        return [e for e in json_list(response) if e.get("username") == username]
 
     # --- credentials: writes ---------------------------------------------------------------------
 
@@ -765,6 +811,39 @@ def _robot_scopes(robot: dict[str, Any]) -> tuple[str, ...]:
     return tuple(scopes)
 
 
+def _newest_per_action(entries: list[dict[str, Any]]) -> dict[str, datetime]:
+    """Customs action → the newest time an artifact operation of that kind was logged."""
+    newest: dict[str, datetime] = {}
+    for entry in entries:
+        action = AUDIT_ACTIONS.get(str(entry.get("operation", "")))
+        moment = _harbor_time(entry.get("op_time"))
+        if action is None or moment is None or entry.get("resource_type") != "artifact":
+            continue  # projects, robots and users created, tags changed: not image use
+        if action not in newest or moment > newest[action]:
+            newest[action] = moment
+    return newest
+
+
+def _repository_actions(permission: dict[str, Any]) -> set[str]:
+    """The pull/push/delete a robot permission allows on repositories (registry-apis.md §9.3)."""
+    actions: set[str] = set()
+    for access in permission.get("access") or []:
+        if access.get("resource") == "repository" and access.get("effect", "allow") in ("", "allow"):
+            actions.update(ROBOT_ACTIONS.get(str(access.get("action")), ()))
+    return actions
+
+
+def _robot_actions(robot: dict[str, Any]) -> frozenset[str]:
+    """Everything the robot's project permissions allow on images, disabled or expired or not: what
+    it could do if it were turned back on."""
+    return frozenset(
+        action
+        for permission in robot.get("permissions") or []
+        if permission.get("kind") == "project"
+        for action in _repository_actions(permission)
+    )
+
+
 def _robot_grants(robot: dict[str, Any]) -> list[RemoteGrant]:
     """A live robot's repository access, one grant per project (or `**` for every project).
 
@@ -781,9 +860,7 @@ def _robot_grants(robot: dict[str, Any]) -> list[RemoteGrant]:
             continue  # system permissions (users, projects, scanners) are not image access
         namespace = str(permission.get("namespace", ""))
         scope = "**" if namespace == "*" else f"{namespace}/**"
-        for access in permission.get("access") or []:
-            if access.get("resource") == "repository" and access.get("effect", "allow") in ("", "allow"):
-                by_scope[scope].update(ROBOT_ACTIONS.get(str(access.get("action")), ()))
+        by_scope[scope].update(_repository_actions(permission))
     return [
         RemoteGrant(
             principal, scope, frozenset(actions), f"robot {name} permissions on {scope.removesuffix('/**')}"

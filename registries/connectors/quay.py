@@ -213,8 +213,9 @@ class QuayConnector:
     def read_credentials(self) -> Iterator[RemoteCredential]:
         for organisation in self.config.organisations:
             body = json_object(self._get(self._robots_path(organisation), params={"permissions": "true"}))
+            roles = _RobotRoles(self, organisation)
             for robot in _dicts(body.get("robots")):
-                yield self._robot(organisation, robot)
+                yield self._robot(organisation, robot, roles.actions_of(robot))
 
     def disable_credential(self, credential_id: str) -> None:
         """Delete the robot: Quay cannot disable one. A robot already gone is success."""
@@ -226,9 +227,9 @@ class QuayConnector:
         except NotFoundError:
             return
 
-    def _robot(self, organisation: str, robot: dict[str, Any]) -> RemoteCredential:
+    def _robot(self, organisation: str, robot: dict[str, Any], actions: frozenset[str]) -> RemoteCredential:
         last_accessed = _quay_time(robot.get("last_accessed"))
-        scopes = [f"repository {name}" for name in robot.get("repositories") or [] if isinstance(name, str)]
+        scopes = [f"repository {name}" for name in _robot_repositories(organisation, robot)]
         scopes += [f"team {team['name']}" for team in _dicts(robot.get("teams")) if team.get("name")]
         return RemoteCredential(
             kind=CredentialKind.ROBOT,
@@ -241,6 +242,9 @@ class QuayConnector:
             usage_known=last_accessed is not None or self.config.last_accessed_recorded,
             last_used_source=LAST_USED_SOURCE,
             scopes=tuple(sorted(scopes)),
+            # Quay's last_accessed says nothing of what the robot did, and its usage logs are not
+            # read (their fields and retention are unverified, §10): no per-action evidence.
+            actions=actions,
         )
 
     # --- grants: admin teams and repository permissions ------------------------------------------
@@ -483,6 +487,18 @@ class QuayConnector:
         body = json_object(self._get(f"{self._repository_path(repository)}/permissions/{kind}/"))
         return {str(name): entry for name, entry in _items(body.get("permissions"))}
 
+    def _team_roles(self, organisation: str) -> dict[str, str]:
+        """Team → organisation role (member, creator, admin), without reading the teams' members."""
+        body = json_object(self._get(f"{API}/organization/{quote(organisation, safe='')}"))
+        if not isinstance(body.get("teams"), dict):
+            raise AuthError(f"{organisation}: the token cannot see teams (it needs the org:admin scope)")
+        return {name: str(team.get("role", "")) for name, team in _items(body.get("teams"))}
+
+    def _team_repository_roles(self, organisation: str, team: str) -> list[str]:
+        """The roles a team holds on repositories (…/team/{team}/permissions: UNVERIFIED shape)."""
+        body = json_object(self._get(self._team_path(organisation, team, "permissions")))
+        return [str(entry.get("role", "")) for entry in _dicts(body.get("permissions"))]
+
     # --- paths and times -------------------------------------------------------------------------
 
     def _repository_path(self, repository: str) -> str:
@@ -522,6 +538,66 @@ class QuayConnector:
         response = self._session.request(method, f"{self.config.url}{path}", params=params, json=json)
         _raise_for_status(response)
         return response
+
+
+class _RobotRoles:
+    """What an organisation's robots may do, reading each repository's and team's permissions once.
+
+    A robot's role comes from its own repository permissions and from its teams: a team with the
+    organisation role admin administers every repository, the others hold repository roles."""
+
+    def __init__(self, connector: QuayConnector, organisation: str) -> None:
+        self._connector, self._organisation = connector, organisation
+        self._users: dict[str, dict[str, dict[str, Any]]] = {}  # repository → user/robot → permission
+        self._team_roles: dict[str, str] | None = None
+        self._teams: dict[str, frozenset[str]] = {}  # team → the actions its repository roles give
+
+    def actions_of(self, robot: dict[str, Any]) -> frozenset[str]:
+        """The robot's actions; empty (not known) when a permission it depends on cannot be read."""
+        name = str(robot.get("name", ""))
+        actions: set[str] = set()
+        try:
+            for repository in _robot_repositories(self._organisation, robot):
+                entry = self._user_permissions(repository).get(name) or {}
+                actions |= ROLE_ACTIONS.get(str(entry.get("role")), frozenset())
+            for team in sorted({str(t["name"]) for t in _dicts(robot.get("teams")) if t.get("name")}):
+                actions |= self._team_actions(team)
+        except AuthError:
+            return frozenset()  # e.g. a token without repo:admin: what the robot may do is not known
+        return frozenset(actions)
+
+    def _user_permissions(self, repository: str) -> dict[str, dict[str, Any]]:
+        if repository not in self._users:
+            try:
+                self._users[repository] = self._connector._permissions(repository, "user")
+            except NotFoundError:
+                self._users[repository] = {}  # deleted since the robots were listed: no access there
+        return self._users[repository]
+
+    def _team_actions(self, team: str) -> frozenset[str]:
+        if self._team_roles is None:
+            self._team_roles = self._connector._team_roles(self._organisation)
+        if self._team_roles.get(team) == "admin":
+            return ROLE_ACTIONS["admin"]
+        if team not in self._teams:
+            try:
+                roles = self._connector._team_repository_roles(self._organisation, team)
+            except NotFoundError:
+                roles = []  # the team went away meanwhile
+            self._teams[team] = frozenset(a for role in roles for a in ROLE_ACTIONS.get(role, ()))
+        return self._teams[team]
+
+
+def _robot_repositories(organisation: str, robot: dict[str, Any]) -> list[str]:
+    """The repositories a robot holds a permission on, as `<organisation>/<name>`: Quay lists the
+    names inside the robot's own organisation (Repository.name), the only place it can be granted."""
+    return sorted(
+        {
+            f"{organisation}/{name}"
+            for name in robot.get("repositories") or []
+            if isinstance(name, str) and name
+        }
+    )
 
 
 def _raise_for_status(response: requests.Response) -> None:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 from jsonschema import Draft7Validator
 
-from tests.fakes.server import Answer, Environ, LoopbackFake, Request, StartResponse
+from tests.fakes.server import MANIFEST_TYPES, Answer, Environ, LoopbackFake, Request, StartResponse
 from tests.fakes.specs import FakeDrift
 from tests.registries.harness import loopback_session
 
@@ -122,6 +122,27 @@ SERVICE_ACCOUNT_KEY = _object(
     keyType={"enum": ["KEY_TYPE_UNSPECIFIED", "USER_MANAGED", "SYSTEM_MANAGED"]},
     disabled=BOOLEAN,
 )
+# §7.7 gcr.io's tags/list: distribution's answer plus `child` and a `manifest` map keyed by digest,
+# its sizes and epoch-millisecond times as strings.
+GCR_TAG_LIST = _object(
+    ["name", "tags"],
+    name=STRING,
+    tags=STRINGS,
+    child=STRINGS,
+    manifest={
+        "type": "object",
+        "propertyNames": {"pattern": r"^sha256:[0-9a-f]{64}$"},
+        "additionalProperties": _object(
+            ["timeCreatedMs", "timeUploadedMs"],
+            imageSizeBytes=INT64,
+            layerId=STRING,
+            mediaType=STRING,
+            tag=STRINGS,
+            timeCreatedMs=INT64,
+            timeUploadedMs=INT64,
+        ),
+    },
+)
 SHAPES: dict[str, dict[str, Any]] = {
     "repositories.list": _object(repositories={"type": "array", "items": REPOSITORY}, nextPageToken=STRING),
     "dockerImages.list": _object(dockerImages={"type": "array", "items": DOCKER_IMAGE}, nextPageToken=STRING),
@@ -134,6 +155,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "keys.list": _object(keys={"type": "array", "items": SERVICE_ACCOUNT_KEY}),
     "keys.get": SERVICE_ACCOUNT_KEY,
     "keys.disable": {"type": "object", "maxProperties": 0},  # google.protobuf.Empty
+    "gcr.tags/list": GCR_TAG_LIST,
     # Not in §7: the OAuth 2.0 token response (RFC 6749 §5.1) google-auth reads.
     "token": _object(
         ["access_token", "expires_in", "token_type"],
@@ -174,6 +196,10 @@ class FakeArtifactRegistry(LoopbackFake):
         }
         self.accounts: dict[str, list[dict[str, Any]]] = {}  # service account email → its keys
         self.upload_times: dict[str, datetime] = {}  # digest → uploadTime
+        self.unrecorded: set[str] = set()  # digests the REST API has no record of (dockerImages omits them)
+        # gcr.io's tags/list extension (§7.7): off, the gcr.io host answers as plain distribution does.
+        self.gcr_extension = False
+        self.gcr_times: dict[str, tuple[str, str]] = {}  # digest → (timeCreatedMs, timeUploadedMs) as sent
         self.denied: set[str] = set()  # operations answered 403 PERMISSION_DENIED
         self.lacking: set[str] = set()  # permissions testIamPermissions leaves out
         self.concurrent_edits = 0  # setIamPolicy calls that find the policy changed under them
@@ -266,6 +292,10 @@ class FakeArtifactRegistry(LoopbackFake):
             self.requests_seen.append(f"{environ['REQUEST_METHOD']} {self.oauth_path}")
             request = Request(environ["REQUEST_METHOD"], self.oauth_path, {}, environ)
             return self._send(request, self._oauth_token(environ), start_response)
+        path = str(environ.get("PATH_INFO", ""))
+        gcr = re.fullmatch(r"/v2/(.+)/tags/list", path)
+        if self.gcr_extension and gcr and environ["REQUEST_METHOD"] == "GET" and self._is_gcr(gcr.group(1)):
+            return self._gcr_tag_list(environ, start_response, gcr.group(1))
         return super().__call__(environ, start_response)
 
     def owns_v2_path(self, path: str) -> bool:
@@ -372,6 +402,8 @@ class FakeArtifactRegistry(LoopbackFake):
             for tag, digest in self.tags(backing):
                 by_digest.setdefault(digest, []).append(tag)
             for digest, tags in sorted(by_digest.items()):
+                if digest in self.unrecorded:
+                    continue
                 uploaded = google_time(self.upload_times.setdefault(digest, datetime.now(UTC)))
                 items.append(
                     {
@@ -400,6 +432,44 @@ class FakeArtifactRegistry(LoopbackFake):
             elif first == repo and path:
                 found.append((path, name))
         return found
+
+    def _is_gcr(self, name: str) -> bool:
+        """Whether a /v2 name is a gcr.io one: <project>/<path>, with no Artifact Registry repository."""
+        project, _, rest = name.partition("/")
+        hosted = any(host in self.repositories for host in GCR_HOSTS)
+        return hosted and project == self.project and rest.split("/", 1)[0] not in self.repositories
+
+    def _gcr_tag_list(self, environ: Environ, start_response: StartResponse, name: str) -> Iterable[bytes]:
+        header = str(environ.get("HTTP_AUTHORIZATION", ""))
+        if not (header.startswith("Bearer ") and header[7:] in self._registry_tokens):
+            return super().__call__(environ, start_response)  # the shared proxy challenges
+        self.requests_seen.append(f"GET /v2/{name}/tags/list")
+        tags = self.tags(name)
+        manifest: dict[str, dict[str, Any]] = {}
+        for tag, digest in tags:
+            entry = manifest.setdefault(digest, {"tag": []})
+            entry["tag"].append(tag)
+        for digest, entry in manifest.items():
+            uploaded = self.upload_times.setdefault(digest, datetime.now(UTC))
+            created, uploaded_ms = self.gcr_times.get(digest, ("0", str(int(uploaded.timestamp() * 1000))))
+            entry.update(
+                imageSizeBytes=str(self._size(name, digest)),
+                layerId="",
+                mediaType=self._media_type(name, digest),
+                timeCreatedMs=created,
+                timeUploadedMs=uploaded_ms,
+            )
+        body = {"child": [], "manifest": manifest, "name": name, "tags": [tag for tag, _ in tags]}
+        request = Request("GET", f"/v2/{name}/tags/list", {}, environ)
+        return self._send(request, Answer(200, body, operation="gcr.tags/list"), start_response)
+
+    def _media_type(self, backing: str, digest: str) -> str:
+        response = loopback_session().head(
+            f"{self.registry_url}/v2/{backing}/manifests/{digest}",
+            headers={"Accept": MANIFEST_TYPES},
+            timeout=10,
+        )
+        return response.headers.get("Content-Type", "")
 
     def _size(self, backing: str, digest: str) -> int:
         response = loopback_session().get(

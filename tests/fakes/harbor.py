@@ -143,13 +143,22 @@ class FakeHarbor(LoopbackFake):
         }
         return robot_id
 
-    def log(self, username: str, at: datetime, operation: str = "pull", resource: str = "team/app") -> None:
+    def log(
+        self,
+        username: str,
+        at: datetime,
+        operation: str = "pull",
+        resource: str = "team/app",
+        resource_type: str = "artifact",
+    ) -> None:
+        # Harbor logs an artifact push as its "create" (src/controller/event/metadata): never "push".
+        assert operation in AUDIT_OPERATIONS, f"Harbor's audit log has no operation {operation!r}"
         self.audit.append(
             {
                 "id": len(self.audit) + 1,
                 "username": username,
                 "resource": resource,
-                "resource_type": "artifact",
+                "resource_type": resource_type,
                 "operation": operation,
                 "operation_description": f"{operation} {resource}",
                 "operation_result": True,
@@ -521,6 +530,9 @@ MEMBERS = "/projects/{project_name_or_id}/members"
 MEMBER = "/projects/{project_name_or_id}/members/{mid}"
 ROBOT = "/robots/{robot_id}"
 ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
+# What Harbor's audit logs record as `operation` (rbac action names): the legacy log keeps pull,
+# create and delete; the extended log (2.13) adds update.
+AUDIT_OPERATIONS = frozenset({"pull", "create", "delete", "update"})
 
 
 def _user(user_id: int, username: str, *, sysadmin: bool = False, email: str = "") -> dict[str, Any]:

@@ -90,7 +90,8 @@ TAG = obj(
     {"immutable": BOOL, "end_ts": INT, "expiration": STR},
 )
 # §10 Robots: name, created, last_accessed, description, teams[], repositories[], unstructured_metadata
-# (+ token on request). Dates as RFC 2822 text: UNVERIFIED.
+# (+ token on request). Dates as RFC 2822 text: UNVERIFIED. `repositories` holds names inside the
+# robot's organisation ("app", not "acme/app": Quay selects Repository.name).
 ROBOT = obj(
     {"name": STR, "created": STR, "last_accessed": nullable(STR), "description": STR},
     {
@@ -129,6 +130,9 @@ MEMBERS = obj(
 # §10 …/permissions/user/ and …/permissions/team/ (role read|write|admin).
 TEAM_PERMISSION = obj({"role": ROLE, "name": STR}, {"avatar": ANY})
 USER_PERMISSION = obj({"role": ROLE, "name": STR, "is_robot": BOOL}, {"avatar": ANY, "is_org_member": BOOL})
+# …/team/{team}/permissions: in §10's list; its fields are UNVERIFIED (Quay's TeamPermissions, which
+# answers permission_view: the repository's name inside the organisation, and the team's role there).
+TEAM_REPOSITORY_PERMISSION = obj({"repository": obj({"name": STR, "is_public": BOOL}), "role": ROLE})
 # …/mirror: the whole endpoint and its fields are UNVERIFIED (Quay's RepoMirrorResource).
 MIRROR = obj(
     {
@@ -155,6 +159,9 @@ SHAPES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/organization/{org}"): ORGANIZATION,
     ("GET", "/organization/{org}/robots"): obj({"robots": array(ROBOT)}),
     ("GET", "/organization/{org}/team/{team}/members"): MEMBERS,
+    ("GET", "/organization/{org}/team/{team}/permissions"): obj(
+        {"permissions": array(TEAM_REPOSITORY_PERMISSION)}
+    ),
     ("PUT", "/organization/{org}/team/{team}"): TEAM,
     ("GET", "/repository/{ns}/{repo}/permissions/team/"): obj({"permissions": keyed(TEAM_PERMISSION)}),
     ("GET", "/repository/{ns}/{repo}/permissions/user/"): obj({"permissions": keyed(USER_PERMISSION)}),
@@ -291,6 +298,7 @@ class FakeQuay(LoopbackFake):
             ("GET", org + r"/robots", "org:admin", self._robots),
             ("DELETE", org + r"/robots/([^/]+)", "org:admin", self._delete_robot),
             ("GET", org + r"/team/([^/]+)/members", "org:admin", self._members),
+            ("GET", org + r"/team/([^/]+)/permissions", "org:admin", self._team_permissions),
             ("DELETE", org + r"/team/([^/]+)/members/([^/]+)", "org:admin", self._delete_member),
         ]
         for method, pattern, scope, handler in routes:
@@ -444,7 +452,9 @@ class FakeQuay(LoopbackFake):
                     {"name": t} for t, team in sorted(self.teams[org].items()) if full in team.members
                 ]
                 entry["repositories"] = sorted(
-                    repo for repo, users in self.user_permissions.items() if full in users
+                    repo.split("/", 1)[1]
+                    for repo, users in self.user_permissions.items()
+                    if full in users and repo.split("/", 1)[0] == org
                 )
             robots.append(entry)
         return Answer(200, {"robots": robots}, operation="/organization/{org}/robots")
@@ -471,6 +481,18 @@ class FakeQuay(LoopbackFake):
         if team.synced_group:
             body["synced"] = {"service": "oidc", "config": {"group_name": team.synced_group}}
         return Answer(200, body, operation="/organization/{org}/team/{team}/members")
+
+    def _team_permissions(self, request: Request, org: str, name: str) -> Answer:
+        if name not in self.teams.get(org, {}):
+            return quay_error(404, "not_found", f"no team {name}")
+        permissions = [
+            {"repository": {"name": repository.split("/", 1)[1], "is_public": False}, "role": teams[name]}
+            for repository, teams in sorted(self.team_permissions.items())
+            if repository.split("/", 1)[0] == org and name in teams
+        ]
+        return Answer(
+            200, {"permissions": permissions}, operation="/organization/{org}/team/{team}/permissions"
+        )
 
     def _delete_member(self, request: Request, org: str, name: str, member: str) -> Answer:
         team = self.teams.get(org, {}).get(name)

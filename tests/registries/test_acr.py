@@ -166,6 +166,17 @@ def test_a_sync_records_inventory_credentials_and_grants(registry: RunningRegist
         "tokens/puller",
     }
     assert credentials["admin-user"].shared_admin
+    assert (credentials["admin-user"].actions, credentials["tokens/ci-push"].actions) == (
+        ["delete", "pull", "push"],
+        ["pull", "push"],
+    )
+    assert (
+        credentials["tokens/ci-push"].actions_seen,
+        credentials["tokens/ci-push"].actions_seen_source,
+    ) == (
+        {},
+        "",
+    )
     group_grant = Grant.objects.get(registry=saved, principal_id=GROUP_OID)
     assert group_grant.group == group  # linked by the Entra object id, never by name
     assert (group_grant.scope, group_grant.can_pull, group_grant.can_push, group_grant.can_delete) == (
@@ -197,6 +208,25 @@ def test_credentials_say_admin_user_token_expiry_and_unknown_use(
     assert "scope map ci-push: repositories/payments/api/content/write" in ci.scopes
     assert found["tokens/team-reader"].expires_at == EXPIRES
     assert not found["tokens/old-bot"].enabled
+    # What each may do, from its scope map's actions; metadata/read adds nothing of the three.
+    assert {c.id: c.actions for c in found.values()} == {
+        "admin-user": frozenset({"pull", "push", "delete"}),
+        "tokens/ci-push": frozenset({"pull", "push"}),
+        "tokens/team-reader": frozenset({"pull"}),
+        "tokens/old-bot": frozenset({"push", "delete"}),  # the older spellings, contentWrite and delete
+        "tokens/puller": frozenset({"pull"}),  # a system scope map
+    }
+    # ACR records no use of any credential: no usage evidence either.
+    assert all((c.actions_seen, c.actions_seen_source) == ({}, "") for c in found.values())
+
+
+def test_a_token_whose_scope_map_is_gone_may_do_what_nobody_knows(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    furnish(acr)
+    del acr.scope_maps["team-read"]
+    found = {c.id: c for c in connector(acr).read_credentials()}
+    assert found["tokens/team-reader"].actions == frozenset()  # not known, rather than "nothing"
 
 
 def test_no_admin_credential_while_the_admin_user_is_off(registry: RunningRegistry, acr: FakeAcr) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from registries import connectors, services, sync
-from registries.connectors.artifact_registry import ArtifactRegistryConnector
+from registries.connectors.artifact_registry import ArtifactRegistryConnector, _legacy_manifest_times
 from registries.connectors.base import AccessPlan, ChangeOp, GrantChange, Principal, PrincipalKind
 from registries.connectors.errors import AuthError, ConfigError, PermanentError, RateLimited, TransientError
 from registries.demo import images as im
@@ -124,6 +124,57 @@ def test_an_artifact_named_by_a_notification_gets_its_upload_time_from_dockerima
     assert fresh.resolve("images/team/app", "1.0") == images["app"].digest
     assert fresh.artifact("images/team/app", images["app"].digest).pushed_at == UPLOADED
     assert any("/dockerImages/team/app@sha256:" in seen for seen in gar.requests_seen)
+
+
+def test_a_gcr_io_image_the_rest_api_has_no_record_of_gets_its_times_from_gcr_tags_list(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
+    undated = im.base_image("busybox", created="")  # neither its config nor its annotations say when
+    registry.pusher().push_image(
+        f"{PROJECT}/old/tool", undated, tags=["1", "latest"]
+    )  # gcr.io/acme-prod/old/tool
+    gar.unrecorded.add(undated.digest)
+    gar.gcr_extension = True
+    gar.gcr_times[undated.digest] = ("1714644900000", "1714644930000")
+
+    artifact = connector(gar).artifact("gcr.io/old/tool", undated.digest)
+
+    assert artifact.pushed_at == datetime(2024, 5, 2, 10, 15, 30, tzinfo=UTC)  # timeUploadedMs
+    assert artifact.created == datetime(2024, 5, 2, 10, 15, tzinfo=UTC)  # timeCreatedMs
+    assert any(seen.endswith(f"/dockerImages/old/tool@{undated.digest}") for seen in gar.requests_seen)
+    assert gar.requests_seen.count(f"GET /v2/{PROJECT}/old/tool/tags/list") == 1
+
+
+def test_the_legacy_extension_is_read_only_when_needed_and_its_absence_is_no_error(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
+    images = seed(registry)
+    gar.upload_times[images["base"].digest] = UPLOADED
+    gar.gcr_extension = True
+    recorded = connector(gar).artifact("gcr.io/legacy", images["base"].digest)
+    assert recorded.pushed_at == UPLOADED  # the REST API knew it: no tags/list read
+    assert f"GET /v2/{PROJECT}/legacy/tags/list" not in gar.requests_seen
+
+    gar.unrecorded.add(images["base"].digest)
+    gar.gcr_extension = False  # the host answers as plain distribution does
+    unrecorded = connector(gar).artifact("gcr.io/legacy", images["base"].digest)
+    assert unrecorded.pushed_at is None
+    assert unrecorded.created == recorded.created  # the image's own config still says when it was built
+    assert f"GET /v2/{PROJECT}/legacy/tags/list" in gar.requests_seen
+
+
+def test_legacy_epoch_milliseconds_are_parsed_strictly() -> None:
+    digest = "sha256:" + "a" * 64
+    good = {"timeCreatedMs": "1714644900000", "timeUploadedMs": "1714644930000"}
+    assert _legacy_manifest_times({"manifest": {digest: good}})[digest].uploaded == datetime(
+        2024, 5, 2, 10, 15, 30, tzinfo=UTC
+    )
+    for bad in (1714644930000, "-1714644930000", "1714644930000.5", "1.7e12", " 1714644930000", "", "0", None,
+                "9" * 15, "9" * 40):  # fmt: skip
+        times = _legacy_manifest_times({"manifest": {digest: {"timeCreatedMs": bad, "timeUploadedMs": bad}}})
+        assert (times[digest].created, times[digest].uploaded) == (None, None), bad
+    assert _legacy_manifest_times({"manifest": ["not", "a", "map"]}) == {}
+    assert _legacy_manifest_times({"manifest": {"latest": good, digest: "not an entry"}}) == {}
 
 
 @pytest.mark.django_db
@@ -314,6 +365,9 @@ def test_keys_of_bound_service_accounts_with_unknown_use_and_never_or_unknown_ex
     assert (unknown.expires_at, unknown.expiry_known, unknown.enabled) == (None, False, False)
     never = credentials[f"{ACCOUNT} key {gar.key_id[:12]}"]
     assert (never.expires_at, never.expiry_known) == (None, True)  # 9999-12-31: never expires
+    # What a key may do is its account's predefined roles, from the policies already read; no use is known.
+    assert (expiring.actions, never.actions) == (frozenset({"pull", "push"}), frozenset({"pull"}))
+    assert (expiring.actions_seen, expiring.actions_seen_source) == ({}, "")
     # The other project's account was tried and skipped: it is not ours to list.
     assert any(FOREIGN in seen for seen in gar.requests_seen)
 

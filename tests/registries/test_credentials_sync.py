@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import pytest
@@ -125,6 +125,60 @@ def test_credentials_are_added_updated_and_kept_when_gone(upstream: Upstream) ->
     run_sync(registry)
     deploy.refresh_from_db()
     assert deploy.gone_at is None  # back again
+
+
+def test_actions_and_their_usage_evidence_are_stored_as_plain_json(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    pushed = datetime(2026, 10, 30, 13, 0, tzinfo=timezone(timedelta(hours=1)))  # 12:00 UTC
+    upstream.credentials = [
+        robot(
+            "ci",
+            actions=frozenset({"push", "pull", "delete"}),
+            actions_seen={"push": pushed, "pull": USED},
+            actions_seen_source="Harbor audit log",
+        ),
+        robot("unknown"),
+    ]
+    run_sync(registry)
+    ci = Credential.objects.get(registry=registry, native_id="ci")
+    assert ci.actions == ["delete", "pull", "push"]
+    assert ci.actions_seen == {"pull": "2026-11-02T00:00:00+00:00", "push": "2026-10-30T12:00:00+00:00"}
+    assert ci.actions_seen_source == "Harbor audit log"
+    unknown = Credential.objects.get(registry=registry, native_id="unknown")
+    assert (unknown.actions, unknown.actions_seen, unknown.actions_seen_source) == ([], {}, "")
+
+    # The log was read again and kept no use: the evidence is replaced, not merged.
+    upstream.credentials = [robot("ci", actions=frozenset({"pull"}), actions_seen_source="Harbor audit log")]
+    run_sync(registry)
+    ci.refresh_from_db()
+    assert (ci.actions, ci.actions_seen, ci.actions_seen_source) == (["pull"], {}, "Harbor audit log")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"actions": frozenset({"pull", "admin"})},
+        {"actions_seen": {"read": USED}},
+        {"actions_seen": {"pull": datetime(2026, 11, 2)}},  # naive: cannot be placed in time
+    ],
+)
+def test_actions_customs_cannot_compare_are_a_connector_bug(
+    upstream: Upstream, fields: dict[str, Any]
+) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.credentials = [robot("ci"), robot("odd", **fields)]
+    run = run_sync(registry)
+    assert "the connector reported credential 'odd'" in run.not_read["credentials"]
+    assert not Credential.objects.exists()  # nothing of the read is kept
+
+
+def test_a_credentials_usage_evidence_cannot_change_after_it_was_read() -> None:
+    seen = {"pull": USED}
+    credential = robot("ci", actions_seen=seen)
+    seen["push"] = USED  # the connector's dict changing later does not change the record
+    assert credential.actions_seen == {"pull": USED}
+    with pytest.raises(TypeError):
+        credential.actions_seen["push"] = USED  # type: ignore[index]
 
 
 def test_owners_link_to_people_only_through_a_unique_directory_id(upstream: Upstream) -> None:

@@ -105,6 +105,50 @@ def test_personal_and_organisation_tokens_with_expiry_and_last_use(
     assert oat.created_by.directory_id == ""  # e-mails are not the directory's ids unless configured
     assert (oat.expires_at, oat.expiry_known, oat.last_used_at) == (None, True, USED)
     assert oat.scopes == ("acme/app: repo-pull, repo-push", "*/*/public: repo-pull")
+    # What each may do: PAT scopes include the ones below them; an OAT's repository scopes add up.
+    assert (laptop.actions, unused.actions, oat.actions) == (
+        frozenset({"pull"}),
+        ALL,
+        frozenset({"pull", "push"}),
+    )
+    # The audit log was read and shows no push or delete by the account; OATs have no evidence at all.
+    assert (unused.actions_seen, unused.actions_seen_source) == (
+        {},
+        f"Docker Hub audit log: {hub.username}'s pushes and deletes (pulls are not logged)",
+    )
+    assert (oat.actions_seen, oat.actions_seen_source) == ({}, "")
+
+
+def test_the_accounts_audited_pushes_and_deletes_are_its_tokens_evidence(
+    registry: RunningRegistry, hub: FakeDockerHub
+) -> None:
+    organisation(hub)
+    deleted = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
+    hub.audit_logs += [
+        {"account": "acme", "action": "repo.tag.push", "name": "acme/app", "actor": hub.username,
+         "data": {"tag": "2"}, "timestamp": "2026-10-30T12:00:00Z", "action_description": "pushed"},
+        {"account": "acme", "action": "repo.tag.delete", "name": "acme/app", "actor": hub.username,
+         "data": {"tag": "old"}, "timestamp": "2026-09-01T10:00:00Z", "action_description": "deleted"},
+        {"account": "acme", "action": "repo.delete", "name": "acme/scratch", "actor": "alice",
+         "data": {}, "timestamp": "2026-11-30T12:00:00Z", "action_description": "deleted"},
+    ]  # fmt: skip
+
+    found = by_name(connector(hub).read_credentials())
+
+    # repo:admin may push and delete: the account's latest of each (alice's delete is hers, not ours).
+    assert found["unused"].actions_seen == {"push": PUSHED, "delete": deleted}
+    # repo:read cannot push or delete: what the account did was through another token.
+    assert found["laptop"].actions_seen == {}
+    assert found["laptop"].actions_seen_source.startswith("Docker Hub audit log")
+    audit_reads = [seen for seen in hub.requests_seen if seen.startswith("GET /v2/auditlogs/")]
+    assert len(audit_reads) == 3  # once per audited action for the account, not per token
+
+
+def test_no_readable_audit_log_is_no_evidence(registry: RunningRegistry, hub: FakeDockerHub) -> None:
+    organisation(hub)
+    hub.forbidden.add("audit_logs")  # a member, not an owner
+    found = by_name(connector(hub).read_credentials())
+    assert (found["unused"].actions, found["unused"].actions_seen_source) == (ALL, "")
 
 
 def test_a_missing_last_use_is_estimated_from_the_audit_log(

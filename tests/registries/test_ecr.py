@@ -143,6 +143,9 @@ def test_a_sync_through_the_real_pipeline_reads_inventory_credentials_and_grants
     assert sorted(Tag.objects.filter(artifact=app).values_list("name", flat=True)) == ["1.0", "latest"]
     key = Credential.objects.get(registry=saved)
     assert (key.kind, key.owner_id, key.expiry_known, key.expires_at) == ("access_key", ALICE, True, None)
+    # A key's ECR rights are its user's across repository and IAM policies, which the credential read
+    # does not evaluate; IAM's last use names a service, not an action: neither is claimed.
+    assert (key.actions, key.actions_seen, key.actions_seen_source) == ([], {}, "")
     grant = Grant.objects.get(registry=saved)
     assert (grant.principal_id, grant.scope, grant.actions) == (ALICE, "payments/api", ["pull"])
     assert "secret" not in json.dumps(saved.config)

@@ -79,7 +79,7 @@ def test_robots_are_credentials_with_creator_expiry_permissions_and_audit_log_us
     )
     harbor.add_robot("mirror", access={"*": ["pull"]}, disable=True, creator=("robot", ci))
     harbor.log("robot$payments+ci", USED - timedelta(days=3))
-    harbor.log("robot$payments+ci", USED, operation="push")
+    harbor.log("robot$payments+ci", USED, operation="create")  # Harbor's word for a push
     harbor.log("alice", USED + timedelta(days=1))  # someone else's: not the robot's use
 
     found = {c.name: c for c in connector(harbor, page_size=1).read_credentials()}
@@ -93,6 +93,10 @@ def test_robots_are_credentials_with_creator_expiry_permissions_and_audit_log_us
     assert robot.scopes == ("project payments: repository:pull", "project payments: repository:push")
     assert (robot.last_used_at, robot.usage_known) == (USED, True)  # the newest entry, not the first
     assert robot.last_used_source.startswith("Harbor audit log (auditlog-exts)")
+    assert robot.actions == frozenset({"pull", "push"})
+    # A one-entry page showed the push; the pull, older, was asked for on its own.
+    assert robot.actions_seen == {"push": USED, "pull": USED - timedelta(days=3)}
+    assert robot.actions_seen_source == "Harbor audit log"
     mirror = found["robot$mirror"]
     assert mirror.enabled is False
     assert (mirror.expires_at, mirror.expiry_known) == (None, True)  # -1: never expires
@@ -100,8 +104,46 @@ def test_robots_are_credentials_with_creator_expiry_permissions_and_audit_log_us
         kind=PrincipalKind.ROBOT, id="robot$payments+ci", name="robot$payments+ci"
     )
     assert (mirror.last_used_at, mirror.usage_known) == (None, True)  # readable log, no entry: not used since
+    assert (mirror.actions, mirror.actions_seen) == (frozenset({"pull"}), {})  # the log was read: no use
+    assert mirror.actions_seen_source == "Harbor audit log"
     admin = found["admin"]
     assert (admin.kind, admin.shared_admin, admin.usage_known) == (CredentialKind.ADMIN_ACCOUNT, True, True)
+    assert admin.actions == frozenset(ACTIONS)
+
+
+def test_one_page_of_the_audit_log_says_what_each_robot_did_without_a_request_per_action(
+    harbor: FakeHarbor,
+) -> None:
+    harbor.add_robot("ci", access={"payments": ["pull", "push", "delete"]})
+    harbor.add_robot("reader", access={"payments": ["pull"]})
+    harbor.log("robot$payments+ci", USED - timedelta(days=2), operation="delete")
+    harbor.log("robot$payments+ci", USED)
+    harbor.log("robot$payments+ci", USED - timedelta(days=1))  # older pull: the newest one counts
+    # Creating a project is a "create" too, but not a push of an image.
+    harbor.log("robot$payments+ci", USED + timedelta(hours=1), operation="create", resource_type="project")
+
+    found = {c.name: c for c in connector(harbor).read_credentials()}
+
+    ci = found["robot$payments+ci"]
+    assert ci.actions == frozenset(ACTIONS)
+    assert ci.actions_seen == {"pull": USED, "delete": USED - timedelta(days=2)}  # no push seen
+    assert ci.last_used_at == USED + timedelta(hours=1)  # any operation is a use
+    assert found["robot$payments+reader"].actions_seen == {}
+    audit_reads = [q for q in harbor.queries if q.startswith("/auditlog-exts?") and "username" in q]
+    assert len(audit_reads) == 3  # one page per account (two robots and admin), nothing per action
+
+
+def test_a_full_page_of_pulls_still_finds_the_robots_last_push(harbor: FakeHarbor) -> None:
+    harbor.add_robot("ci", access={"payments": ["pull", "push"]})
+    harbor.log("robot$payments+ci", USED - timedelta(days=30), operation="create")
+    for hours in range(3):
+        harbor.log("robot$payments+ci", USED - timedelta(hours=hours))
+
+    found = {c.name: c for c in connector(harbor, page_size=2).read_credentials()}
+
+    assert found["robot$payments+ci"].actions_seen == {"pull": USED, "push": USED - timedelta(days=30)}
+    asked = [q for q in harbor.queries if "operation%3D" in q]
+    assert len(asked) == 1  # the robot's push; admin's empty page is the whole of its log
 
 
 def test_last_use_is_unknown_when_no_audit_log_is_readable(harbor: FakeHarbor) -> None:
@@ -115,6 +157,7 @@ def test_last_use_is_unknown_when_no_audit_log_is_readable(harbor: FakeHarbor) -
     robot = found["robot$payments+ci"]
     assert (robot.last_used_at, robot.usage_known) == (None, False)
     assert "not readable" in robot.last_used_source
+    assert (robot.actions, robot.actions_seen, robot.actions_seen_source) == (frozenset({"pull"}), {}, "")
     assert robot.created_by == Principal(kind=PrincipalKind.USER, id="1")
     assert found["admin"].usage_known is False
 
@@ -265,6 +308,11 @@ def test_a_sync_keeps_harbor_grants_and_credentials_linked_to_directory_groups(
     assert Grant.objects.filter(registry=saved, principal_kind="robot").count() == 1
     robot = Credential.objects.get(registry=saved, kind="robot")
     assert (robot.name, robot.last_used_at, robot.usage_known) == ("robot$payments+ci", USED, True)
+    assert robot.actions == ["pull", "push"]
+    assert (robot.actions_seen, robot.actions_seen_source) == (
+        {"pull": "2026-11-02T09:15:00+00:00"},
+        "Harbor audit log",
+    )
     assert Credential.objects.get(registry=saved, kind="admin_account").shared_admin
 
 

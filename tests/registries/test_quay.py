@@ -135,6 +135,8 @@ def test_a_sync_through_the_real_pipeline_stores_inventory_robots_and_grants(
         "acme+ci",
         "acme+old",
     ]
+    ci = Credential.objects.get(registry=saved, native_id="acme+ci")
+    assert (ci.actions, ci.actions_seen, ci.actions_seen_source) == (["pull", "push"], {}, "")
     assert Grant.objects.filter(registry=saved).count() == 5  # owners on acme/**, four on acme/app
     assert quay.token not in str(saved.config)
     assert quay.robot_token not in str(saved.config)
@@ -159,6 +161,42 @@ def test_robots_with_last_accessed_and_no_documented_expiry(
     unrecorded = {c.id: c for c in connector(quay, last_accessed_recorded=False).read_credentials()}
     assert unrecorded["acme+old"].usage_known is False
     assert unrecorded["acme+ci"].usage_known is True
+    # Write on acme/app, directly and through the devs team: pull and push. No usage evidence in Quay.
+    assert (ci.actions, ci.actions_seen, ci.actions_seen_source) == (frozenset({"pull", "push"}), {}, "")
+    assert robots["acme+old"].actions == frozenset()
+
+
+def test_a_robots_actions_come_from_its_repository_roles_and_its_teams(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    people(quay)
+    quay.teams["acme"]["owners"].members["acme+admin"] = True  # an admin team: every repository
+    quay.teams["acme"]["builders"] = Team(members={"acme+builder": True})
+    quay.team_permissions["acme/worker"] = {"builders": "admin"}
+    quay.user_permissions["acme/tools"] = {"acme+reader": ("read", True), "acme+builder": ("read", True)}
+    for short in ("admin", "builder", "reader"):
+        quay.robots["acme"][short] = Robot(created=PUSHED)
+
+    robots = {c.id: c.actions for c in connector(quay).read_credentials()}
+
+    assert robots == {
+        "acme+admin": frozenset({"pull", "push", "delete"}),
+        "acme+builder": frozenset({"pull", "push", "delete"}),  # read on acme/tools, admin via builders
+        "acme+ci": frozenset({"pull", "push"}),
+        "acme+old": frozenset(),
+        "acme+reader": frozenset({"pull"}),
+    }
+    # Each repository's and team's permissions are read once, however many robots share them.
+    assert quay.requests_seen.count("GET /api/v1/repository/acme/tools/permissions/user/") == 1
+    assert quay.requests_seen.count("GET /api/v1/organization/acme/team/builders/permissions") == 1
+
+
+def test_without_repo_admin_a_robots_actions_are_not_known(registry: RunningRegistry, quay: FakeQuay) -> None:
+    people(quay)
+    quay.scopes = {"repo:read", "org:admin"}
+    robots = {c.id: c for c in connector(quay).read_credentials()}  # still read: only the actions are lost
+    assert robots["acme+ci"].actions == frozenset()
+    assert robots["acme+ci"].scopes == ("repository acme/app", "team devs")
 
 
 def test_deleting_a_robot_is_idempotent(registry: RunningRegistry, quay: FakeQuay) -> None:
