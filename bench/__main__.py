@@ -7,7 +7,7 @@ import os
 
 import django
 
-NAMES = ("tokens", "sync", "browser", "access")
+NAMES = ("tokens", "sync", "browser", "access", "hygiene")
 
 
 def main() -> None:
@@ -33,10 +33,16 @@ def main() -> None:
     # DEBUG keeps every SQL statement in memory; a benchmark of memory must not measure that.
     settings.DEBUG = False
 
-    from bench import access, browser, sync, tokens
+    from bench import access, browser, hygiene, sync, tokens
 
     # `python -m bench sync` runs one benchmark; no argument runs them all.
-    benchmarks = {"tokens": tokens.run, "sync": sync.run, "browser": browser.run, "access": access.run}
+    benchmarks = {
+        "tokens": tokens.run,
+        "sync": sync.run,
+        "browser": browser.run,
+        "access": access.run,
+        "hygiene": hygiene.run,
+    }
     for name in arguments.names or list(benchmarks):
         benchmarks[name]()
 

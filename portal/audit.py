@@ -67,6 +67,8 @@ class AuditAction(StrEnum):
     FINDINGS_RECONCILED = "finding.reconcile"
     FINDING_SUPPRESSED = "finding.suppress"
     FINDING_UNSUPPRESSED = "finding.unsuppress"
+    NOTICE_SENT = "notice.send"
+    FINDING_ASSIGNED = "finding.assign"
     ENCRYPTION_KEY_ROTATED = "encryption.rotate"
     REGISTRY_TOKEN_DENIED = "registry_token.deny"
     TOKEN_SIGNING_KEY_CREATED = "token_signing_key.create"

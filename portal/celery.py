@@ -33,4 +33,6 @@ app.conf.beat_schedule = {
     "free-stuck-syncs": {"task": "registries.tasks.free_stuck_syncs", "schedule": timedelta(minutes=15)},
     # Rules expire without an event, and an expired rule can turn a registry's grant into drift.
     "check-access-drift": {"task": "registries.tasks.check_access_drift", "schedule": timedelta(hours=1)},
+    # Credentials go stale and near their expiry by time alone; each sync also scans its registry.
+    "scan-findings": {"task": "registries.tasks.scan_findings", "schedule": timedelta(hours=1)},
 }

@@ -101,10 +101,12 @@ class Finding(models.Model):
         HIGH = "high", "High"
         CRITICAL = "critical", "Critical"
 
-    kind = models.CharField(max_length=64, db_index=True)
-    severity = models.CharField(max_length=16, choices=Severity.choices, db_index=True)
+    # Indexes are few on purpose (Meta): a scan rewrites every open finding of a kind, and each
+    # index on a changed column costs a write per row; see Meta for the ones queries need.
+    kind = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
     # Stable identity across runs: the rule builds it from the kind and the subject it concerns.
-    key = models.CharField(max_length=255, unique=True)
+    key = models.CharField(max_length=255)
     subject_type = models.CharField(max_length=100, blank=True)
     subject_id = models.CharField(max_length=100, blank=True)
     subject_label = models.CharField(max_length=255, blank=True)
@@ -112,12 +114,33 @@ class Finding(models.Model):
     detail = models.JSONField(
         default=dict, blank=True, help_text="Evidence: fields, sources, observed times."
     )
+    # The part of the estate the rule looked at ("registry-3", "customs"): filters and partial scans.
+    scope = models.CharField(max_length=100, blank=True)
+    # Whom the subject belongs to (a credential's owner), resolved or only as the registry names them.
+    # No index of its own: the (owner, resolved_at) index in Meta serves lookups by owner too.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    owner_label = models.CharField(max_length=255, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
-    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
-    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Start of the current episode: equals first_seen until the finding resolves and comes back.
+    # Notices are sent once per episode (and stage), so they key on it.
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
     suppressed_until = models.DateTimeField(null=True, blank=True)
     suppression_justification = models.TextField(blank=True)
+    # Indexed although nothing filters on it: deleting a person checks every row that names them.
     suppressed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who is working on it: reviewers assign findings to people, who see them on their list.
+    assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
@@ -125,7 +148,14 @@ class Finding(models.Model):
 
     class Meta:
         ordering = ["-last_seen"]
-        indexes = [models.Index(fields=["kind", "resolved_at"])]
+        # A constraint, not unique=True: that would add a second, LIKE-only index on the key.
+        constraints = [models.UniqueConstraint(fields=["key"], name="finding_unique_key")]
+        indexes = [
+            models.Index(fields=["kind", "resolved_at"]),
+            models.Index(fields=["owner", "resolved_at"]),
+            models.Index(fields=["scope", "kind"]),
+            models.Index(fields=["subject_type", "subject_id"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.summary}"
@@ -137,3 +167,33 @@ class Finding(models.Model):
         if self.suppressed_until and self.suppressed_until > timezone.now():
             return "suppressed"
         return "open"
+
+
+class Notice(models.Model):
+    """One message sent (or tried) about findings: the ledger that makes every notice go out once.
+
+    `key` names the condition it is about (a finding's episode, an expiry stage, a digest), so a
+    scan that finds the same condition again sends nothing; a failed send keeps its row with the
+    error and is retried by the next scan until it goes out.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        SLACK = "slack", "Slack"
+        TEAMS = "teams", "Microsoft Teams"
+
+    key = models.CharField(max_length=255, unique=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient = models.CharField(max_length=255, help_text="An e-mail address or the webhook's name.")
+    subject = models.CharField(max_length=255)
+    findings = models.ManyToManyField(Finding, related_name="notices", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient}: {self.subject}"

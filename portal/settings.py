@@ -208,6 +208,35 @@ REGISTRY_TOKEN_CACHE_SECONDS = env_int("CUSTOMS_REGISTRY_TOKEN_CACHE_SECONDS", 1
 # Must equal the registry's auth.token.issuer.
 REGISTRY_TOKEN_ISSUER = env_str("CUSTOMS_REGISTRY_TOKEN_ISSUER", "customs")
 
+# --- Credential hygiene and findings (registries/hygiene.py, portal/notify.py) ------------------
+
+# CIS: credentials unused this long are stale. Unknown last use counts from creation, and says so.
+HYGIENE_STALE_DAYS = env_int("CUSTOMS_STALE_DAYS", 45, minimum=1)
+# Days before expiry at which a credential is flagged and its owner told, once per stage.
+_notice_days = env_list("CUSTOMS_EXPIRY_NOTICE_DAYS", ["14", "7", "1"])
+HYGIENE_EXPIRY_NOTICE_DAYS = sorted({int(day) for day in _notice_days if day.isdigit()}, reverse=True)
+if (
+    len(HYGIENE_EXPIRY_NOTICE_DAYS) != len(set(_notice_days))
+    or min(HYGIENE_EXPIRY_NOTICE_DAYS, default=0) < 1
+):
+    raise ImproperlyConfigured("CUSTOMS_EXPIRY_NOTICE_DAYS must list whole days of 1 or more, e.g. 14,7,1")
+# Push or delete granted but only pulls seen in this many days: over-privileged.
+HYGIENE_OVERPRIVILEGED_DAYS = env_int("CUSTOMS_OVERPRIVILEGED_DAYS", 90, minimum=1)
+# A repository no one pulled in this many days and pushed to in that many is unused.
+HYGIENE_UNUSED_PULL_DAYS = env_int("CUSTOMS_UNUSED_PULL_DAYS", 90, minimum=1)
+HYGIENE_UNUSED_PUSH_DAYS = env_int("CUSTOMS_UNUSED_PUSH_DAYS", 180, minimum=1)
+# Where digests of new findings go: e-mail addresses, and Slack / Microsoft Teams incoming webhooks
+# (their URLs carry a secret, so they are read as secrets and never shown or logged).
+NOTIFY_DIGEST_EMAILS = env_list("CUSTOMS_DIGEST_EMAILS", [])
+NOTIFY_SLACK_WEBHOOKS = env_secret_list("CUSTOMS_SLACK_WEBHOOK_URLS", [])
+NOTIFY_TEAMS_WEBHOOKS = env_secret_list("CUSTOMS_TEAMS_WEBHOOK_URLS", [])
+# Findings below this severity are listed on the pages but not sent.
+NOTIFY_MIN_SEVERITY = env_str("CUSTOMS_NOTIFY_MIN_SEVERITY", "medium")
+if NOTIFY_MIN_SEVERITY not in {"info", "low", "medium", "high", "critical"}:
+    raise ImproperlyConfigured("CUSTOMS_NOTIFY_MIN_SEVERITY must be info, low, medium, high or critical")
+# Tell each credential's owner (by e-mail) before it expires, at each stage above.
+NOTIFY_OWNERS_OF_EXPIRING = env_bool("CUSTOMS_NOTIFY_OWNERS_OF_EXPIRING", True)
+
 # --- Security (production) --------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -370,5 +399,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "celery": {"level": LOG_LEVEL},
+        # At DEBUG urllib3 logs each request line, and a chat webhook's path is its secret.
+        "urllib3": {"level": "INFO"},
     },
 }

@@ -5,13 +5,14 @@ from typing import Any
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
-from portal import audit, findings
+from portal import audit, findings, notify
 
 
 @shared_task(acks_late=True)
 def verify_audit_chain() -> int:
     """Hourly: check the audit trail and open (or resolve) the tamper finding. Returns events checked."""
     checked, _ = findings.check_audit_chain()
+    notify.send_pending()
     return checked
 
 

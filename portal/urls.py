@@ -14,6 +14,7 @@ portal_routes: list[URLPattern | URLResolver] = [
     path("findings/", views.finding_list, name="findings"),
     path("findings/<int:finding_id>/", views.finding_detail, name="finding_detail"),
     path("findings/<int:finding_id>/unsuppress/", views.finding_unsuppress, name="finding_unsuppress"),
+    path("findings/<int:finding_id>/assign/", views.finding_assign, name="finding_assign"),
     path("audit/", views.audit_list, name="audit"),
     path("audit/export.csv", views.audit_export, {"fmt": "csv"}, name="audit_export_csv"),
     path("audit/export.jsonl", views.audit_export, {"fmt": "jsonl"}, name="audit_export_jsonl"),

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.access import signed_in_user
 from accounts.permissions import role_required
 from accounts.roles import Role
-from portal import findings
+from portal import exports, findings
+from portal.api.filters import FINDING_STATES, FindingFilter, chosen_findings
 from portal.api.serializers import AuditEventSerializer
 from portal.audit import AuditAction
-from portal.forms import AuditSearchForm, SuppressForm
+from portal.errors import RequestRejected
+from portal.forms import AssignForm, AuditSearchForm, BulkFindingsForm, SuppressForm, start_of
 from portal.models import AuditEvent, Finding
 from portal.querystring import query_without
 
@@ -75,52 +78,122 @@ def _audit_activity(*, days: int) -> list[dict[str, object]]:
     ]
 
 
-@require_GET
+PAGE_STATES = {value for value, _ in FINDING_STATES}
+BULK_DONE = {
+    "suppress": "Suppressed",
+    "unsuppress": "Ended the suppression of",
+    "assign": "Assigned",
+    "unassign": "Unassigned",
+}
+
+
+def _page_filters(params: QueryDict) -> QueryDict:
+    """The list's filters as the page applies them: open findings unless another state is chosen."""
+    data = params.copy()
+    data.pop("page", None)
+    if data.get("state") not in PAGE_STATES:
+        data["state"] = "open"
+    return data
+
+
+@require_http_methods(["GET", "POST"])
 @role_required(Role.REVIEWER)
 def finding_list(request: HttpRequest) -> HttpResponse:
-    state = request.GET.get("state", "open")
-    by_state: dict[str, QuerySet[Finding]] = {
-        "open": Finding.objects.open(),
-        "suppressed": Finding.objects.suppressed(),
-        "resolved": Finding.objects.exclude(resolved_at=None),
-        "all": Finding.objects.all(),
+    """The filtered findings; a POST applies one action to the ticked rows or to all that match."""
+    params = _page_filters(request.GET)
+    bulk = BulkFindingsForm(request.POST or None, auto_id="bulk_%s")
+    if request.method == "POST" and bulk.is_valid():
+        try:
+            result = _apply_bulk(request, bulk.cleaned_data, params)
+        except RequestRejected as exc:
+            bulk.add_error(None, str(exc))
+        else:
+            action = bulk.cleaned_data["action"]
+            messages.success(request, f"{BULK_DONE[action]} {result.changed} of {result.chosen} findings.")
+            return redirect(f"{reverse('portal:findings')}?{params.urlencode()}")
+    return _finding_list_page(request, params, bulk)
+
+
+def _apply_bulk(request: HttpRequest, data: dict[str, Any], params: QueryDict) -> findings.BulkResult:
+    if data["choice"] == "matching":
+        chosen, expected = chosen_findings(filters=params), data["matching"]
+    else:
+        chosen, expected = chosen_findings(ids=data["ids"]), len(set(data["ids"]))
+    return findings.bulk_change(
+        data["action"],
+        chosen,
+        actor=request.user,
+        expected=expected,
+        until=start_of(data["until"]) if data["until"] else None,
+        justification=data["justification"],
+        assignee=data["assignee"] if data["action"] == "assign" else None,
+    )
+
+
+def _finding_list_page(request: HttpRequest, params: QueryDict, bulk: BulkFindingsForm) -> HttpResponse:
+    filters = FindingFilter(
+        params, queryset=Finding.objects.select_related("suppressed_by", "owner", "assignee")
+    )
+    # Invalid filters list nothing rather than everything: "all matching" must never mean more than shown.
+    chosen = filters.qs if filters.is_valid() else Finding.objects.none()
+    page = Paginator(chosen, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = params.urlencode()
+    context = {
+        "page": page,
+        "rows": [(finding, findings.KINDS.get(finding.kind)) for finding in page.object_list],
+        "filters": filters,
+        "bulk": bulk,
+        "query": query,
+        "selected": set(request.POST.getlist("ids")),
+        "export_url": f"{reverse('api:finding-export')}?{query}",
     }
-    queryset = by_state.get(state, by_state["open"])
-    if severity := request.GET.get("severity"):
-        queryset = queryset.filter(severity=severity)
-    page = Paginator(queryset.select_related("suppressed_by"), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "portal/findings.html",
-        {
-            "page": page,
-            "query": query_without(request, "page"),
-            "state": state,
-            "severity": severity,
-            "severities": Finding.Severity.choices,
-            "kinds": findings.KINDS,
-        },
+    return render(request, "portal/findings.html", context)
+
+
+def _finding_page(
+    request: HttpRequest,
+    finding: Finding,
+    *,
+    form: SuppressForm | None = None,
+    assign_form: AssignForm | None = None,
+) -> HttpResponse:
+    assignee = finding.assignee.get_username() if finding.assignee else ""
+    context = {
+        "finding": finding,
+        "form": form or SuppressForm(),
+        "assign_form": assign_form or AssignForm(initial={"assignee": assignee}),
+        "kind": findings.KINDS.get(finding.kind),
+        # A new episode starts when a resolved finding comes back; at creation both are "now".
+        "reopened": finding.opened_at - finding.first_seen > timedelta(seconds=1),
+    }
+    return render(request, "portal/finding_detail.html", context)
+
+
+def _get_finding(finding_id: int) -> Finding:
+    return get_object_or_404(
+        Finding.objects.select_related("suppressed_by", "owner", "assignee"), pk=finding_id
     )
 
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.REVIEWER)
 def finding_detail(request: HttpRequest, finding_id: int) -> HttpResponse:
-    finding = get_object_or_404(Finding.objects.select_related("suppressed_by"), pk=finding_id)
+    finding = _get_finding(finding_id)
     form = SuppressForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        until = timezone.make_aware(datetime.combine(form.cleaned_data["until"], time.min))
         try:
             findings.suppress(
-                finding, actor=request.user, until=until, justification=form.cleaned_data["justification"]
+                finding,
+                actor=request.user,
+                until=start_of(form.cleaned_data["until"]),
+                justification=form.cleaned_data["justification"],
             )
         except findings.SuppressionError as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, "Finding suppressed.")
             return redirect("portal:finding_detail", finding_id=finding.pk)
-    kind = findings.KINDS.get(finding.kind)
-    return render(request, "portal/finding_detail.html", {"finding": finding, "form": form, "kind": kind})
+    return _finding_page(request, finding, form=form)
 
 
 @require_http_methods(["POST"])
@@ -129,6 +202,19 @@ def finding_unsuppress(request: HttpRequest, finding_id: int) -> HttpResponse:
     finding = get_object_or_404(Finding, pk=finding_id)
     findings.unsuppress(finding, actor=request.user)
     messages.success(request, "Suppression ended; the finding is open again.")
+    return redirect("portal:finding_detail", finding_id=finding.pk)
+
+
+@require_http_methods(["POST"])
+@role_required(Role.REVIEWER)
+def finding_assign(request: HttpRequest, finding_id: int) -> HttpResponse:
+    finding = _get_finding(finding_id)
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        return _finding_page(request, finding, assign_form=form)
+    assignee = form.cleaned_data["assignee"]
+    if findings.assign(finding, request.user, assignee):
+        messages.success(request, f"Assigned to {assignee}." if assignee else "Unassigned.")
     return redirect("portal:finding_detail", finding_id=finding.pk)
 
 
@@ -191,25 +277,14 @@ def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
     return response
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_lines(events: Iterator[AuditEvent]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for event in events:
-        row = AuditEventSerializer(event).data
-        row["detail"] = json.dumps(row["detail"], sort_keys=True)
-        yield writer.writerow([_inert(row[column]) for column in CSV_COLUMNS])
+    return exports.csv_lines(CSV_COLUMNS, (_audit_row(event) for event in events))
 
 
-def _inert(value: object) -> object:
-    # Display names and labels come from outside; a leading = + - @ would run as a spreadsheet formula.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+def _audit_row(event: AuditEvent) -> list[object]:
+    row = AuditEventSerializer(event).data
+    row["detail"] = json.dumps(row["detail"], sort_keys=True)
+    return [row[column] for column in CSV_COLUMNS]
 
 
 def _json_lines(events: Iterator[AuditEvent]) -> Iterator[str]:

@@ -8,7 +8,6 @@ their source and sync time) that grant it.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ from accounts.access import signed_in_user
 from accounts.models import DirectoryGroup, User
 from accounts.permissions import role_required
 from accounts.roles import Role
+from portal import exports
 from portal.errors import RequestRejected
 from portal.querystring import query_without
 from registries import effective, services
@@ -388,16 +388,7 @@ def my_access(request: HttpRequest) -> HttpResponse:
 # --- The access report --------------------------------------------------------------------------
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _inert(value: object) -> object:
-    # Names and patterns come from the directory and from people; a cell starting with = + - @
-    # (or a tab or carriage return before one) would run as a formula in a spreadsheet.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+def _cell(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     return "" if value is None else value
@@ -405,10 +396,7 @@ def _inert(value: object) -> object:
 
 def report_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
     """CSV text, one line at a time: a header, then each row with formula-like cells made inert."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(effective.REPORT_COLUMNS)
-    for row in rows:
-        yield writer.writerow([_inert(value) for value in row])
+    return exports.csv_lines(effective.REPORT_COLUMNS, ([_cell(value) for value in row] for row in rows))
 
 
 def report_response(*, registry: Registry | None, group: DirectoryGroup | None) -> StreamingHttpResponse:

@@ -6,8 +6,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from portal import notify
 from portal.celery import TRANSIENT_RETRY
-from registries import drift, sync
+from registries import drift, hygiene, sync
 from registries.connectors.errors import AuthError, ConfigError, NotFoundError
 from registries.models import Registry, SyncRun, WebhookEvent
 
@@ -16,11 +17,14 @@ from registries.models import Registry, SyncRun, WebhookEvent
 def sync_registry(registry_id: int, trigger: str = SyncRun.Trigger.SCHEDULE) -> None:
     if registry := Registry.objects.filter(pk=registry_id).first():
         try:
-            sync.sync_inventory(registry, trigger=trigger)
+            run = sync.sync_inventory(registry, trigger=trigger)
         except sync.AlreadySyncing:
             return  # the other run covers it
         for replica in registry.replicas.all():
             sync.sync_replica(replica, trigger=trigger)
+        if run.status == SyncRun.Status.SUCCEEDED:
+            # Findings follow what the sync read at once, not at the next hourly scan.
+            scan_findings.delay(registry.pk)
 
 
 @shared_task(acks_late=True)
@@ -64,3 +68,19 @@ def check_access_drift(registry_id: int | None = None) -> None:
     """Bring the drift findings of one registry (or all) up to date with the stored grants and rules."""
     registries = Registry.objects.all() if registry_id is None else Registry.objects.filter(pk=registry_id)
     drift.reconcile_all(registries)
+    notify.send_pending()
+
+
+@shared_task(acks_late=True)
+def scan_findings(registry_id: int | None = None) -> dict[str, int]:
+    """Run the hygiene rules over one registry (after its sync) or everything (hourly: thresholds
+    are crossed by time passing, with no event), then send what is due. Returns open findings by kind."""
+    registry = None
+    if registry_id is not None:
+        registry = Registry.objects.filter(pk=registry_id).first()
+        if registry is None:
+            return {}  # deleted since: its credentials and findings went with it at the next full scan
+    result = hygiene.scan(registry=registry)
+    # After the scan's transactions commit: a message must never go out for a ledger row rolled back.
+    notify.send_pending()
+    return result.open_by_kind

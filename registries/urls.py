@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registries import access_views, credential_views, views
+from registries import access_views, credential_views, hygiene_views, views
 
 app_name = "registries"
 
@@ -41,6 +41,19 @@ urlpatterns = [
         name="replica_delete",
     ),
     path("registries/credentials/", credential_views.credential_list, name="credentials"),
+    path("findings/dashboard/", hygiene_views.findings_dashboard, name="findings_dashboard"),
+    path(
+        "registries/credentials/export.csv",
+        credential_views.credential_export,
+        {"fmt": "csv"},
+        name="credentials_export_csv",
+    ),
+    path(
+        "registries/credentials/export.json",
+        credential_views.credential_export,
+        {"fmt": "json"},
+        name="credentials_export_json",
+    ),
     path("repositories/", views.repository_list, name="repositories"),
     path("repositories/<int:repository_id>/", views.repository_detail, name="repository"),
     # Digests hold a colon but never a slash, so the default str converter takes them whole.

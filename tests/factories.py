@@ -45,7 +45,8 @@ def user(**fields: Any) -> User:
     name = fields.pop("username", None) or unique("person")
     fields.setdefault("source", Source.OIDC)
     fields.setdefault("external_id", unique("oid"))
-    return User.objects.create_user(username=name, email=f"{name}@example.test", **fields)
+    fields.setdefault("email", f"{name}@example.test")
+    return User.objects.create_user(username=name, **fields)
 
 
 def group(**fields: Any) -> DirectoryGroup:

@@ -432,33 +432,51 @@ class ReportQuerySerializer(serializers.Serializer[Any]):
 
 
 class CredentialSerializer(serializers.ModelSerializer[Credential]):
-    """A credential as the registry reported it: metadata only, Customs never holds its secret.
+    """A credential as the registry (or Customs, `registry` null) reported it: metadata only, Customs
+    never holds its secret, and this model has no field that could carry one.
 
     `expires_at` null means never when `expiry_known`, and unknown otherwise; `last_used_at` null means
-    never used when `usage_known`, and that the registry keeps no record otherwise.
+    never used when `usage_known`, and that the registry keeps no record otherwise. `actions` empty
+    means the registry does not say what the credential may do.
     """
 
+    registry_name = serializers.SerializerMethodField(help_text='"Customs" for Customs\' own tokens.')
+    in_customs = serializers.BooleanField(read_only=True, help_text="One of Customs' own tokens.")
     owner_username = serializers.CharField(source="owner_user.username", read_only=True, default=None)
+    owner_status = serializers.SerializerMethodField(
+        help_text="active, disabled or departed (the linked person's status); unresolved when the owner "
+        "is known only as the registry names them; none when there is no owner."
+    )
     created_by_username = serializers.CharField(
         source="created_by_user.username", read_only=True, default=None
     )
     never_expires = serializers.BooleanField(read_only=True)
     scopes = serializers.ListField(child=serializers.CharField(), read_only=True)
+    actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTION_CHOICES), read_only=True)
+    actions_seen = serializers.DictField(
+        child=serializers.CharField(), read_only=True, help_text="Action → ISO time it was last seen."
+    )
+    state = serializers.SerializerMethodField(help_text="enabled, disabled or gone.")
+    open_findings = serializers.SerializerMethodField(help_text="Open findings about this credential.")
 
     class Meta:
         model = Credential
         fields = [
             "id",
             "registry",
+            "registry_name",
+            "in_customs",
             "native_id",
             "kind",
             "name",
             "enabled",
+            "state",
             "owner_kind",
             "owner_id",
             "owner_name",
             "owner_user",
             "owner_username",
+            "owner_status",
             "created_by_id",
             "created_by_name",
             "created_by_user",
@@ -471,12 +489,35 @@ class CredentialSerializer(serializers.ModelSerializer[Credential]):
             "usage_known",
             "last_used_source",
             "scopes",
+            "actions",
+            "actions_seen",
+            "actions_seen_source",
             "shared_admin",
+            "open_findings",
             "first_seen_at",
             "observed_at",
             "gone_at",
         ]
         read_only_fields = fields
+
+    def get_registry_name(self, credential: Credential) -> str:
+        return credential.registry.name if credential.registry else "Customs"
+
+    def get_owner_status(self, credential: Credential) -> str:
+        if credential.owner_user:
+            return credential.owner_user.status
+        return "unresolved" if credential.owner_id or credential.owner_name else "none"
+
+    def get_state(self, credential: Credential) -> str:
+        if credential.gone_at:
+            return "gone"
+        return "enabled" if credential.enabled else "disabled"
+
+    def get_open_findings(self, credential: Credential) -> int:
+        # Counted for all the rows at once by whoever serialises them (credential pk → count): a
+        # query per row here would grow with the page.
+        counts: dict[int, int] = self.context["open_findings"]
+        return counts.get(credential.pk, 0)
 
 
 class GrantSerializer(serializers.ModelSerializer[Grant]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
@@ -50,7 +51,8 @@ from registries.api.serializers import (
     UserAccessSerializer,
     WhoCanQuerySerializer,
 )
-from registries.credential_filters import CredentialFilter, GrantFilter
+from registries.credential_filters import CredentialFilter, GrantFilter, open_finding_counts
+from registries.credential_views import ExportFormat, export_response
 from registries.forms import RepositoryFilter, RuleFilter
 from registries.models import (
     AccessRule,
@@ -423,18 +425,58 @@ class AccessReportView(_AccessAnswer):
 
 
 class CredentialViewSet(viewsets.ReadOnlyModelViewSet[Credential]):
-    """Credentials the registries hold (robots, tokens, keys, admin logins), gone ones included
-    (`gone=false` keeps the held ones). Reviewers and admins: they name other people's keys."""
+    """Credentials the registries hold (robots, tokens, keys, admin logins) and Customs' own tokens
+    (`registry` null, `registry=customs` to ask for them), gone ones included (`gone=false` keeps the
+    held ones). Reviewers and admins: they name other people's keys. Metadata only: no secret is stored.
+
+    The list pages through every filtered row; /export/ streams them all at once."""
 
     serializer_class = CredentialSerializer
     read_role = Role.REVIEWER
     filterset_class = CredentialFilter
-    ordering_fields = ["name", "created_at", "expires_at", "last_used_at", "observed_at"]
+    filter_backends = [DjangoFilterBackend]  # ordering is one of CredentialFilter's own parameters
 
     def get_queryset(self) -> QuerySet[Credential]:
-        return Credential.objects.select_related("owner_user", "created_by_user").order_by(
+        return Credential.objects.select_related("registry", "owner_user", "created_by_user").order_by(
             "registry", "kind", "name", "pk"
         )
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        credentials = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(credentials)
+        if page is None:
+            return Response(self._serialized(list(credentials)))
+        return self.get_paginated_response(self._serialized(page))
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(self._serialized([self.get_object()])[0])
+
+    def _serialized(self, credentials: Sequence[Credential]) -> Any:
+        # One query counts the open findings of every row on the page.
+        counts = open_finding_counts(credential.pk for credential in credentials)
+        context = self.get_serializer_context() | {"open_findings": counts}
+        return CredentialSerializer(credentials, many=True, context=context).data
+
+    @extend_schema(
+        operation_id="v1_registry_credentials_export",
+        responses={
+            (200, "application/json"): CredentialSerializer(many=True),
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        renderer_classes=[renderers.JSONRenderer, CsvRenderer],
+        pagination_class=None,
+    )
+    def export(self, request: Request) -> StreamingHttpResponse:
+        """Every filtered credential in one streamed download: a JSON array, or CSV with
+        `Accept: text/csv` or `?format=csv`. Takes the list's filters; gone ones are included unless
+        `gone=false`, as in the list."""
+        credentials = self.filter_queryset(self.get_queryset())
+        fmt: ExportFormat = "csv" if request.accepted_renderer.format == "csv" else "json"
+        return export_response(credentials, fmt)
 
 
 class GrantViewSet(viewsets.ReadOnlyModelViewSet[Grant]):

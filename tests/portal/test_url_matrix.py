@@ -135,6 +135,9 @@ MATRIX: dict[str, Row] = {
     "portal:findings": Row((200, 200, 403, 403, 302)),
     "portal:finding_detail": Row((200, 200, 403, 403, 302), kwargs=finding),
     "portal:finding_unsuppress": Row((302, 302, 403, 403, 302), method="post", kwargs=finding),
+    "portal:finding_assign": Row(
+        (302, 302, 403, 403, 302), method="post", kwargs=finding, data=lambda w: {"assignee": ""}
+    ),
     "portal:audit": Row((200, 200, 403, 403, 302)),
     "portal:audit_export_csv": Row((200, 200, 403, 403, 302)),
     "portal:audit_export_jsonl": Row((200, 200, 403, 403, 302)),
@@ -189,6 +192,13 @@ MATRIX: dict[str, Row] = {
         (200, 200, 403, 403, 401), method="post", data=_suppress_body, kwargs=api_finding
     ),
     "api:finding-unsuppress": Row((200, 200, 403, 403, 401), method="post", kwargs=api_finding),
+    "api:finding-assign": Row(
+        (200, 200, 403, 403, 401), method="post", kwargs=api_finding, data=lambda w: {"assignee": None}
+    ),
+    "api:finding-bulk": Row(
+        (200, 200, 403, 403, 401), method="post", data=lambda w: {"action": "unassign", "ids": [w.finding.pk]}
+    ),
+    "api:finding-export": Row((200, 200, 403, 403, 401)),
     "api:schema": Row((200, 200, 200, 200, 401)),
     "api:docs": Row((200, 200, 200, 200, 401)),
     # Signed-in people are sent on from the sign-in page; the logout page asks to confirm.
@@ -344,6 +354,10 @@ MATRIX: dict[str, Row] = {
     "api:access-report": Row((200, 200, 403, 403, 401)),
     # Registry-native credentials and grants name other people's keys: reviewers and admins only.
     "registries:credentials": Row((200, 200, 403, 403, 302)),
+    "registries:credentials_export_csv": Row((200, 200, 403, 403, 302)),
+    "registries:credentials_export_json": Row((200, 200, 403, 403, 302)),
+    "api:registry-credential-export": Row((200, 200, 403, 403, 401)),
+    "registries:findings_dashboard": Row((200, 200, 403, 403, 302)),
     "api:registry-credential-list": Row((200, 200, 403, 403, 401)),
     "api:registry-credential-detail": Row((200, 200, 403, 403, 401), kwargs=native_credential),
     "api:registry-grant-list": Row((200, 200, 403, 403, 401)),
