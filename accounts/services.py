@@ -169,11 +169,22 @@ def _parent_model(model: type[models.Model], relation: str) -> type[models.Model
 
 
 def _converted(fields: list[Field[Any, Any]], values: tuple[Any, ...]) -> list[Any]:
-    """Values as the ORM hands them over: JSON decoded, encrypted text decrypted."""
-    return [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    ]
+    """Values as the ORM hands them over: JSON decoded, encrypted text decrypted, and whatever the
+    database backend converts (SQLite returns times as text, PostgreSQL needs nothing)."""
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        column, converters = _converters_of(field)
+        for convert in converters:
+            value = convert(value, column, connection)
+        converted.append(value)
+    return converted
+
+
+@functools.cache
+def _converters_of(field: Field[Any, Any]) -> tuple[Any, tuple[Any, ...]]:
+    """The column expression and the converters the ORM's compiler would apply to it, in its order."""
+    column = field.get_col(field.model._meta.db_table)
+    return column, (*connection.ops.get_db_converters(column), *field.get_db_converters(connection))  # type: ignore[attr-defined]  # in Django, not its stubs
 
 
 def _note_use(token: PersonalToken | RobotToken) -> None:
