@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Field
@@ -380,8 +381,9 @@ def end_sessions(user: User) -> int:
 def request_offboarding(user: User, *, reason: str) -> None:
     """The offboarding hook: registry-side clean-up of a person who left or was disabled.
 
-    Customs itself is already closed to them when this runs. The offboarding issue plugs the
-    cross-registry plan (memberships, registry-native credentials, robots they created) in here;
-    until then the request is recorded so a reviewer can see who still needs offboarding.
+    Customs itself is already closed to them when this runs. The task is named, not imported:
+    `accounts` knows nothing of registries. It plans and runs an offboarding unless one is
+    already under way (an admin's, whose confirmation is what called this).
     """
     audit.record(None, AuditAction.OFFBOARDING_REQUESTED, target=user, reason=reason, status=user.status)
+    current_app.send_task("registries.tasks.offboard_from_directory", args=[user.pk, reason])

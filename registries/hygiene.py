@@ -507,7 +507,7 @@ def copy_customs_tokens(now: datetime | None = None) -> int:
 
 
 # The same columns a sync writes: Customs' rows have no sync run, shared admin or usage log (defaults).
-_CUSTOMS_FIELDS = sync.CREDENTIAL_FIELDS
+_CUSTOMS_FIELDS: list[str] = sync.CREDENTIAL_FIELDS
 
 
 def _gone_at(revoked_at: datetime | None, expires_at: datetime, now: datetime) -> datetime | None:

@@ -637,3 +637,85 @@ class PrincipalLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal_kind} {self.principal_name or self.principal_id} → {self.group}"
+
+
+class Offboarding(models.Model):
+    """One offboarding of one person: the plan it showed, then its steps as they run.
+
+    Created from a plan (registries/offboarding.py); nothing changes until it is confirmed (a
+    departure through SCIM confirms at once). Each step is idempotent and recorded, so a worker
+    dying half-way loses nothing: the next run takes up the steps not yet done.
+    """
+
+    class State(models.TextChoices):
+        PLANNED = "planned", "Planned (not started)"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        INCOMPLETE = "incomplete", "Finished with steps left"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Started by an admin"
+        DIRECTORY = "directory", "Departure reported by the directory"
+
+    person = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="offboardings")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PLANNED, db_index=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    reason = models.TextField(blank=True)
+    # Who answers for what they created that automation still uses.
+    reassign_to = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One open offboarding per person: a second start while one runs would race it.
+            models.UniqueConstraint(
+                fields=["person"],
+                condition=Q(state__in=["planned", "running"]),
+                name="offboarding_one_open_per_person",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"offboarding of {self.person} ({self.state})"
+
+
+class OffboardingStep(models.Model):
+    """One item of the plan and what became of it. `key` is the plan item's stable key."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        MANUAL = "manual", "Left to a person"
+
+    offboarding = models.ForeignKey(Offboarding, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    key = models.CharField(max_length=255)
+    place = models.CharField(max_length=255, help_text="Customs, or the registry's name.")
+    action = models.CharField(max_length=32)
+    subject = models.CharField(max_length=500)
+    why = models.CharField(max_length=500)
+    automated = models.BooleanField(default=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.CharField(max_length=1000, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["offboarding", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["offboarding", "key"], name="offboarding_step_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.subject} ({self.state})"

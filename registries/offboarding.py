@@ -10,18 +10,35 @@ has a stable key, so a step is recognised across runs and never done twice to a 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import services as account_services
 from accounts.models import GroupMembership, PersonalToken, RobotToken, User
+from portal import audit
+from portal.audit import AuditAction
+from portal.errors import RequestRejected
+from registries import sync, tasks
 from registries.connectors import CONNECTORS
-from registries.connectors.base import Capability
-from registries.models import AccessRule, Credential, Grant, Registry
+from registries.connectors.base import (
+    AccessPlan,
+    Capability,
+    ChangeOp,
+    GrantChange,
+    Principal,
+    PrincipalKind,
+    can_disable_credentials,
+    can_write_grants,
+)
+from registries.connectors.errors import ConnectorError, PermanentError, TransientError
+from registries.models import AccessRule, Credential, Grant, Offboarding, OffboardingStep, Registry
 
 CUSTOMS = "Customs"
 
@@ -194,3 +211,211 @@ def _grant_items(person: User) -> Iterator[Item]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+# --- starting, confirming and running an offboarding ---------------------------------------------------
+
+
+class OffboardingRefused(RequestRejected):
+    """An offboarding that cannot start or go on, with the reason for the person asking."""
+
+
+def start(
+    person: User,
+    *,
+    actor: User | None,
+    reason: str,
+    reassign_to: User | None = None,
+    trigger: str = Offboarding.Trigger.MANUAL,
+) -> Offboarding:
+    """Record the plan as an offboarding's steps. Nothing changes until it is confirmed."""
+    if actor is not None and actor.pk == person.pk:
+        raise OffboardingRefused("you cannot offboard yourself")
+    if reassign_to is not None and (reassign_to.pk == person.pk or not reassign_to.may_sign_in):
+        raise OffboardingRefused("re-assign to someone else who is still active")
+    plan = plan_for(person)
+    if plan.reassigned and reassign_to is None and trigger == Offboarding.Trigger.MANUAL:
+        raise OffboardingRefused(
+            f"{len(plan.reassigned)} credentials they created are still in use: choose who takes them over"
+        )
+    try:
+        with transaction.atomic():
+            offboarding = Offboarding.objects.create(
+                person=person, reason=reason, reassign_to=reassign_to, started_by=actor, trigger=trigger
+            )
+            OffboardingStep.objects.bulk_create(_steps(offboarding, plan))
+            audit.record(
+                actor, AuditAction.OFFBOARDING_PLANNED, target=person, steps=len(plan.items), reason=reason
+            )
+    except IntegrityError:
+        raise OffboardingRefused(f"{person} already has an offboarding that has not finished") from None
+    return offboarding
+
+
+def _steps(offboarding: Offboarding, plan: Plan) -> Iterator[OffboardingStep]:
+    position = 0
+    for items in plan.by_place().values():
+        for item in items:
+            position += 1
+            yield OffboardingStep(
+                offboarding=offboarding,
+                position=position,
+                key=item.key,
+                place=item.where[:255],
+                action=item.action,
+                subject=item.subject[:500],
+                why=item.why[:500],
+                automated=item.automated,
+                evidence=item.evidence,
+                state=OffboardingStep.State.PENDING if item.automated else OffboardingStep.State.MANUAL,
+            )
+
+
+def confirm(offboarding: Offboarding, *, actor: User | None) -> None:
+    """Cut the person off from Customs at once, then let the worker do the registries.
+
+    Their status, Customs tokens and sessions change in one transaction; the steps for those are
+    marked done in it too, so the record never says otherwise.
+    """
+    with transaction.atomic():
+        locked = Offboarding.objects.select_for_update().get(pk=offboarding.pk)
+        if locked.state != Offboarding.State.PLANNED:
+            raise OffboardingRefused(f"this offboarding is {locked.get_state_display().lower()}")
+        person = locked.person
+        if person.may_sign_in:  # the directory may have disabled them already, and cut them off then
+            account_services.deactivate_user(
+                person, actor=actor, reason=locked.reason or "offboarded", departed=True
+            )
+        now = timezone.now()
+        locked.steps.filter(
+            action__in=[Action.END_SESSIONS, Action.REVOKE], state=OffboardingStep.State.PENDING
+        ).update(state=OffboardingStep.State.DONE, done_at=now, result="with the status change", attempts=1)
+        locked.state, locked.confirmed_at = Offboarding.State.RUNNING, now
+        locked.save(update_fields=["state", "confirmed_at"])
+        audit.record(actor, AuditAction.OFFBOARDING_CONFIRMED, target=person, offboarding=locked.pk)
+        transaction.on_commit(functools.partial(tasks.run_offboarding.delay, locked.pk))
+    offboarding.refresh_from_db()
+
+
+def run(offboarding: Offboarding) -> Offboarding:
+    """Do every pending step once. Safe to call again: done steps are skipped, and each step is
+    idempotent (a credential already disabled, a membership already gone, is success).
+
+    A transient failure (timeout, 429, 5xx) leaves the step pending and is raised, for the task's
+    retry with back-off; a permanent one (refused, not found) fails that step and the rest go on.
+    """
+    if offboarding.state != Offboarding.State.RUNNING:
+        return offboarding
+    pending = offboarding.steps.filter(state=OffboardingStep.State.PENDING).order_by("position")
+    for step_id in list(pending.values_list("pk", flat=True)):
+        _run_step(offboarding, step_id)
+    left = offboarding.steps.exclude(state__in=[OffboardingStep.State.DONE, OffboardingStep.State.MANUAL])
+    offboarding.state = Offboarding.State.INCOMPLETE if left.exists() else Offboarding.State.COMPLETED
+    offboarding.finished_at = timezone.now()
+    offboarding.save(update_fields=["state", "finished_at"])
+    audit.record(None, AuditAction.OFFBOARDING_FINISHED, target=offboarding.person, state=offboarding.state)
+    return offboarding
+
+
+def _run_step(offboarding: Offboarding, step_id: int) -> None:
+    retry: TransientError | None = None
+    with transaction.atomic():
+        # Two workers on the same offboarding (a retry overlapping a redelivery) never run one step twice.
+        step = OffboardingStep.objects.select_for_update(skip_locked=True).filter(pk=step_id).first()
+        if step is None or step.state != OffboardingStep.State.PENDING:
+            return
+        step.attempts += 1
+        try:
+            step.result = _execute(offboarding, step)[:1000]
+        except TransientError as exc:
+            # Recorded, then raised once this transaction has kept the attempt: the task retries.
+            retry, step.result = exc, f"will retry: {exc}"[:1000]
+        except ConnectorError as exc:
+            step.state, step.result = OffboardingStep.State.FAILED, str(exc)[:1000]
+        else:
+            step.state, step.done_at = OffboardingStep.State.DONE, timezone.now()
+        step.save(update_fields=["attempts", "result", "state", "done_at"])
+        if retry is None:
+            audit.record(
+                None,
+                AuditAction.OFFBOARDING_STEP,
+                target=offboarding.person,
+                step=step.key,
+                step_action=step.action,
+                state=step.state,
+                result=step.result,
+            )
+    if retry is not None:
+        raise retry
+
+
+def _execute(offboarding: Offboarding, step: OffboardingStep) -> str:
+    """Carry out one step; returns what was done. Raises ConnectorError when a registry refuses."""
+    place, _, subject = step.key.partition("/")
+    kind, _, pk = subject.rpartition("-")
+    person = offboarding.person
+    if step.action == Action.END_SESSIONS:
+        return f"{account_services.end_sessions(person)} sessions ended"
+    if step.action == Action.REVOKE:
+        revoked = PersonalToken.objects.filter(pk=pk, owner=person).revoke()
+        return "revoked" if revoked else "already revoked"
+    if step.action == Action.REMOVE_MEMBERSHIP:
+        removed, _ = GroupMembership.objects.filter(user=person, group_id=int(pk)).delete()
+        return "removed" if removed else "already gone"
+    if kind == "robot":
+        return _reassign_robot(offboarding, int(pk))
+    if kind == "credential":
+        return _credential_step(offboarding, step, int(pk))
+    if kind == "grant":
+        return _remove_grant(int(pk))
+    raise PermanentError(f"no way to carry out {step.action} on {step.key}")
+
+
+def _reassign_robot(offboarding: Offboarding, robot_id: int) -> str:
+    robot = RobotToken.objects.filter(pk=robot_id).first()
+    if robot is None or robot.revoked_at is not None:
+        return "already revoked"
+    if offboarding.reassign_to is None:
+        # A departure from the directory with no one named: the policy for robots is to stop them.
+        account_services.revoke_robot_token(robot, actor=None)
+        return "revoked: nobody was named to take it over"
+    RobotToken.objects.filter(pk=robot.pk).update(created_by=offboarding.reassign_to)
+    return f"now sponsored by {offboarding.reassign_to}"
+
+
+def _credential_step(offboarding: Offboarding, step: OffboardingStep, credential_id: int) -> str:
+    credential = Credential.objects.filter(pk=credential_id).select_related("registry").first()
+    if credential is None or credential.gone_at is not None:
+        return "already gone from the registry"
+    if step.action == Action.REASSIGN:
+        who = offboarding.reassign_to
+        return f"kept: {who} answers for it now" if who else "kept: in use by automation; assign an owner"
+    registry = credential.registry
+    assert registry is not None
+    connector = sync.connector_for(registry)
+    if not can_disable_credentials(connector):
+        raise PermanentError(f"{registry.kind} cannot disable credentials through its API")
+    connector.disable_credential(credential.native_id)
+    Credential.objects.filter(pk=credential.pk).update(enabled=False)
+    return "disabled"
+
+
+def _remove_grant(grant_id: int) -> str:
+    grant = Grant.objects.filter(pk=grant_id).select_related("registry").first()
+    if grant is None:
+        return "already gone from the registry"
+    connector = sync.connector_for(grant.registry)
+    if not can_write_grants(connector):
+        raise PermanentError(f"{grant.registry.kind} cannot change grants through its API")
+    removal = GrantChange(
+        op=ChangeOp.REMOVE,
+        principal=Principal(
+            kind=PrincipalKind(grant.principal_kind), id=grant.principal_id, name=grant.principal_name
+        ),
+        scope=grant.scope,
+        actions=tuple(grant.actions),
+        source=grant.source,
+        reason="offboarding",
+    )
+    list(connector.apply_access_plan(AccessPlan(registry=grant.registry.name, removals=(removal,))))
+    return f"removed {', '.join(grant.actions)} on {grant.scope}"

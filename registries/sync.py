@@ -514,7 +514,7 @@ def apply_credentials(registry: Registry, run: SyncRun, credentials: list[Remote
     run.save(update_fields=["credentials_seen"])
 
 
-CREDENTIAL_FIELDS = [
+CREDENTIAL_FIELDS: list[str] = [
     "kind",
     "name",
     "enabled",

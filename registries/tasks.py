@@ -6,11 +6,12 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.models import User
 from portal import notify
 from portal.celery import TRANSIENT_RETRY
-from registries import drift, hygiene, sync
+from registries import drift, hygiene, offboarding, sync
 from registries.connectors.errors import AuthError, ConfigError, NotFoundError
-from registries.models import Registry, SyncRun, WebhookEvent
+from registries.models import Offboarding, Registry, SyncRun, WebhookEvent
 
 
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
@@ -84,3 +85,32 @@ def scan_findings(registry_id: int | None = None) -> dict[str, int]:
     # After the scan's transactions commit: a message must never go out for a ledger row rolled back.
     notify.send_pending()
     return result.open_by_kind
+
+
+@shared_task(acks_late=True, **TRANSIENT_RETRY)
+def run_offboarding(offboarding_id: int) -> str:
+    """Run an offboarding's pending steps; a registry's transient failure retries it with back-off,
+    and the steps already done are not done again."""
+    found = Offboarding.objects.filter(pk=offboarding_id).select_related("person", "reassign_to").first()
+    if found is None:
+        return "gone"
+    return offboarding.run(found).state
+
+
+@shared_task(acks_late=True, **TRANSIENT_RETRY)
+def offboard_from_directory(person_id: int, reason: str) -> str:
+    """A person the directory disabled or removed (SCIM, or an admin's departure): offboard them.
+
+    Robots they sponsor are revoked (nobody was named to take them over) and credentials they
+    made that automation uses are kept and flagged for an owner. Nothing happens when an
+    offboarding of theirs is already under way.
+    """
+    person = User.objects.filter(pk=person_id).first()
+    if person is None or person.may_sign_in:
+        return "nothing to do"  # gone, or reactivated since
+    try:
+        started = offboarding.start(person, actor=None, reason=reason, trigger=Offboarding.Trigger.DIRECTORY)
+    except offboarding.OffboardingRefused:
+        return "already under way"
+    offboarding.confirm(started, actor=None)
+    return "started"
