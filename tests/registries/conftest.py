@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 import pytest
 
+from tests.fakes.harbor import FakeHarbor
 from tests.registries.harness import (
     BASIC_PASSWORD,
     BASIC_USER,
@@ -113,3 +114,12 @@ def webhook_sink() -> Iterator[WebhookSink]:
 @pytest.fixture
 def skopeo(tmp_path: Path) -> Skopeo:
     return Skopeo(tmp_path / "skopeo")
+
+
+@pytest.fixture
+def harbor(registry: RunningRegistry) -> Iterator[FakeHarbor]:
+    """The fake Harbor in front of a real registry; fails the test if it saw a shape Harbor does not use."""
+    fake = FakeHarbor(registry_url=registry.url).start()
+    yield fake
+    fake.stop()
+    assert not fake.drift, "the fake saw a shape Harbor does not use:\n" + "\n".join(fake.drift)

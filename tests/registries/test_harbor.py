@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,14 +18,6 @@ from tests.registries.harness import RunningRegistry
 
 PUSHED = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
 PULLED = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[FakeHarbor]:
-    fake = FakeHarbor(registry_url=registry.url).start()
-    yield fake
-    fake.stop()
-    assert not fake.drift, "the fake answered in a shape Harbor does not use:\n" + "\n".join(fake.drift)
 
 
 def connector(fake: FakeHarbor, **public: Any) -> HarborConnector:

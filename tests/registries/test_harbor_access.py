@@ -6,7 +6,6 @@ connector sends against its request schema; the `harbor` fixture fails a test th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -37,14 +36,6 @@ EXPIRES = datetime(2027, 3, 1, tzinfo=UTC)
 USED = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
 OIDC, LDAP, HTTP = 3, 1, 2
 ENTRA_GROUP = "6f1c1a8e-3f9b-4a57-9d2e-0c9a4f0b7d11"  # the groups claim value: an Entra group object id
-
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[FakeHarbor]:
-    fake = FakeHarbor(registry_url=registry.url).start()
-    yield fake
-    fake.stop()
-    assert not fake.drift, "the fake saw a shape Harbor does not use:\n" + "\n".join(fake.drift)
 
 
 def connector(fake: FakeHarbor, **public: Any) -> HarborConnector:

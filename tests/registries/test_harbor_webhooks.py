@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,14 +147,6 @@ def test_events_that_do_not_change_the_inventory_are_accepted_and_ignored(payloa
 def test_bodies_customs_cannot_read_are_refused_with_the_reason(raw: bytes, problem: str) -> None:
     with pytest.raises(MalformedEvent, match=problem):
         parse(raw)
-
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[FakeHarbor]:
-    fake = FakeHarbor(registry_url=registry.url).start()
-    yield fake
-    fake.stop()
-    assert not fake.drift, "\n".join(fake.drift)
 
 
 @pytest.mark.django_db

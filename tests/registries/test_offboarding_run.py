@@ -3,8 +3,6 @@ resumable after failures, and a second run that changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import celery
 import pytest
 
@@ -16,17 +14,8 @@ from registries.models import Offboarding, OffboardingStep, Registry
 from tests import factories
 from tests.fakes.harbor import FakeHarbor
 from tests.fakes.server import Answer
-from tests.registries.harness import RunningRegistry
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[FakeHarbor]:
-    fake = FakeHarbor(registry_url=registry.url).start()
-    yield fake
-    fake.stop()
-    assert not fake.drift, "the fake saw a shape Harbor does not use:\n" + "\n".join(fake.drift)
 
 
 @pytest.fixture

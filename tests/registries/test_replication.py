@@ -64,14 +64,6 @@ def synced(registry: Registry) -> SyncRun:
 # --- Harbor: replication policies ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[FakeHarbor]:
-    fake = FakeHarbor(registry_url=registry.url).start()
-    yield fake
-    fake.stop()
-    assert not fake.drift, "the fake saw a shape Harbor does not use:\n" + "\n".join(fake.drift)
-
-
 def saved_harbor(fake: FakeHarbor) -> Registry:
     return services.save_registry(
         Registry(name="harbor-eu", kind="harbor", endpoint=fake.url),
