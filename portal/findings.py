@@ -109,13 +109,6 @@ class ReconcileResult:
     def changed(self) -> bool:
         return bool(self.opened or self.reopened or self.resolved)
 
-    def __iadd__(self, other: ReconcileResult) -> ReconcileResult:
-        self.opened += other.opened
-        self.refreshed += other.refreshed
-        self.reopened += other.reopened
-        self.resolved += other.resolved
-        return self
-
 
 def finding_key(kind: FindingKind, subject_key: str) -> str:
     return f"{kind.slug}:{subject_key}"[:255]
@@ -311,13 +304,15 @@ def suppress(finding: Finding, *, actor: Any, until: datetime, justification: st
         )
 
 
-def unsuppress(finding: Finding, *, actor: Any) -> None:
+def unsuppress(finding: Finding, *, actor: Any) -> bool:
+    """Take a suppression back. Whether there was one."""
     if finding.suppressed_until is None:
-        return
+        return False
     with transaction.atomic():
         finding.suppressed_until, finding.suppression_justification, finding.suppressed_by = None, "", None
         finding.save(update_fields=["suppressed_until", "suppression_justification", "suppressed_by"])
         audit.record(actor, AuditAction.FINDING_UNSUPPRESSED, target=finding)
+    return True
 
 
 def check_audit_chain() -> tuple[int, audit.ChainBreak | None]:
@@ -418,7 +413,7 @@ def bulk_change(
         if action == "suppress":
             changed = _suppress_all(rows, actor=actor, until=until, justification=justification)
         elif action == "unsuppress":
-            changed = sum(_unsuppress_one(row, actor) for row in rows)
+            changed = sum(unsuppress(row, actor=actor) for row in rows)
         else:
             person = assignee if action == "assign" else None
             changed = sum(assign(row, actor, person) for row in rows)
@@ -454,10 +449,3 @@ def _suppress_all(rows: list[Finding], *, actor: Any, until: datetime | None, ju
     for row in rows:
         suppress(row, actor=actor, until=until, justification=justification)
     return len(rows)
-
-
-def _unsuppress_one(row: Finding, actor: Any) -> bool:
-    if row.suppressed_until is None:
-        return False
-    unsuppress(row, actor=actor)
-    return True

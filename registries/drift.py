@@ -148,7 +148,7 @@ def status_of(registry: Registry) -> tuple[Status, SyncRun | None]:
     """Whether there is anything to compare for this registry, and the sync that last read its grants."""
     if registry.token_service:
         return Status.BY_CONSTRUCTION, None
-    if not can_read_grants(_connector_class(registry)):
+    if not can_read_grants(sync.connector_class_for(registry)):
         return Status.NOT_READABLE, None
     run = (
         SyncRun.objects.filter(registry=registry, replica=None, grants_seen__isnull=False)
@@ -475,13 +475,7 @@ class ApplyResult:
 
 def can_apply(registry: Registry) -> bool:
     """Whether this registry's connector can change grants (asked of its class, without connecting)."""
-    return can_write_grants(_connector_class(registry))
-
-
-def _connector_class(registry: Registry) -> object:
-    return connectors.connector_class(
-        registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets()
-    )
+    return can_write_grants(sync.connector_class_for(registry))
 
 
 def apply_plan(registry: Registry, *, actor: User | None, expected: str) -> ApplyResult:

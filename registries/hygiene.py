@@ -425,12 +425,9 @@ CHUNK = 5000
 
 
 def credential_facts(
-    credentials: Iterable[dict[str, Any]],
-    people: dict[int, Person],
-    groups: frozenset[str] = frozenset(),
-    registries: dict[int, str] | None = None,
+    credentials: Iterable[dict[str, Any]], people: dict[int, Person], groups: frozenset[str] = frozenset()
 ) -> Iterator[CredentialFacts]:
-    names = registries if registries is not None else dict(Registry.objects.values_list("pk", "name"))
+    names = dict(Registry.objects.values_list("pk", "name"))
     for row in credentials:
         registry_id = row["registry_id"]
         yield CredentialFacts(
@@ -720,7 +717,6 @@ def expired_rules(now: datetime) -> Iterator[Observation]:
 @dataclass
 class ScanResult:
     credentials: int = 0
-    repositories_checked: bool = False
     by_kind: dict[str, findings.ReconcileResult] = field(default_factory=dict)
 
     @property

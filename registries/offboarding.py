@@ -26,7 +26,6 @@ from portal import audit
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from registries import sync, tasks
-from registries.connectors import CONNECTORS
 from registries.connectors.base import (
     AccessPlan,
     Capability,
@@ -85,10 +84,11 @@ def plan_for(person: User, *, now: datetime | None = None) -> Plan:
     """Everything `person` still holds, and what offboarding will do with each. Reads only."""
     now = now or timezone.now()
     in_use_since = now - timedelta(days=settings.HYGIENE_STALE_DAYS)
+    capabilities = _Capabilities()
     items = [
         *_customs_items(person, now),
-        *_credential_items(person, in_use_since),
-        *_grant_items(person),
+        *_credential_items(person, in_use_since, capabilities),
+        *_grant_items(person, capabilities),
     ]
     return Plan(person=person, items=tuple(items))
 
@@ -147,7 +147,7 @@ def _customs_items(person: User, now: datetime) -> Iterator[Item]:
 # --- registry-native credentials ------------------------------------------------------------------
 
 
-def _credential_items(person: User, in_use_since: datetime) -> Iterator[Item]:
+def _credential_items(person: User, in_use_since: datetime, capabilities: _Capabilities) -> Iterator[Item]:
     held = (
         Credential.objects.present()
         .exclude(registry=None)  # Customs' own tokens are listed above, from their own tables
@@ -157,11 +157,12 @@ def _credential_items(person: User, in_use_since: datetime) -> Iterator[Item]:
     for credential in held:
         registry = credential.registry
         assert registry is not None
-        yield _credential_item(person, credential, registry, in_use_since)
+        can_disable = Capability.DISABLE_CREDENTIALS in capabilities.of(registry)
+        yield _credential_item(person, credential, registry, in_use_since, can_disable=can_disable)
 
 
 def _credential_item(
-    person: User, credential: Credential, registry: Registry, in_use_since: datetime
+    person: User, credential: Credential, registry: Registry, in_use_since: datetime, *, can_disable: bool
 ) -> Item:
     theirs = credential.owner_user_id == person.pk
     used = credential.last_used_at is not None and credential.last_used_at >= in_use_since
@@ -179,20 +180,28 @@ def _credential_item(
             "they created it and it was used recently" if used else "they created it; its use is not recorded"
         )
         return Item(key, registry.name, Action.REASSIGN, subject, why, evidence=evidence)
-    can_disable = Capability.DISABLE_CREDENTIALS in _capabilities(registry)
     why = "their own credential" if theirs else "they created it and nothing has used it recently"
     return Item(key, registry.name, Action.DISABLE, subject, why, automated=can_disable, evidence=evidence)
 
 
-def _capabilities(registry: Registry) -> frozenset[Capability]:
-    connector = CONNECTORS.get(registry.kind)
-    return connector.capabilities if connector is not None else frozenset()
+class _Capabilities:
+    """What each registry's connector can do (its variant included), asked once per plan: asking
+    reads the registry's configuration and decrypts its secrets."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, frozenset[Capability]] = {}
+
+    def of(self, registry: Registry) -> frozenset[Capability]:
+        if registry.pk not in self._known:
+            connector = sync.connector_class_for(registry)
+            self._known[registry.pk] = connector.capabilities if connector is not None else frozenset()
+        return self._known[registry.pk]
 
 
 # --- access the registries give them directly ---------------------------------------------------------
 
 
-def _grant_items(person: User) -> Iterator[Item]:
+def _grant_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
     grants = Grant.objects.filter(user=person).select_related("registry").order_by("registry__name", "pk")
     for grant in grants:
         yield Item(
@@ -201,7 +210,7 @@ def _grant_items(person: User) -> Iterator[Item]:
             Action.REMOVE_ACCESS,
             f"{', '.join(grant.actions)} on {grant.scope} ({grant.source})",
             "the registry grants it to them by name",
-            automated=Capability.WRITE_GRANTS in _capabilities(grant.registry),
+            automated=Capability.WRITE_GRANTS in capabilities.of(grant.registry),
             evidence={
                 "principal": f"{grant.principal_kind} {grant.principal_id}",
                 "observed_at": _iso(grant.observed_at),

@@ -83,6 +83,13 @@ def connector_for(registry: Registry) -> Connector:
     return connectors.build(registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets())
 
 
+def connector_class_for(registry: Registry) -> type[Connector] | None:
+    """The class that would serve the registry, to ask what it can do without connecting."""
+    return connectors.connector_class(
+        registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets()
+    )
+
+
 def claim(registry: Registry, *, trigger: str) -> SyncRun | None:
     # Atomic on SQLite (local run) and PostgreSQL alike; an advisory lock would exist only in production.
     now = timezone.now()
