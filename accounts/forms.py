@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from accounts.models import DirectoryGroup, PersonalToken
+from accounts.models import DirectoryGroup, PersonalToken, User
 from accounts.roles import Role
 
 
@@ -36,6 +36,24 @@ class TokenForm(forms.Form):
 class RoleBindingForm(forms.Form):
     group = forms.ModelChoiceField(queryset=DirectoryGroup.objects.all(), help_text="A directory group.")
     role = forms.ChoiceField(choices=[(Role.REVIEWER, "Reviewer"), (Role.ADMIN, "Admin")])
+
+
+class GroupOwnerForm(forms.Form):
+    owner = forms.CharField(
+        required=False,
+        max_length=150,
+        help_text="Username of who takes over this group's robots when the person who made them "
+        "leaves. Empty: nobody (the offboarding policy decides).",
+    )
+
+    def clean_owner(self) -> User | None:
+        username = self.cleaned_data["owner"].strip()
+        if not username:
+            return None
+        owner = User.objects.filter(username=username).first()
+        if owner is None:
+            raise forms.ValidationError(f"No one is called {username}.")
+        return owner
 
 
 class RobotTokenForm(forms.Form):

@@ -138,6 +138,11 @@ class DirectoryGroup(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     description = models.TextField(blank=True)
     synced_at = models.DateTimeField(default=timezone.now)
+    # Who takes over the group's robots when the person who made them leaves. Set in Customs:
+    # directories do not send group owners over SCIM.
+    owner = models.ForeignKey(
+        "User", null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_groups"
+    )
 
     objects = DirectoryGroupQuerySet.as_manager()
 

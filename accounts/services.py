@@ -261,6 +261,16 @@ def revoke_robot_token(robot: RobotToken, *, actor: User | None) -> bool:
     return True
 
 
+def set_group_owner(group: DirectoryGroup, owner: User | None, *, actor: User | None) -> None:
+    """Name who takes over the group's robots when the person who made them leaves (or nobody)."""
+    if owner is not None and not owner.may_sign_in:
+        raise RequestRejected(f"{owner} cannot sign in: choose someone still active")
+    with transaction.atomic():
+        DirectoryGroup.objects.filter(pk=group.pk).update(owner=owner)
+        group.owner = owner
+        audit.record(actor, AuditAction.GROUP_OWNER_SET, target=group, owner=owner.username if owner else "")
+
+
 def authenticate_robot(raw: str) -> RobotToken | None:
     """The active robot the secret belongs to, with its group, or None. One indexed read."""
     if not tokens.looks_like_token(raw, tokens.ROBOT_PREFIX):

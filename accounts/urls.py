@@ -15,6 +15,7 @@ urlpatterns = [
     path("access/", views.access_page, name="access"),
     path("access/groups/<int:group_id>/", views.group_detail, name="group_detail"),
     path("access/groups/<int:group_id>/robots/", views.robot_create, name="robot_create"),
+    path("access/groups/<int:group_id>/owner/", views.group_owner, name="group_owner"),
     path("access/robots/<int:robot_id>/revoke/", views.robot_revoke, name="robot_revoke"),
     path("access/role-bindings/", views.role_binding_create, name="role_binding_create"),
     path(

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import access, services
 from accounts.access import signed_in_user
-from accounts.forms import RobotTokenForm, RoleBindingForm, TokenForm
+from accounts.forms import GroupOwnerForm, RobotTokenForm, RoleBindingForm, TokenForm
 from accounts.models import DirectoryGroup, PersonalToken, RobotToken, RoleBinding
 from accounts.permissions import role_required
 from accounts.roles import Role
@@ -122,8 +122,30 @@ def group_detail(request: HttpRequest, group_id: int) -> HttpResponse:
     return _group_page(request, group, RobotTokenForm())
 
 
+@require_POST
+@role_required(Role.ADMIN)
+def group_owner(request: HttpRequest, group_id: int) -> HttpResponse:
+    """Name the group's owner: who takes over its robots when the person who made them leaves."""
+    group = get_object_or_404(DirectoryGroup, pk=group_id)
+    form = GroupOwnerForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_group_owner(group, form.cleaned_data["owner"], actor=signed_in_user(request))
+        except RequestRejected as exc:
+            form.add_error("owner", str(exc))
+        else:
+            messages.success(request, f"Owner of {group.display_name}: {group.owner or 'nobody'}.")
+            return redirect("accounts:group_detail", group_id=group.pk)
+    return _group_page(request, group, RobotTokenForm(), owner_form=form, status=400)
+
+
 def _group_page(
-    request: HttpRequest, group: DirectoryGroup, robot_form: RobotTokenForm, *, status: int = 200
+    request: HttpRequest,
+    group: DirectoryGroup,
+    robot_form: RobotTokenForm,
+    *,
+    owner_form: GroupOwnerForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     memberships = group.memberships.select_related("user").order_by("user__username")
     page = Paginator(memberships, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -133,6 +155,8 @@ def _group_page(
         "page": page,
         "robots": robots,
         "robot_form": robot_form,
+        "owner_form": owner_form
+        or GroupOwnerForm(initial={"owner": group.owner.username if group.owner else ""}),
         "can_manage_robots": signed_in_user(request).has_role(Role.ADMIN),
     }
     return render(request, "accounts/group_detail.html", context, status=status)

@@ -237,6 +237,18 @@ if NOTIFY_MIN_SEVERITY not in {"info", "low", "medium", "high", "critical"}:
 # Tell each credential's owner (by e-mail) before it expires, at each stage above.
 NOTIFY_OWNERS_OF_EXPIRING = env_bool("CUSTOMS_NOTIFY_OWNERS_OF_EXPIRING", True)
 
+# --- Offboarding (registries/offboarding.py) -------------------------------------------------
+
+# What a departure reported by the directory does with robots and credentials the person created
+# that automation still uses: "reassign" gives each to its group's owner (or to the steward below),
+# "disable" stops them. An admin's offboarding always asks who takes them over.
+OFFBOARDING_ROBOT_POLICY = env_str("CUSTOMS_OFFBOARDING_ROBOT_POLICY", "reassign")
+if OFFBOARDING_ROBOT_POLICY not in {"reassign", "disable"}:
+    raise ImproperlyConfigured("CUSTOMS_OFFBOARDING_ROBOT_POLICY must be reassign or disable")
+# Username of who takes over what has no group owner when the policy is reassign; with none,
+# such credentials are disabled.
+OFFBOARDING_STEWARD = env_str("CUSTOMS_OFFBOARDING_STEWARD", "")
+
 # --- Security (production) --------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)

@@ -39,7 +39,7 @@ from portal.errors import RequestRejected
 
 # sync calls reconcile_findings after a run that read grants, and this module uses its connector_for:
 # both import the other as a module and look names up at call time, so either may load first.
-from registries import connectors, sync, tasks
+from registries import connectors, sync
 from registries.connectors.base import (
     ACTIONS,
     AccessPlan,
@@ -546,6 +546,9 @@ def _record(
             error=error[:2000],
         )
         # What the registry holds now is read back by a sync, never assumed from what was asked.
+        # Imported here: tasks imports this module, and sync imports both.
+        from registries import tasks
+
         registry_id = registry.pk
         transaction.on_commit(lambda: tasks.sync_registry.delay(registry_id, SyncRun.Trigger.MANUAL))
     return ApplyResult(planned=len(plan.changes), applied=tuple(applied), error=error)

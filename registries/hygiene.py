@@ -176,6 +176,7 @@ class CredentialFacts:
     actions_seen_source: str = ""
     shared_admin: bool = False
     owner_group_known: bool = False  # owned by a group the directory still has
+    steward: Person | None = None  # took it over when its creator left (offboarding)
 
     @property
     def subject_key(self) -> str:
@@ -191,9 +192,12 @@ class CredentialFacts:
 
     @property
     def responsible(self) -> tuple[Person | None, str]:
-        """Who answers for it: the owning person, else (robots, service accounts, groups) its creator."""
+        """Who answers for it: the owning person, else (robots, service accounts, groups) whoever
+        took it over from its creator at an offboarding, else its creator."""
         if self.owner_kind == "user" or self.owner is not None:
             return self.owner, self.owner_ref
+        if self.steward is not None:
+            return self.steward, self.steward.label
         if self.creator is not None or self.creator_ref:
             return self.creator, self.creator_ref
         return None, self.owner_ref
@@ -408,6 +412,7 @@ FACT_FIELDS = (
     "created_by_id",
     "created_by_name",
     "created_by_user_id",
+    "steward_id",
     "created_at",
     "first_seen_at",
     "expires_at",
@@ -455,6 +460,7 @@ def credential_facts(
             actions_seen_source=row["actions_seen_source"],
             shared_admin=row["shared_admin"],
             owner_group_known=row["owner_kind"] == "group" and row["owner_id"] in groups,
+            steward=people.get(row["steward_id"]) if row["steward_id"] else None,
         )
 
 
@@ -464,6 +470,7 @@ def _people(credentials: Any) -> dict[int, Person]:
     ids |= set(
         credentials.exclude(created_by_user=None).values_list("created_by_user_id", flat=True).distinct()
     )
+    ids |= set(credentials.exclude(steward=None).values_list("steward_id", flat=True).distinct())
     rows = User.objects.filter(pk__in=ids).values_list("pk", "username", "display_name", "status")
     return {
         pk: Person(pk, display or username, status) for pk, username, display, status in rows.iterator(CHUNK)

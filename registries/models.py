@@ -523,6 +523,14 @@ class Credential(models.Model):
     actions_seen = models.JSONField(default=dict, blank=True)
     actions_seen_source = models.CharField(max_length=100, blank=True)
     shared_admin = models.BooleanField(default=False)
+    # Who answers for it since its creator left (set by offboarding; sync never touches it).
+    steward = models.ForeignKey(
+        "accounts.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stewarded_credentials",
+    )
     first_seen_at = models.DateTimeField(default=timezone.now)
     observed_at = models.DateTimeField(default=timezone.now)
     gone_at = models.DateTimeField(null=True, blank=True)
@@ -672,6 +680,8 @@ class Offboarding(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When Customs last re-read the affected registries to prove the steps held.
+    verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -697,6 +707,13 @@ class OffboardingStep(models.Model):
         FAILED = "failed", "Failed"
         MANUAL = "manual", "Left to a person"
 
+    class Verification(models.TextChoices):
+        NOT_CHECKED = "", "Not checked"
+        GONE = "gone", "Gone"
+        STILL_PRESENT = "present", "Still present"
+        KEPT = "kept", "Kept on purpose"  # re-assigned, so it should still be there
+        UNVERIFIABLE = "unverifiable", "Could not check"
+
     offboarding = models.ForeignKey(Offboarding, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField()
     key = models.CharField(max_length=255)
@@ -710,6 +727,11 @@ class OffboardingStep(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     result = models.CharField(max_length=1000, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
+    # What re-reading the registry after the run showed (registries/offboarding.py, verify()).
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, default=Verification.NOT_CHECKED, blank=True
+    )
+    verification_note = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["offboarding", "position"]

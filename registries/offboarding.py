@@ -14,6 +14,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,11 +22,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import GroupMembership, PersonalToken, RobotToken, User
+from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RobotToken, User
 from portal import audit
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
-from registries import sync, tasks
+from registries import sync
 from registries.connectors.base import (
     AccessPlan,
     Capability,
@@ -33,6 +34,7 @@ from registries.connectors.base import (
     GrantChange,
     Principal,
     PrincipalKind,
+    RemoteGrant,
     can_disable_credentials,
     can_write_grants,
 )
@@ -211,8 +213,14 @@ def _grant_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
             f"{', '.join(grant.actions)} on {grant.scope} ({grant.source})",
             "the registry grants it to them by name",
             automated=Capability.WRITE_GRANTS in capabilities.of(grant.registry),
+            # The grant itself, not its row: a sync between plan and run replaces the rows.
             evidence={
-                "principal": f"{grant.principal_kind} {grant.principal_id}",
+                "principal_kind": grant.principal_kind,
+                "principal_id": grant.principal_id,
+                "principal_name": grant.principal_name,
+                "scope": grant.scope,
+                "actions": grant.actions,
+                "source": grant.source,
                 "observed_at": _iso(grant.observed_at),
             },
         )
@@ -302,7 +310,24 @@ def confirm(offboarding: Offboarding, *, actor: User | None) -> None:
         locked.state, locked.confirmed_at = Offboarding.State.RUNNING, now
         locked.save(update_fields=["state", "confirmed_at"])
         audit.record(actor, AuditAction.OFFBOARDING_CONFIRMED, target=person, offboarding=locked.pk)
+        # Imported here: the tasks module imports this one (tasks call domain code, not the reverse).
+        from registries import tasks
+
         transaction.on_commit(functools.partial(tasks.run_offboarding.delay, locked.pk))
+    offboarding.refresh_from_db()
+
+
+def cancel(offboarding: Offboarding, *, actor: User | None) -> None:
+    """Drop a plan that was never confirmed. Nothing was changed, so nothing needs undoing."""
+    with transaction.atomic():
+        locked = Offboarding.objects.select_for_update().get(pk=offboarding.pk)
+        if locked.state != Offboarding.State.PLANNED:
+            raise OffboardingRefused(
+                f"this offboarding is {locked.get_state_display().lower()}: only a plan can be cancelled"
+            )
+        locked.state, locked.finished_at = Offboarding.State.CANCELLED, timezone.now()
+        locked.save(update_fields=["state", "finished_at"])
+        audit.record(actor, AuditAction.OFFBOARDING_CANCELLED, target=locked.person, offboarding=locked.pk)
     offboarding.refresh_from_db()
 
 
@@ -343,7 +368,7 @@ def _run_step(offboarding: Offboarding, step_id: int) -> None:
             step.state, step.result = OffboardingStep.State.FAILED, str(exc)[:1000]
         else:
             step.state, step.done_at = OffboardingStep.State.DONE, timezone.now()
-        step.save(update_fields=["attempts", "result", "state", "done_at"])
+        step.save(update_fields=["attempts", "result", "state", "done_at", "action"])
         if retry is None:
             audit.record(
                 None,
@@ -372,24 +397,25 @@ def _execute(offboarding: Offboarding, step: OffboardingStep) -> str:
         removed, _ = GroupMembership.objects.filter(user=person, group_id=int(pk)).delete()
         return "removed" if removed else "already gone"
     if kind == "robot":
-        return _reassign_robot(offboarding, int(pk))
+        return _reassign_robot(offboarding, step, int(pk))
     if kind == "credential":
         return _credential_step(offboarding, step, int(pk))
     if kind == "grant":
-        return _remove_grant(int(pk))
+        return _remove_grant(int(place.removeprefix("registry-")), step)
     raise PermanentError(f"no way to carry out {step.action} on {step.key}")
 
 
-def _reassign_robot(offboarding: Offboarding, robot_id: int) -> str:
-    robot = RobotToken.objects.filter(pk=robot_id).first()
+def _reassign_robot(offboarding: Offboarding, step: OffboardingStep, robot_id: int) -> str:
+    robot = RobotToken.objects.filter(pk=robot_id).select_related("group").first()
     if robot is None or robot.revoked_at is not None:
         return "already revoked"
-    if offboarding.reassign_to is None:
-        # A departure from the directory with no one named: the policy for robots is to stop them.
+    steward = steward_for(offboarding, robot.group)
+    if steward is None:
         account_services.revoke_robot_token(robot, actor=None)
-        return "revoked: nobody was named to take it over"
-    RobotToken.objects.filter(pk=robot.pk).update(created_by=offboarding.reassign_to)
-    return f"now sponsored by {offboarding.reassign_to}"
+        step.action = Action.DISABLE  # the record says what was done, and verification checks that
+        return f"revoked: {_nobody_takes_over()}"
+    RobotToken.objects.filter(pk=robot.pk).update(created_by=steward)
+    return f"now sponsored by {steward}"
 
 
 def _credential_step(offboarding: Offboarding, step: OffboardingStep, credential_id: int) -> str:
@@ -397,8 +423,17 @@ def _credential_step(offboarding: Offboarding, step: OffboardingStep, credential
     if credential is None or credential.gone_at is not None:
         return "already gone from the registry"
     if step.action == Action.REASSIGN:
-        who = offboarding.reassign_to
-        return f"kept: {who} answers for it now" if who else "kept: in use by automation; assign an owner"
+        steward = steward_for(offboarding, None)
+        if steward is not None:
+            # Sync never writes the steward: it stays until someone changes the credential's owner.
+            Credential.objects.filter(pk=credential.pk).update(steward=steward)
+            return f"kept: {steward} answers for it now"
+        step.action = Action.DISABLE
+        return f"{_disable(credential)}: {_nobody_takes_over()}"
+    return _disable(credential)
+
+
+def _disable(credential: Credential) -> str:
     registry = credential.registry
     assert registry is not None
     connector = sync.connector_for(registry)
@@ -409,22 +444,207 @@ def _credential_step(offboarding: Offboarding, step: OffboardingStep, credential
     return "disabled"
 
 
-def _remove_grant(grant_id: int) -> str:
-    grant = Grant.objects.filter(pk=grant_id).select_related("registry").first()
-    if grant is None:
-        return "already gone from the registry"
-    connector = sync.connector_for(grant.registry)
+def steward_for(offboarding: Offboarding, group: DirectoryGroup | None) -> User | None:
+    """Who takes over what the person made that automation still uses; None means stop it.
+
+    The admin's choice first; for a departure from the directory, the policy: the group's owner,
+    else the configured steward, else nobody. Someone who has left since is passed over.
+    """
+    candidates: list[User | None]
+    if offboarding.reassign_to is not None:
+        candidates = [offboarding.reassign_to]
+    elif settings.OFFBOARDING_ROBOT_POLICY == "disable":
+        return None
+    else:
+        candidates = [group.owner if group is not None else None, _configured_steward()]
+    for candidate in candidates:
+        if candidate is not None and candidate.pk != offboarding.person_id and candidate.may_sign_in:
+            return candidate
+    return None
+
+
+def _configured_steward() -> User | None:
+    username = settings.OFFBOARDING_STEWARD
+    return User.objects.filter(username=username).first() if username else None
+
+
+def _nobody_takes_over() -> str:
+    if settings.OFFBOARDING_ROBOT_POLICY == "disable":
+        return "the policy for departures is to disable what they made"
+    return "no one was named, the group has no owner and no steward is configured"
+
+
+def _remove_grant(registry_id: int, step: OffboardingStep) -> str:
+    registry = Registry.objects.filter(pk=registry_id).first()
+    if registry is None:
+        return "the registry is no longer connected"
+    connector = sync.connector_for(registry)
     if not can_write_grants(connector):
-        raise PermanentError(f"{grant.registry.kind} cannot change grants through its API")
-    removal = GrantChange(
+        raise PermanentError(f"{registry.kind} cannot change grants through its API")
+    removal = _grant_change(step.evidence)
+    # Idempotent by the connector's contract: a grant already gone is success.
+    list(connector.apply_access_plan(AccessPlan(registry=registry.name, removals=(removal,))))
+    return f"removed {', '.join(removal.actions)} on {removal.scope}"
+
+
+def _grant_change(evidence: dict[str, Any]) -> GrantChange:
+    return GrantChange(
         op=ChangeOp.REMOVE,
         principal=Principal(
-            kind=PrincipalKind(grant.principal_kind), id=grant.principal_id, name=grant.principal_name
+            kind=PrincipalKind(evidence["principal_kind"]),
+            id=str(evidence["principal_id"]),
+            name=str(evidence.get("principal_name", "")),
         ),
-        scope=grant.scope,
-        actions=tuple(grant.actions),
-        source=grant.source,
+        scope=str(evidence["scope"]),
+        actions=tuple(evidence["actions"]),
+        source=str(evidence["source"]),
         reason="offboarding",
     )
-    list(connector.apply_access_plan(AccessPlan(registry=grant.registry.name, removals=(removal,))))
-    return f"removed {', '.join(grant.actions)} on {grant.scope}"
+
+
+# --- verification: re-reading the registries after the run ---------------------------------------------
+
+
+@dataclass
+class _Reading:
+    """One registry as re-read for verification; None where its connector cannot list that."""
+
+    credentials: dict[str, bool] | None = None  # native id → enabled
+    grants: list[RemoteGrant] | None = None
+    error: str = ""
+
+
+def verify(offboarding: Offboarding) -> Offboarding:
+    """Re-read every registry the offboarding touched and record, step by step, whether what it
+    removed is gone. Reads only. A registry that cannot be read leaves its steps "could not check";
+    anything still present turns a completed offboarding into one with steps left.
+    """
+    if offboarding.state not in (Offboarding.State.COMPLETED, Offboarding.State.INCOMPLETE):
+        return offboarding
+    steps = list(offboarding.steps.order_by("position"))
+    readings = _read_registries(steps)
+    for step in steps:
+        verdict, note = _verdict(offboarding, step, readings)
+        step.verification, step.verification_note = verdict, note[:500]
+    OffboardingStep.objects.bulk_update(steps, ["verification", "verification_note"])
+    present = [step.key for step in steps if step.verification == OffboardingStep.Verification.STILL_PRESENT]
+    if present:
+        offboarding.state = Offboarding.State.INCOMPLETE
+    offboarding.verified_at = timezone.now()
+    offboarding.save(update_fields=["state", "verified_at"])
+    audit.record(
+        None,
+        AuditAction.OFFBOARDING_VERIFIED,
+        target=offboarding.person,
+        offboarding=offboarding.pk,
+        still_present=present,
+        unreadable=sorted({reading.error for reading in readings.values() if reading.error}),
+    )
+    return offboarding
+
+
+def _read_registries(steps: list[OffboardingStep]) -> dict[int, _Reading]:
+    # Every registry step, the ones left to a person too: the reviewer wants to know what is left.
+    wanted: dict[int, set[str]] = {}
+    for step in steps:
+        place, _, subject = step.key.partition("/")
+        if place.startswith("registry-"):
+            wanted.setdefault(int(place.removeprefix("registry-")), set()).add(subject.rpartition("-")[0])
+    readings: dict[int, _Reading] = {}
+    for registry in Registry.objects.filter(pk__in=wanted):
+        readings[registry.pk] = _read(registry, wanted[registry.pk])
+    return readings
+
+
+def _read(registry: Registry, kinds: set[str]) -> _Reading:
+    reading = _Reading()
+    try:
+        connector = sync.connector_for(registry)
+        if "credential" in kinds and (listed := sync.read_credentials(connector)) is not None:
+            reading.credentials = {credential.id: credential.enabled for credential in listed}
+        if "grant" in kinds:
+            reading.grants = sync.read_grants(connector)
+    except ConnectorError as exc:
+        reading.error = f"{registry.name}: {exc}"
+    return reading
+
+
+Verdict = tuple[str, str]
+GONE, PRESENT, KEPT, UNCHECKED, UNVERIFIABLE = (
+    OffboardingStep.Verification.GONE,
+    OffboardingStep.Verification.STILL_PRESENT,
+    OffboardingStep.Verification.KEPT,
+    OffboardingStep.Verification.NOT_CHECKED,
+    OffboardingStep.Verification.UNVERIFIABLE,
+)
+
+
+def _verdict(offboarding: Offboarding, step: OffboardingStep, readings: dict[int, _Reading]) -> Verdict:
+    place, _, subject = step.key.partition("/")
+    kind, _, pk = subject.rpartition("-")
+    if place == "customs":
+        return _customs_verdict(offboarding, step, kind, pk)
+    reading = readings.get(int(place.removeprefix("registry-")))
+    if reading is None:
+        return UNCHECKED, "left to a person"
+    if reading.error:
+        return UNVERIFIABLE, reading.error
+    if kind == "credential":
+        return _credential_verdict(step, int(pk), reading)
+    if kind == "grant":
+        return _grant_verdict(step, reading)
+    return UNCHECKED, ""
+
+
+def _customs_verdict(offboarding: Offboarding, step: OffboardingStep, kind: str, pk: str) -> Verdict:
+    from allauth.usersessions.models import UserSession
+
+    person = offboarding.person
+    if step.action == Action.END_SESSIONS:
+        open_sessions = UserSession.objects.filter(user=person).count()
+        return (PRESENT, f"{open_sessions} sessions open") if open_sessions else (GONE, "no session open")
+    if kind == "token":
+        live = PersonalToken.objects.filter(pk=pk).active().exists()
+        return (PRESENT, "the token still works") if live else (GONE, "revoked")
+    if kind == "membership":
+        member = GroupMembership.objects.filter(user=person, group_id=int(pk)).exists()
+        return (PRESENT, "still a member") if member else (GONE, "no longer a member")
+    if kind == "robot":
+        robot = RobotToken.objects.filter(pk=pk).active().first()
+        if robot is None:
+            return GONE, "revoked"
+        if robot.created_by_id == person.pk:
+            return PRESENT, "still sponsored by them"
+        return KEPT, f"sponsored by {robot.created_by or 'no one'}"
+    return UNCHECKED, "left to a person"
+
+
+def _credential_verdict(step: OffboardingStep, credential_id: int, reading: _Reading) -> Verdict:
+    if reading.credentials is None:
+        return UNVERIFIABLE, "the registry's connector cannot list credentials"
+    native_id = Credential.objects.filter(pk=credential_id).values_list("native_id", flat=True).first()
+    enabled = reading.credentials.get(native_id or "")
+    if enabled is None:
+        return GONE, "no longer listed by the registry"
+    if not enabled:
+        return GONE, "listed, disabled"
+    if step.action == Action.REASSIGN:
+        return KEPT, "listed and enabled, re-assigned on purpose"
+    return PRESENT, "listed and still enabled"
+
+
+def _grant_verdict(step: OffboardingStep, reading: _Reading) -> Verdict:
+    if reading.grants is None:
+        return UNVERIFIABLE, "the registry's connector cannot list grants"
+    removed = _grant_change(step.evidence)
+    left = [
+        grant
+        for grant in reading.grants
+        if (grant.principal.kind, grant.principal.id, grant.scope)
+        == (removed.principal.kind, removed.principal.id, removed.scope)
+        and grant.actions & set(removed.actions)
+    ]
+    if not left:
+        return GONE, "the registry no longer grants it"
+    actions = sorted(set().union(*(grant.actions for grant in left)) & set(removed.actions))
+    return PRESENT, f"still granted: {', '.join(actions)} on {removed.scope} ({left[0].source})"

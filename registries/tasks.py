@@ -89,21 +89,33 @@ def scan_findings(registry_id: int | None = None) -> dict[str, int]:
 
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
 def run_offboarding(offboarding_id: int) -> str:
-    """Run an offboarding's pending steps; a registry's transient failure retries it with back-off,
-    and the steps already done are not done again."""
+    """Run an offboarding's pending steps, then re-read the registries to prove them.
+
+    A registry's transient failure retries the task with back-off, and the steps already done are
+    not done again.
+    """
     found = Offboarding.objects.filter(pk=offboarding_id).select_related("person", "reassign_to").first()
     if found is None:
         return "gone"
-    return offboarding.run(found).state
+    return offboarding.verify(offboarding.run(found)).state
+
+
+@shared_task(acks_late=True)
+def verify_offboarding(offboarding_id: int) -> str:
+    """Re-read the registries of a finished offboarding (an admin asked to check again)."""
+    found = Offboarding.objects.filter(pk=offboarding_id).select_related("person").first()
+    if found is None:
+        return "gone"
+    return offboarding.verify(found).state
 
 
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
 def offboard_from_directory(person_id: int, reason: str) -> str:
     """A person the directory disabled or removed (SCIM, or an admin's departure): offboard them.
 
-    Robots they sponsor are revoked (nobody was named to take them over) and credentials they
-    made that automation uses are kept and flagged for an owner. Nothing happens when an
-    offboarding of theirs is already under way.
+    Robots and credentials they made that automation still uses follow the configured policy
+    (settings.OFFBOARDING_ROBOT_POLICY): re-assigned to the group's owner or the steward, or
+    disabled. Nothing happens when an offboarding of theirs is already under way.
     """
     person = User.objects.filter(pk=person_id).first()
     if person is None or person.may_sign_in:

@@ -298,3 +298,46 @@ def test_the_schema_describes_robot_tokens(client: Client, reviewer: User) -> No
     assert "/api/v1/robot-tokens/{id}/revoke/" in schema["paths"]
     created = schema["paths"]["/api/v1/robot-tokens/"]["post"]["responses"]["201"]
     assert created["content"]["application/json"]["schema"]["$ref"].endswith("/IssuedRobotToken")
+
+
+# --- the group's owner: who takes over its robots at an offboarding ------------------------------------
+
+
+def test_an_admin_names_the_groups_owner_and_it_is_audited(
+    client: Client, admin: User, team: DirectoryGroup
+) -> None:
+    lead = factories.user(username="lead")
+    client.force_login(admin)
+    response = client.post(reverse("accounts:group_owner", args=[team.pk]), {"owner": "lead"})
+    assert response.status_code == 302
+    team.refresh_from_db()
+    assert team.owner == lead
+    assert "lead" in client.get(group_page(team)).content.decode()
+    event = AuditEvent.objects.get(action=AuditAction.GROUP_OWNER_SET)
+    assert (event.actor_id, event.detail["owner"]) == (admin.pk, "lead")
+    client.post(reverse("accounts:group_owner", args=[team.pk]), {"owner": ""})
+    team.refresh_from_db()
+    assert team.owner is None
+
+
+def test_an_unknown_or_departed_owner_is_a_form_error(
+    client: Client, admin: User, team: DirectoryGroup
+) -> None:
+    gone = factories.user(username="gone")
+    User.objects.filter(pk=gone.pk).update(status=User.Status.DEPARTED, is_active=False)
+    client.force_login(admin)
+    for name, message in (("nobody-here", "No one is called nobody-here"), ("gone", "cannot sign in")):
+        response = client.post(reverse("accounts:group_owner", args=[team.pk]), {"owner": name})
+        assert response.status_code == 400
+        assert message in response.content.decode()
+    team.refresh_from_db()
+    assert team.owner is None
+
+
+def test_reviewers_cannot_name_an_owner(client: Client, reviewer: User, team: DirectoryGroup) -> None:
+    factories.user(username="lead")
+    client.force_login(reviewer)
+    assert "Save owner" not in client.get(group_page(team)).content.decode()
+    assert client.post(reverse("accounts:group_owner", args=[team.pk]), {"owner": "lead"}).status_code == 403
+    team.refresh_from_db()
+    assert team.owner is None

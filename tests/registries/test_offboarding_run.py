@@ -7,10 +7,10 @@ import celery
 import pytest
 
 from accounts import services as account_services
-from accounts.models import GroupMembership, User
-from registries import offboarding, tasks
+from accounts.models import DirectoryGroup, GroupMembership, RobotToken, User
+from registries import hygiene, offboarding, sync, tasks
 from registries.connectors.errors import TransientError
-from registries.models import Offboarding, OffboardingStep, Registry
+from registries.models import Credential, Grant, Offboarding, OffboardingStep, Registry
 from tests import factories
 from tests.fakes.harbor import FakeHarbor
 from tests.fakes.server import Answer
@@ -172,3 +172,164 @@ def test_a_reactivated_person_is_not_offboarded() -> None:
     person = factories.user()
     assert tasks.offboard_from_directory(person.pk, "stale message") == "nothing to do"
     assert not Offboarding.objects.exists()
+
+
+# --- stewards and the policy for departures ---------------------------------------------------------
+
+
+def sponsored_by(person: User, group: DirectoryGroup) -> RobotToken:
+    robot, _ = factories.robot(group)
+    RobotToken.objects.filter(pk=robot.pk).update(created_by=person)
+    return robot
+
+
+def directory_offboarding(person: User) -> Offboarding:
+    account_services.deactivate_user(person, actor=None, reason="SCIM: active=false")
+    started = offboarding.start(person, actor=None, reason="SCIM", trigger=Offboarding.Trigger.DIRECTORY)
+    offboarding.confirm(started, actor=None)
+    return offboarding.run(started)
+
+
+def test_a_departure_gives_robots_to_their_groups_owner_or_the_steward(
+    settings: object, queued: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: None)
+    person, lead, steward = factories.user(), factories.user(), factories.user(username="platform-team")
+    owned_group, orphan_group = factories.group(), factories.group()
+    DirectoryGroup.objects.filter(pk=owned_group.pk).update(owner=lead)
+    settings.OFFBOARDING_STEWARD = "platform-team"  # type: ignore[attr-defined]
+    to_lead, to_steward = sponsored_by(person, owned_group), sponsored_by(person, orphan_group)
+
+    finished = directory_offboarding(person)
+
+    assert finished.state == Offboarding.State.COMPLETED
+    assert RobotToken.objects.get(pk=to_lead.pk).created_by == lead
+    assert RobotToken.objects.get(pk=to_steward.pk).created_by == steward
+    assert step(finished, f"customs/robot-{to_lead.pk}").result == f"now sponsored by {lead}"
+
+
+def test_the_disable_policy_stops_what_they_made_and_the_record_says_so(
+    settings: object, harbor: FakeHarbor, queued: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: None)
+    settings.OFFBOARDING_ROBOT_POLICY = "disable"  # type: ignore[attr-defined]
+    person, lead = factories.user(), factories.user()
+    group = factories.group()
+    DirectoryGroup.objects.filter(pk=group.pk).update(owner=lead)
+    robot = sponsored_by(person, group)
+    registry = connected(harbor)
+    robot_id = harbor.add_robot("ci", access={"payments": ["pull"]})
+    built = factories.registry_credential(
+        registry, native_id=str(robot_id), created_by_user=person, usage_known=False
+    )
+
+    finished = directory_offboarding(person)
+
+    assert RobotToken.objects.get(pk=robot.pk).revoked_at is not None
+    assert harbor.robots[robot_id]["disable"] is True
+    credential_step = step(finished, f"registry-{registry.pk}/credential-{built.pk}")
+    assert credential_step.action == offboarding.Action.DISABLE  # planned as reassign; done as disable
+    assert credential_step.result.startswith("disabled: the policy")
+
+
+def test_an_admins_heir_becomes_steward_of_registry_credentials(
+    harbor: FakeHarbor, queued: list[int]
+) -> None:
+    person, heir = factories.user(), factories.user()
+    registry = connected(harbor)
+    robot_id = harbor.add_robot("ci", access={"payments": ["pull"]})
+    built = factories.registry_credential(
+        registry, native_id=str(robot_id), created_by_user=person, usage_known=False
+    )
+    planned = offboarding.start(person, actor=None, reason="left", reassign_to=heir)
+    offboarding.confirm(planned, actor=None)
+
+    offboarding.run(planned)
+
+    built.refresh_from_db()
+    assert built.steward == heir
+    assert harbor.robots[robot_id]["disable"] is False  # automation keeps working
+    facts = next(hygiene.credential_facts([_fact_row(built)], hygiene._people(Credential.objects.all())))
+    responsible, _ = facts.responsible
+    assert responsible is not None
+    assert responsible.pk == heir.pk
+
+
+def _fact_row(credential: Credential) -> dict[str, object]:
+    row: dict[str, object] = Credential.objects.filter(pk=credential.pk).values(*hygiene.FACT_FIELDS).get()
+    return row
+
+
+# --- verification: the registries re-read ----------------------------------------------------------------
+
+
+def granted_member(harbor: FakeHarbor, registry: Registry, person: User) -> Grant:
+    """`person` as a Harbor project developer, and the grant row a sync would have left."""
+    user_id = harbor.add_user(person.username)
+    harbor.add_member("payments", role_id=2, user_id=user_id)
+    read = sync.read_grants(sync.connector_for(registry))
+    assert read is not None
+    remote = next(g for g in read if g.principal.kind == "user")
+    return factories.grant(
+        registry,
+        principal_kind="user",
+        principal_id=remote.principal.id,
+        principal_name=remote.principal.name,
+        scope=remote.scope,
+        can_push="push" in remote.actions,
+        source=remote.source,
+        user=person,
+    )
+
+
+def test_verification_proves_each_step_gone_and_kept_ones_kept(harbor: FakeHarbor, queued: list[int]) -> None:
+    person, heir = factories.user(), factories.user()
+    factories.member(person, factories.group())
+    token, _ = factories.token(person)
+    registry = connected(harbor)
+    theirs = harbor.add_robot("theirs", access={"payments": ["pull"]})
+    kept = harbor.add_robot("deploy", access={"payments": ["pull"]})
+    own = factories.registry_credential(registry, native_id=str(theirs), owner_user=person)
+    built = factories.registry_credential(
+        registry, native_id=str(kept), created_by_user=person, usage_known=False
+    )
+    grant = granted_member(harbor, registry, person)
+    planned = offboarding.start(person, actor=None, reason="left", reassign_to=heir)
+    offboarding.confirm(planned, actor=None)
+    # A sync between the plan and the run replaces grant rows: the step still finds its grant.
+    type(grant).objects.filter(pk=grant.pk).delete()
+
+    verified = offboarding.verify(offboarding.run(planned))
+
+    verdicts = dict(verified.steps.values_list("key", "verification"))
+    assert verdicts[f"customs/token-{token.pk}"] == OffboardingStep.Verification.GONE
+    assert verdicts[f"registry-{registry.pk}/credential-{own.pk}"] == OffboardingStep.Verification.GONE
+    assert verdicts[f"registry-{registry.pk}/credential-{built.pk}"] == OffboardingStep.Verification.KEPT
+    assert verdicts[f"registry-{registry.pk}/grant-{grant.pk}"] == OffboardingStep.Verification.GONE
+    assert harbor.members["payments"] == []
+    assert verified.state == Offboarding.State.COMPLETED
+    assert verified.verified_at is not None
+
+
+def test_verification_reports_what_is_still_there_and_what_it_could_not_read(
+    harbor: FakeHarbor, queued: list[int]
+) -> None:
+    person = factories.user()
+    registry = connected(harbor)
+    robot_id = harbor.add_robot("ci", access={"payments": ["pull"]})
+    credential = factories.registry_credential(registry, native_id=str(robot_id), owner_user=person)
+    planned = offboarding.start(person, actor=None, reason="left")
+    offboarding.confirm(planned, actor=None)
+    finished = offboarding.run(planned)
+    key = f"registry-{registry.pk}/credential-{credential.pk}"
+    assert finished.state == Offboarding.State.COMPLETED
+
+    harbor.robots[robot_id]["disable"] = False  # someone turned it back on in Harbor
+    again = offboarding.verify(finished)
+    assert step(again, key).verification == OffboardingStep.Verification.STILL_PRESENT
+    assert again.state == Offboarding.State.INCOMPLETE
+
+    harbor.fail_next.extend([Answer(500, {"errors": [{"code": "ERR", "message": "boom"}]})] * 8)
+    unread = offboarding.verify(again)
+    assert step(unread, key).verification == OffboardingStep.Verification.UNVERIFIABLE
+    assert "harbor-eu" in step(unread, key).verification_note
