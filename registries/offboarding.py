@@ -31,11 +31,13 @@ from registries.connectors.base import (
     AccessPlan,
     Capability,
     ChangeOp,
+    Connector,
     GrantChange,
     Principal,
     PrincipalKind,
     RemoteGrant,
     can_disable_credentials,
+    can_remove_members,
     can_write_grants,
 )
 from registries.connectors.errors import ConnectorError, PermanentError, TransientError
@@ -90,6 +92,7 @@ def plan_for(person: User, *, now: datetime | None = None) -> Plan:
     items = [
         *_customs_items(person, now),
         *_credential_items(person, in_use_since, capabilities),
+        *_member_items(person, capabilities),
         *_grant_items(person, capabilities),
     ]
     return Plan(person=person, items=tuple(items))
@@ -191,21 +194,61 @@ class _Capabilities:
     reads the registry's configuration and decrypts its secrets."""
 
     def __init__(self) -> None:
-        self._known: dict[int, frozenset[Capability]] = {}
+        self._known: dict[int, type[Connector] | None] = {}
+
+    def _class(self, registry: Registry) -> type[Connector] | None:
+        if registry.pk not in self._known:
+            self._known[registry.pk] = sync.connector_class_for(registry)
+        return self._known[registry.pk]
 
     def of(self, registry: Registry) -> frozenset[Capability]:
-        if registry.pk not in self._known:
-            connector = sync.connector_class_for(registry)
-            self._known[registry.pk] = connector.capabilities if connector is not None else frozenset()
-        return self._known[registry.pk]
+        connector = self._class(registry)
+        return connector.capabilities if connector is not None else frozenset()
+
+    def membership_covers_grants(self, registry: Registry) -> bool:
+        """Taking them out of the organisation ends every grant listed for them there."""
+        connector = self._class(registry)
+        return Capability.REMOVE_MEMBERS in self.of(registry) and bool(
+            getattr(connector, "membership_covers_grants", False)
+        )
 
 
 # --- access the registries give them directly ---------------------------------------------------------
 
 
+def _identities(person: User) -> dict[Registry, list[tuple[str, str]]]:
+    """Who the person is in each registry: the user principals its grants name them as."""
+    found: dict[Registry, list[tuple[str, str]]] = {}
+    grants = Grant.objects.filter(user=person, principal_kind=PrincipalKind.USER).select_related("registry")
+    for grant in grants.order_by("registry__name", "principal_id"):
+        identity = (grant.principal_id, grant.principal_name)
+        if identity not in found.setdefault(grant.registry, []):
+            found[grant.registry].append(identity)
+    return found
+
+
+def _member_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
+    for registry, identities in _identities(person).items():
+        if Capability.REMOVE_MEMBERS not in capabilities.of(registry):
+            continue
+        for number, (principal_id, principal_name) in enumerate(identities, start=1):
+            yield Item(
+                f"registry-{registry.pk}/member-{number}",
+                registry.name,
+                Action.REMOVE_ACCESS,
+                f"{principal_name or principal_id}: organisation and team memberships",
+                "membership is what gives them access there",
+                evidence={"principal_id": principal_id, "principal_name": principal_name},
+            )
+
+
 def _grant_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
     grants = Grant.objects.filter(user=person).select_related("registry").order_by("registry__name", "pk")
     for grant in grants:
+        if grant.principal_kind == PrincipalKind.USER and capabilities.membership_covers_grants(
+            grant.registry
+        ):
+            continue  # ended by the membership step above
         yield Item(
             f"registry-{grant.registry_id}/grant-{grant.pk}",
             grant.registry.name,
@@ -402,6 +445,8 @@ def _execute(offboarding: Offboarding, step: OffboardingStep) -> str:
         return _credential_step(offboarding, step, int(pk))
     if kind == "grant":
         return _remove_grant(int(place.removeprefix("registry-")), step)
+    if kind == "member":
+        return _remove_member(int(place.removeprefix("registry-")), step)
     raise PermanentError(f"no way to carry out {step.action} on {step.key}")
 
 
@@ -487,6 +532,21 @@ def _remove_grant(registry_id: int, step: OffboardingStep) -> str:
     return f"removed {', '.join(removal.actions)} on {removal.scope}"
 
 
+def _remove_member(registry_id: int, step: OffboardingStep) -> str:
+    registry = Registry.objects.filter(pk=registry_id).first()
+    if registry is None:
+        return "the registry is no longer connected"
+    connector = sync.connector_for(registry)
+    if not can_remove_members(connector):
+        raise PermanentError(f"{registry.kind} cannot remove members through its API")
+    principal_id = str(step.evidence["principal_id"])
+    where = connector.memberships_of(principal_id)
+    if not where:
+        return "not a member any more"
+    connector.remove_person(principal_id)
+    return f"removed from {', '.join(where)}"
+
+
 def _grant_change(evidence: dict[str, Any]) -> GrantChange:
     return GrantChange(
         op=ChangeOp.REMOVE,
@@ -511,6 +571,7 @@ class _Reading:
 
     credentials: dict[str, bool] | None = None  # native id → enabled
     grants: list[RemoteGrant] | None = None
+    memberships: dict[str, list[str]] | None = None  # principal id → where they are still a member
     error: str = ""
 
 
@@ -545,18 +606,19 @@ def verify(offboarding: Offboarding) -> Offboarding:
 
 def _read_registries(steps: list[OffboardingStep]) -> dict[int, _Reading]:
     # Every registry step, the ones left to a person too: the reviewer wants to know what is left.
-    wanted: dict[int, set[str]] = {}
+    wanted: dict[int, list[OffboardingStep]] = {}
     for step in steps:
-        place, _, subject = step.key.partition("/")
+        place = step.key.partition("/")[0]
         if place.startswith("registry-"):
-            wanted.setdefault(int(place.removeprefix("registry-")), set()).add(subject.rpartition("-")[0])
+            wanted.setdefault(int(place.removeprefix("registry-")), []).append(step)
     readings: dict[int, _Reading] = {}
     for registry in Registry.objects.filter(pk__in=wanted):
         readings[registry.pk] = _read(registry, wanted[registry.pk])
     return readings
 
 
-def _read(registry: Registry, kinds: set[str]) -> _Reading:
+def _read(registry: Registry, steps: list[OffboardingStep]) -> _Reading:
+    kinds = {step.key.partition("/")[2].rpartition("-")[0] for step in steps}
     reading = _Reading()
     try:
         connector = sync.connector_for(registry)
@@ -564,6 +626,9 @@ def _read(registry: Registry, kinds: set[str]) -> _Reading:
             reading.credentials = {credential.id: credential.enabled for credential in listed}
         if "grant" in kinds:
             reading.grants = sync.read_grants(connector)
+        if "member" in kinds and can_remove_members(connector):
+            people = {str(step.evidence["principal_id"]) for step in steps if "/member-" in step.key}
+            reading.memberships = {person: connector.memberships_of(person) for person in people}
     except ConnectorError as exc:
         reading.error = f"{registry.name}: {exc}"
     return reading
@@ -593,6 +658,8 @@ def _verdict(offboarding: Offboarding, step: OffboardingStep, readings: dict[int
         return _credential_verdict(step, int(pk), reading)
     if kind == "grant":
         return _grant_verdict(step, reading)
+    if kind == "member":
+        return _member_verdict(step, reading)
     return UNCHECKED, ""
 
 
@@ -648,3 +715,10 @@ def _grant_verdict(step: OffboardingStep, reading: _Reading) -> Verdict:
         return GONE, "the registry no longer grants it"
     actions = sorted(set().union(*(grant.actions for grant in left)) & set(removed.actions))
     return PRESENT, f"still granted: {', '.join(actions)} on {removed.scope} ({left[0].source})"
+
+
+def _member_verdict(step: OffboardingStep, reading: _Reading) -> Verdict:
+    if reading.memberships is None:
+        return UNVERIFIABLE, "the registry's connector cannot list members"
+    where = reading.memberships.get(str(step.evidence["principal_id"]), [])
+    return (PRESENT, f"still in {', '.join(where)}") if where else (GONE, "a member nowhere")

@@ -29,6 +29,7 @@ class Capability(enum.StrEnum):
     GRANTS = "grants"  # read_grants(): who the registry lets do what
     WRITE_GRANTS = "write_grants"  # apply_access_plan(): change that to match Customs' rules
     DISABLE_CREDENTIALS = "disable_credentials"  # disable_credential(): offboarding and hygiene
+    REMOVE_MEMBERS = "remove_members"  # memberships_of() / remove_person(): offboarding
     REPLICAS = "replicas"  # read_replication(): the regions and replication the registry reports
     EVENTS = "events"
 
@@ -362,6 +363,30 @@ def can_read_credentials(connector: object) -> TypeGuard[CredentialReader]:
 def can_disable_credentials(connector: object) -> TypeGuard[CredentialDisabler]:
     return Capability.DISABLE_CREDENTIALS in getattr(connector, "capabilities", ()) and callable(
         getattr(connector, "disable_credential", None)
+    )
+
+
+class MemberRemover(Protocol):
+    """Organisations and teams a person belongs to, and taking them out (offboarding).
+
+    Where membership is itself the access (a Docker Hub organisation), removing the person is the
+    step; `membership_covers_grants` says that removal also ends every grant the registry lists for
+    them, so offboarding need not remove those one by one.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]]
+    membership_covers_grants: ClassVar[bool]
+
+    def memberships_of(self, principal_id: str) -> list[str]:
+        """Where they are a member, read now ("organisation acme", "team acme/ci"); [] for nowhere."""
+
+    def remove_person(self, principal_id: str) -> None:
+        """Take them out of every organisation and team the connector manages. Idempotent."""
+
+
+def can_remove_members(connector: object) -> TypeGuard[MemberRemover]:
+    return Capability.REMOVE_MEMBERS in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "remove_person", None)
     )
 
 

@@ -152,9 +152,12 @@ class DockerHubConnector:
             Capability.GRANTS,
             Capability.WRITE_GRANTS,
             Capability.DISABLE_CREDENTIALS,
+            Capability.REMOVE_MEMBERS,
             Capability.EVENTS,
         }
     )
+    # Leaving the organisation leaves its teams, and people hold access only through those.
+    membership_covers_grants: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = (
         "list the namespace's repositories and tags (personal access token scope repo:read, "
         "or an organisation access token with repo-pull on the repositories)",
@@ -480,6 +483,22 @@ class DockerHubConnector:
                     yield page  # a bare member
 
     # --- writes: reconcile plans and offboarding -------------------------------------------------
+
+    def memberships_of(self, principal_id: str) -> list[str]:
+        members = self._members()
+        if members is None or principal_id not in members:
+            return []  # a personal namespace has no members, only its owner
+        teams = sorted(
+            str(team["name"])
+            for team in self._pages(f"{self._org_path()}/groups")
+            if any(
+                m.get("username") == principal_id for m in self._pages(self._team_members_path(team["name"]))
+            )
+        )
+        return [f"organisation {self.config.namespace}", *(f"team {team}" for team in teams)]
+
+    def remove_person(self, principal_id: str) -> None:
+        self.remove_member(principal_id)
 
     def remove_member(self, username: str) -> None:
         """Take a person out of the organisation (and so out of every team); gone already is success."""
