@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -217,14 +217,34 @@ class _Capabilities:
 
 
 def _identities(person: User) -> dict[Registry, list[tuple[str, str]]]:
-    """Who the person is in each registry: the user principals its grants name them as."""
+    """Who the person is in each registry: the user principals its grants name them as, and their
+    username where an admin said the registry's usernames are the directory's (Quay)."""
     found: dict[Registry, list[tuple[str, str]]] = {}
-    grants = Grant.objects.filter(user=person, principal_kind=PrincipalKind.USER).select_related("registry")
+    grants = _their_grants(person).filter(principal_kind=PrincipalKind.USER).select_related("registry")
     for grant in grants.order_by("registry__name", "principal_id"):
         identity = (grant.principal_id, grant.principal_name)
         if identity not in found.setdefault(grant.registry, []):
             found[grant.registry].append(identity)
+    for registry in _registries_linking_usernames():
+        if (person.username, "") not in found.setdefault(registry, []) and not any(
+            principal_id == person.username for principal_id, _ in found[registry]
+        ):
+            found[registry].append((person.username, ""))
     return found
+
+
+def _registries_linking_usernames() -> list[Registry]:
+    return list(Registry.objects.filter(config__link_users_by_username=True).order_by("name"))
+
+
+def _their_grants(person: User) -> QuerySet[Grant]:
+    """Grants that name them: linked by directory id, or by username where the registry says so."""
+    by_username = Q(
+        registry__in=_registries_linking_usernames(),
+        principal_kind=PrincipalKind.USER,
+        principal_id=person.username,
+    )
+    return Grant.objects.filter(Q(user=person) | by_username)
 
 
 def _member_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
@@ -243,7 +263,7 @@ def _member_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
 
 
 def _grant_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
-    grants = Grant.objects.filter(user=person).select_related("registry").order_by("registry__name", "pk")
+    grants = _their_grants(person).select_related("registry").order_by("registry__name", "pk")
     for grant in grants:
         if grant.principal_kind == PrincipalKind.USER and capabilities.membership_covers_grants(
             grant.registry

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import requests
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from portal.http import OutboundSession, outbound_session
 from registries.connectors.base import (
@@ -83,6 +83,14 @@ class QuayConfig(ConnectorConfig):
     # Quay records robots' last_accessed only with FEATURE_USER_LAST_ACCESSED (on at quay.io). When
     # it is on, an empty last_accessed means never used; when off, it means nobody knows.
     last_accessed_recorded: bool = True
+    # Quay users carry no directory id. Where Quay signs people in through the same directory and
+    # keeps its username, an admin may say so; offboarding then looks for the person's team seats
+    # and repository permissions under their Customs username.
+    link_users_by_username: bool = Field(
+        default=False,
+        description="Only if Quay signs people in through your directory and their Quay username is "
+        "their directory username: offboarding removes that Quay user's team seats and permissions.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -146,10 +154,13 @@ class QuayConnector:
             Capability.GRANTS,
             Capability.WRITE_GRANTS,
             Capability.DISABLE_CREDENTIALS,
+            Capability.REMOVE_MEMBERS,
             Capability.REPLICAS,
             Capability.EVENTS,
         }
     )
+    # Team seats only: a direct repository permission is a grant of its own, removed as one.
+    membership_covers_grants: ClassVar[bool] = False
     needs: ClassVar[tuple[str, ...]] = (
         "OAuth token scope repo:read: list each organisation's repositories and tags",
         "OAuth token scope org:admin: read robot accounts, teams and their members"
@@ -320,6 +331,19 @@ class QuayConnector:
             for member in _dicts(body.get("members"))
             if member.get("name")
         ]
+
+    def memberships_of(self, principal_id: str) -> list[str]:
+        seats = []
+        for organisation in self.config.organisations:
+            for team in sorted(self._teams(organisation)):
+                if principal_id in {member.id for member in self.team_members(organisation, team)}:
+                    seats.append(f"team {organisation}/{team}")
+        return seats
+
+    def remove_person(self, principal_id: str) -> None:
+        for seat in self.memberships_of(principal_id):
+            organisation, team = seat.removeprefix("team ").split("/", 1)
+            self.remove_team_member(organisation, team, principal_id)
 
     def remove_team_member(self, organisation: str, team: str, member: str) -> None:
         """Take a user or robot out of a team (offboarding). Someone already out is success."""
