@@ -25,6 +25,7 @@ NAVIGATION = [
     NavItem("Explorer", "registries:explore", Role.REVIEWER, "access/explore"),
     NavItem("My access", "registries:my_access", Role.DEVELOPER, "access/mine"),
     NavItem("Credentials", "accounts:credentials", Role.REVIEWER, "credentials"),
+    NavItem("Offboarding", "registries:offboardings", Role.REVIEWER, "offboarding"),
     NavItem("Base images", "registries:base_images", Role.DEVELOPER, "base-images"),
     NavItem("Findings", "portal:findings", Role.REVIEWER, "findings"),
     NavItem("Audit", "portal:audit", Role.REVIEWER, "audit"),

@@ -359,6 +359,7 @@ def confirm(offboarding: Offboarding, *, actor: User | None) -> None:
     """
     with transaction.atomic():
         locked = Offboarding.objects.select_for_update().get(pk=offboarding.pk)
+        _refuse_own(locked, actor)
         if locked.state != Offboarding.State.PLANNED:
             raise OffboardingRefused(f"this offboarding is {locked.get_state_display().lower()}")
         person = locked.person
@@ -380,10 +381,17 @@ def confirm(offboarding: Offboarding, *, actor: User | None) -> None:
     offboarding.refresh_from_db()
 
 
+def _refuse_own(offboarding: Offboarding, actor: User | None) -> None:
+    # An admin being offboarded by another must not be able to cancel (or confirm) it themselves.
+    if actor is not None and actor.pk == offboarding.person_id:
+        raise OffboardingRefused("you cannot decide your own offboarding")
+
+
 def cancel(offboarding: Offboarding, *, actor: User | None) -> None:
     """Drop a plan that was never confirmed. Nothing was changed, so nothing needs undoing."""
     with transaction.atomic():
         locked = Offboarding.objects.select_for_update().get(pk=offboarding.pk)
+        _refuse_own(locked, actor)
         if locked.state != Offboarding.State.PLANNED:
             raise OffboardingRefused(
                 f"this offboarding is {locked.get_state_display().lower()}: only a plan can be cancelled"

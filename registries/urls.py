@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registries import access_views, credential_views, hygiene_views, views
+from registries import access_views, credential_views, hygiene_views, offboarding_views, views
 
 app_name = "registries"
 
@@ -69,4 +69,33 @@ urlpatterns = [
     path("access/explore/", access_views.explore, name="explore"),
     path("access/mine/", access_views.my_access, name="my_access"),
     path("access/report.csv", access_views.access_report, name="access_report"),
+    # Offboarding: the plan, its run and the reviewer's report (registries/offboarding_views.py).
+    path("offboarding/", offboarding_views.offboarding_index, name="offboardings"),
+    path("offboarding/people/<int:user_id>/", offboarding_views.offboarding_plan, name="offboarding_plan"),
+    path("offboarding/<int:offboarding_id>/", offboarding_views.offboarding_detail, name="offboarding"),
+    path(
+        "offboarding/<int:offboarding_id>/progress/",
+        offboarding_views.offboarding_progress,
+        name="offboarding_progress",
+    ),
+    path(
+        "offboarding/<int:offboarding_id>/confirm/",
+        offboarding_views.offboarding_confirm,
+        name="offboarding_confirm",
+    ),
+    path(
+        "offboarding/<int:offboarding_id>/cancel/",
+        offboarding_views.offboarding_cancel,
+        name="offboarding_cancel",
+    ),
+    path(
+        "offboarding/<int:offboarding_id>/report/",
+        offboarding_views.offboarding_report_page,
+        name="offboarding_report",
+    ),
+    path(
+        "offboarding/<int:offboarding_id>/report.csv",
+        offboarding_views.offboarding_report_csv,
+        name="offboarding_report_csv",
+    ),
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from registries.api import views
+from registries.api import offboarding, views
 
 router = SimpleRouter()
 router.register("registries", views.RegistryViewSet, basename="registry")
@@ -14,6 +14,7 @@ router.register("tags", views.TagViewSet, basename="tag")
 router.register("access-rules", views.AccessRuleViewSet, basename="access-rule")
 router.register("registry-credentials", views.CredentialViewSet, basename="registry-credential")
 router.register("registry-grants", views.GrantViewSet, basename="registry-grant")
+router.register("offboardings", offboarding.OffboardingViewSet, basename="offboarding")
 
 urlpatterns = [
     path("access/user/", views.UserAccessView.as_view(), name="access-user"),
@@ -22,5 +23,12 @@ urlpatterns = [
     path("access/groups/<int:group_id>/reach/", views.GroupReachView.as_view(), name="access-group-reach"),
     path("access/me/", views.MyAccessView.as_view(), name="access-me"),
     path("access/report.csv", views.AccessReportView.as_view(), name="access-report"),
+    path("offboarding/plan/", offboarding.OffboardingPlanView.as_view(), name="offboarding-plan"),
+    # A file name, as access/report.csv: no trailing slash.
+    path(
+        "offboardings/<int:pk>/report.csv",
+        offboarding.OffboardingReportView.as_view(),
+        name="offboarding-report",
+    ),
     *router.urls,
 ]

@@ -14,7 +14,7 @@ from accounts.models import PersonalToken, RoleBinding, User
 from accounts.roles import Role
 from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
-from registries import services
+from registries import offboarding, services
 from registries.models import AccessRule, Credential, Grant
 from registries.services import RuleRequest, save_access_rule
 from tests import factories
@@ -129,6 +129,16 @@ def native_grant(w: World) -> dict[str, Any]:
     return {"pk": made.pk}
 
 
+def planned_offboarding(w: World) -> dict[str, Any]:
+    """A fresh plan (someone with nothing to take away): confirming and cancelling it both succeed."""
+    planned = offboarding.start(factories.user(), actor=None, reason="for the matrix")
+    return {"offboarding_id": planned.pk}
+
+
+def api_offboarding(w: World) -> dict[str, Any]:
+    return {"pk": planned_offboarding(w)["offboarding_id"]}
+
+
 #                                   admin reviewer developer outsider anonymous
 MATRIX: dict[str, Row] = {
     "portal:dashboard": Row((200, 200, 200, 200, 302)),
@@ -156,6 +166,10 @@ MATRIX: dict[str, Row] = {
     ),
     "accounts:robot_revoke": Row(
         (302, 403, 403, 403, 302), method="post", kwargs=lambda w: {"robot_id": factories.robot()[0].pk}
+    ),
+    # Who takes over a group's robots at an offboarding: admins name them.
+    "accounts:group_owner": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=group, data=lambda w: {"owner": ""}
     ),
     "accounts:role_binding_create": Row(
         (302, 403, 403, 403, 302),
@@ -362,6 +376,30 @@ MATRIX: dict[str, Row] = {
     "api:registry-credential-detail": Row((200, 200, 403, 403, 401), kwargs=native_credential),
     "api:registry-grant-list": Row((200, 200, 403, 403, 401)),
     "api:registry-grant-detail": Row((200, 200, 403, 403, 401), kwargs=native_grant),
+    # Offboarding API: reviewers read plans, offboardings and reports; only admins start, confirm and cancel.
+    # (POST to api:offboarding-list, starting one, is checked per role in test_offboarding_api.py.)
+    "api:offboarding-plan": Row((200, 200, 403, 403, 401), data=lambda w: {"person": w.token.owner_id}),
+    "api:offboarding-list": Row((200, 200, 403, 403, 401)),
+    "api:offboarding-detail": Row((200, 200, 403, 403, 401), kwargs=api_offboarding),
+    "api:offboarding-confirm": Row((200, 403, 403, 403, 401), method="post", kwargs=api_offboarding),
+    "api:offboarding-cancel": Row((200, 403, 403, 403, 401), method="post", kwargs=api_offboarding),
+    "api:offboarding-report": Row((200, 200, 403, 403, 401), kwargs=api_offboarding),
+    # Offboarding: admins search people, start, confirm and cancel; reviewers audit, so they read the
+    # history, a person's plan (as the API lets them), each offboarding with its progress, and the report.
+    "registries:offboardings": Row((200, 200, 403, 403, 302)),
+    "registries:offboarding_plan": Row(
+        (200, 200, 403, 403, 302), kwargs=lambda w: {"user_id": factories.user().pk}
+    ),
+    "registries:offboarding": Row((200, 200, 403, 403, 302), kwargs=planned_offboarding),
+    "registries:offboarding_progress": Row((200, 200, 403, 403, 302), kwargs=planned_offboarding),
+    "registries:offboarding_confirm": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=planned_offboarding
+    ),
+    "registries:offboarding_cancel": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=planned_offboarding
+    ),
+    "registries:offboarding_report": Row((200, 200, 403, 403, 302), kwargs=planned_offboarding),
+    "registries:offboarding_report_csv": Row((200, 200, 403, 403, 302), kwargs=planned_offboarding),
 }
 
 

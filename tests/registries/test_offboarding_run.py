@@ -144,6 +144,16 @@ def test_what_cannot_start() -> None:
         offboarding.start(builder, actor=admin, reason="left")
 
 
+def test_nobody_confirms_or_cancels_their_own_offboarding() -> None:
+    person, admin = factories.user(), factories.user()
+    planned = offboarding.start(person, actor=admin, reason="left")
+    for decide in (offboarding.confirm, offboarding.cancel):
+        with pytest.raises(offboarding.OffboardingRefused, match="your own offboarding"):
+            decide(planned, actor=person)
+    assert Offboarding.objects.get(pk=planned.pk).state == Offboarding.State.PLANNED
+    assert User.objects.get(pk=person.pk).may_sign_in
+
+
 def test_a_departure_reported_by_the_directory_starts_an_offboarding(
     monkeypatch: pytest.MonkeyPatch, queued: list[int], django_capture_on_commit_callbacks: object
 ) -> None:

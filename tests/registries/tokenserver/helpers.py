@@ -8,9 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from accounts.models import DirectoryGroup, PersonalToken, User
+from registries.demo.images import Pusher, RegistryError, base_image
 from registries.models import AccessRule, Registry
 from registries.tokenserver.memory import MEMORY
 from tests import factories
+from tests.registries.harness import RunningRegistry
+
+REPOSITORY = "team/app"  # where the end-to-end tests push and pull
 
 
 def rule(group: DirectoryGroup, registry: Registry, pattern: str, *actions: str) -> AccessRule:
@@ -38,3 +42,13 @@ def forgotten_after(change: Callable[[], Any]) -> None:
     while MEMORY.generation == before:
         assert time.monotonic() < deadline, "no notice arrived within 5 s of the commit"
         time.sleep(0.005)
+
+
+def push(running: RunningRegistry, username: str, secret: str, version: str = "1") -> int:
+    try:
+        Pusher(running.url, auth=(username, secret)).push_image(
+            REPOSITORY, base_image("e2e", version=version), tags=[f"v{version}"]
+        )
+    except RegistryError as error:
+        return error.status
+    return 201

@@ -2,63 +2,28 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.directory import GroupClaim, sync_sign_in_groups
 from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, Source, User
-from registries.demo.images import Pusher, RegistryError, base_image
+from registries.demo.images import Pusher, RegistryError
 from registries.models import Registry
-from registries.tokenserver import keys
-from registries.tokenserver.memory import MEMORY
 from tests import factories
 from tests.accounts.scim.conftest import connection
-from tests.registries.harness import RunningRegistry, Skopeo, launch_registry
-from tests.registries.tokenserver.helpers import forgotten_after, registry_token, rule
+from tests.registries.harness import RunningRegistry, Skopeo
+from tests.registries.tokenserver.helpers import REPOSITORY, forgotten_after, push, registry_token, rule
 
 if TYPE_CHECKING:
-    from pytest_django import Settings
-    from pytest_django.live_server_helper import LiveServer
+    pass
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-REPOSITORY = "team/app"
-
-
-@pytest.fixture
-def customs_registry(
-    live_server: LiveServer, tmp_path: Path, settings: Settings
-) -> Iterator[tuple[Registry, RunningRegistry]]:
-    """A registry whose auth is Customs: realm on the live server, bundle from the command.
-
-    The token server remembers decisions as in production, emptied by PostgreSQL's notices.
-    """
-    settings.REGISTRY_TOKEN_CACHE_SECONDS = 60
-    assert MEMORY.wait_until_listening(), "the token server's LISTEN connection did not come up"
-    keys.generate(actor=None)
-    out = io.StringIO()
-    call_command("registry_token_keys", "bundle", stdout=out)
-    bundle = tmp_path / "customs-bundle.pem"
-    bundle.write_text(out.getvalue())
-    registry = factories.registry(token_service="customs-e2e")
-    token = {
-        "realm": f"{live_server.url}/auth/token",
-        "service": registry.token_service,
-        "issuer": settings.REGISTRY_TOKEN_ISSUER,
-        "rootcertbundle": str(bundle),
-    }
-    running = launch_registry(tmp_path / "registry", auth={"token": token})
-    yield registry, running
-    running.stop()
 
 
 def member_of(registry: Registry, *actions: str) -> tuple[User, str]:
@@ -83,16 +48,6 @@ def pull(running: RunningRegistry, username: str, secret: str) -> int:
         ).status_code
     except RegistryError as error:
         return error.status
-
-
-def push(running: RunningRegistry, username: str, secret: str, version: str = "1") -> int:
-    try:
-        Pusher(running.url, auth=(username, secret)).push_image(
-            REPOSITORY, base_image("e2e", version=version), tags=[f"v{version}"]
-        )
-    except RegistryError as error:
-        return error.status
-    return 201
 
 
 def test_groups_decide_who_pushes_and_pulls(
