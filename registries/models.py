@@ -741,3 +741,102 @@ class OffboardingStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject} ({self.state})"
+
+
+# --- approved base images (registries/policy/) -------------------------------------------------------
+
+
+class BaseImage(models.Model):
+    """One entry of the approved base-image catalog, by normalised repository.
+
+    `tags` are glob patterns (`3.12-*`); none means any tag (and digest-only references). `digests`,
+    when given, are the only digests a reference that names one may use. The catalog is also kept
+    as code (manage.py import_base_images / export_base_images); keys Customs does not know are kept
+    in `extra`, so a file round-trips.
+    """
+
+    class Status(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        DEPRECATED = "deprecated", "Deprecated"
+        BANNED = "banned", "Banned"
+
+    name = models.CharField(
+        max_length=500, unique=True, help_text="Normalised repository, e.g. docker.io/library/python."
+    )
+    tags = models.JSONField(
+        default=list, blank=True, help_text="Allowed tag patterns (globs); empty: any tag."
+    )
+    digests = models.JSONField(default=list, blank=True, help_text="Pinned digests; empty: any digest.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.APPROVED)
+    replacement = models.CharField(max_length=600, blank=True, help_text="What to build on instead.")
+    max_age_days = models.PositiveIntegerField(null=True, blank=True)
+    description = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+    owner_group = models.ForeignKey(
+        "accounts.DirectoryGroup",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="base_images",
+    )
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BaseImageMirror(models.Model):
+    """A regional copy of a catalog entry, kept in one of the organisation's registries."""
+
+    base_image = models.ForeignKey(BaseImage, on_delete=models.CASCADE, related_name="mirrors")
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="base_image_mirrors")
+    repository = models.CharField(max_length=255, help_text="Its path in that registry, e.g. base/python.")
+    region = models.CharField(max_length=64, blank=True, help_text="Where it serves, e.g. westeurope.")
+
+    class Meta:
+        ordering = ["base_image", "region", "registry__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base_image", "registry"], name="base_image_mirror_once_per_registry"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.base_image} in {self.registry} ({self.region or 'no region'})"
+
+
+class ArtifactLineage(models.Model):
+    """What an artifact in the inventory is built on, and how Customs decided it."""
+
+    class Method(models.TextChoices):
+        ANNOTATION = "annotation", "OCI base-image annotations"
+        PROVENANCE = "provenance", "Provenance attestation"
+        LAYERS = "layers", "Layer prefix of a catalog image"
+        UNKNOWN = "unknown", "Unknown"
+
+    artifact = models.OneToOneField(
+        Artifact, primary_key=True, on_delete=models.CASCADE, related_name="lineage"
+    )
+    method = models.CharField(max_length=16, choices=Method.choices)
+    base_reference = models.CharField(max_length=600, blank=True, help_text="Normalised, as decided.")
+    base_digest = models.CharField(max_length=100, blank=True)
+    base_image = models.ForeignKey(
+        BaseImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="built_on"
+    )
+    matched_layers = models.PositiveIntegerField(default=0)
+    base_created = models.DateTimeField(null=True, blank=True, help_text="When the base was built, if known.")
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["base_image", "method"])]
+
+    def __str__(self) -> str:
+        return f"{self.artifact}: {self.base_reference or 'unknown base'} ({self.method})"
