@@ -137,7 +137,7 @@ def registry_sections(user: User, registry: Registry) -> dict[str, Capped | None
     # Held ones first, then the most recently gone.
     credentials = (
         Credential.objects.filter(registry=registry)
-        .select_related("owner_user")
+        .select_related("owner_user", "steward")
         .order_by(F("gone_at").desc(nulls_first=True), "kind", "name", "pk")
     )
     held = _capped(credentials)
@@ -148,7 +148,7 @@ def registry_sections(user: User, registry: Registry) -> dict[str, Capped | None
 
 def filtered_credentials(request: HttpRequest) -> CredentialFilter:
     """The list's filters applied to every credential; held ones only unless a state is chosen."""
-    credentials = Credential.objects.select_related("registry", "owner_user", "created_by_user")
+    credentials = Credential.objects.select_related("registry", "owner_user", "created_by_user", "steward")
     data = request.GET.copy()
     # Gone credentials are history, asked for by name: the page and its exports start from held ones.
     if not data.get("state") and not data.get("gone"):

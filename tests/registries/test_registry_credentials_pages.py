@@ -101,6 +101,17 @@ def test_the_registry_page_shows_each_credential_state(client: Client, reviewer:
     assert f"{LIST}?registry={registry.pk}" in page
 
 
+def test_a_credential_taken_over_at_an_offboarding_names_its_steward(client: Client, reviewer: User) -> None:
+    registry = factories.registry()
+    heir = factories.user(username="heir", display_name="Hal Heir")
+    credential(registry, name="deploy-bot", created_by_name="left-the-company", steward=heir)
+    credential(registry, name="nobody-took-it")
+    client.force_login(reviewer)
+    for page in (body(client.get(detail(registry))), body(client.get(LIST))):
+        assert "steward: Hal Heir" in row_of(page, "deploy-bot")
+        assert "steward" not in row_of(page, "nobody-took-it")
+
+
 def test_the_registry_page_shows_grants_with_linked_principals(client: Client, admin: User) -> None:
     registry = factories.registry()
     team = factories.group(display_name="Payments team")
