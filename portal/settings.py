@@ -208,6 +208,22 @@ REGISTRY_TOKEN_CACHE_SECONDS = env_int("CUSTOMS_REGISTRY_TOKEN_CACHE_SECONDS", 1
 # Must equal the registry's auth.token.issuer.
 REGISTRY_TOKEN_ISSUER = env_str("CUSTOMS_REGISTRY_TOKEN_ISSUER", "customs")
 
+# --- Kubernetes admission webhook (registries/policy/admission.py) -----------------------------
+
+# Bearer token the API server presents (from the kubeconfig its AdmissionConfiguration names).
+# Unset: the webhook answers 503 to everyone rather than run unauthenticated.
+ADMISSION_TOKEN = env_secret("CUSTOMS_ADMISSION_TOKEN")
+if ADMISSION_TOKEN and len(ADMISSION_TOKEN) < 32:
+    raise ImproperlyConfigured("CUSTOMS_ADMISSION_TOKEN must be 32+ random characters")
+# enforce denies images built on unapproved or banned bases; audit lets them through with a warning.
+ADMISSION_MODE = env_str("CUSTOMS_ADMISSION_MODE", "enforce")
+if ADMISSION_MODE not in {"enforce", "audit"}:
+    raise ImproperlyConfigured("CUSTOMS_ADMISSION_MODE must be enforce or audit")
+# Images not in the inventory, or whose base is unknown: allow, warn (allow with a warning) or deny.
+ADMISSION_UNKNOWN = env_str("CUSTOMS_ADMISSION_UNKNOWN", "warn")
+if ADMISSION_UNKNOWN not in {"allow", "warn", "deny"}:
+    raise ImproperlyConfigured("CUSTOMS_ADMISSION_UNKNOWN must be allow, warn or deny")
+
 # --- Credential hygiene and findings (registries/hygiene.py, portal/notify.py) ------------------
 
 # CIS: credentials unused this long are stale. Unknown last use counts from creation, and says so.

@@ -59,6 +59,7 @@ urlpatterns = [
     path("accounts/", include(sign_in_routes)),
     path("hooks/", include("registries.webhooks.urls")),
     path("auth/", include("registries.tokenserver.urls")),
+    path("admission/", include("registries.admission_views")),  # Kubernetes AdmissionReview v1
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics_view, name="metrics"),

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registries import access_views, credential_views, hygiene_views, offboarding_views, views
+from registries import (
+    access_views,
+    base_image_pages,
+    base_image_views,
+    credential_views,
+    hygiene_views,
+    offboarding_views,
+    views,
+)
 
 app_name = "registries"
 
@@ -58,7 +66,34 @@ urlpatterns = [
     path("repositories/<int:repository_id>/", views.repository_detail, name="repository"),
     # Digests hold a colon but never a slash, so the default str converter takes them whole.
     path("repositories/<int:repository_id>/artifacts/<str:digest>/", views.artifact_detail, name="artifact"),
-    path("base-images/", views.base_image_list, name="base_images"),
+    # The catalog for developers and the Dockerfile box (registries/base_image_pages.py).
+    path("base-images/", base_image_pages.base_image_list, name="base_images"),
+    path("base-images/check/", base_image_pages.base_image_check, name="base_image_check"),
+    path("base-images/<int:base_image_id>/", base_image_pages.base_image_detail, name="base_image"),
+    # Keeping the catalog: admins' pages (registries/base_image_views.py).
+    path("base-images/manage/", base_image_views.base_image_manage, name="base_image_manage"),
+    path("base-images/manage/add/", base_image_views.base_image_add, name="base_image_add"),
+    path("base-images/manage/export.yaml", base_image_views.base_image_export, name="base_image_export"),
+    path(
+        "base-images/manage/<int:base_image_id>/",
+        base_image_views.base_image_edit,
+        name="base_image_edit",
+    ),
+    path(
+        "base-images/manage/<int:base_image_id>/delete/",
+        base_image_views.base_image_delete,
+        name="base_image_delete",
+    ),
+    path(
+        "base-images/manage/<int:base_image_id>/mirrors/",
+        base_image_views.base_image_mirror_add,
+        name="base_image_mirror_add",
+    ),
+    path(
+        "base-images/manage/<int:base_image_id>/mirrors/<int:mirror_id>/delete/",
+        base_image_views.base_image_mirror_delete,
+        name="base_image_mirror_delete",
+    ),
     # Access rules, the explorer, "my access" and the report (registries/access_views.py).
     path("access/rules/", access_views.rule_list, name="rules"),
     path("access/rules/add/", access_views.rule_add, name="rule_add"),

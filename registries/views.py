@@ -390,11 +390,6 @@ def artifact_detail(request: HttpRequest, repository_id: int, digest: str) -> Ht
     return render(request, "registries/artifact.html", context)
 
 
-@require_GET
-def base_image_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "registries/base_images.html")
-
-
 # --- Access drift and the reconcile plan ---------------------------------------------------------
 
 PLAN_ROWS = 200  # changes listed on the page; the counts cover all of them, and apply applies all

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from registries.api import offboarding, views
+from registries.api import base_images, dockerfile_check, offboarding, views
 
 router = SimpleRouter()
 router.register("registries", views.RegistryViewSet, basename="registry")
@@ -15,6 +15,7 @@ router.register("access-rules", views.AccessRuleViewSet, basename="access-rule")
 router.register("registry-credentials", views.CredentialViewSet, basename="registry-credential")
 router.register("registry-grants", views.GrantViewSet, basename="registry-grant")
 router.register("offboardings", offboarding.OffboardingViewSet, basename="offboarding")
+router.register("base-images", base_images.BaseImageViewSet, basename="base-image")
 
 urlpatterns = [
     path("access/user/", views.UserAccessView.as_view(), name="access-user"),
@@ -23,6 +24,12 @@ urlpatterns = [
     path("access/groups/<int:group_id>/reach/", views.GroupReachView.as_view(), name="access-group-reach"),
     path("access/me/", views.MyAccessView.as_view(), name="access-me"),
     path("access/report.csv", views.AccessReportView.as_view(), name="access-report"),
+    # Before the router: its base-images/<pk>/ routes must not see this one.
+    path(
+        "base-images/check-dockerfile",
+        dockerfile_check.DockerfileCheckView.as_view(),
+        name="base-image-check-dockerfile",
+    ),
     path("offboarding/plan/", offboarding.OffboardingPlanView.as_view(), name="offboarding-plan"),
     # A file name, as access/report.csv: no trailing slash.
     path(

@@ -15,7 +15,7 @@ from accounts.roles import Role
 from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
 from registries import offboarding, services
-from registries.models import AccessRule, Credential, Grant
+from registries.models import AccessRule, BaseImage, Credential, Grant
 from registries.services import RuleRequest, save_access_rule
 from tests import factories
 
@@ -135,6 +135,16 @@ def planned_offboarding(w: World) -> dict[str, Any]:
     return {"offboarding_id": planned.pk}
 
 
+def catalog_entry(w: World) -> dict[str, Any]:
+    return {"base_image_id": BaseImage.objects.create(name=f"docker.io/library/{factories.unique('img')}").pk}
+
+
+def catalog_mirror(w: World) -> dict[str, Any]:
+    made = BaseImage.objects.create(name=f"docker.io/library/{factories.unique('img')}")
+    mirror = made.mirrors.create(registry=factories.registry(), repository="base/image", region="westeurope")
+    return {"base_image_id": made.pk, "mirror_id": mirror.pk}
+
+
 def api_offboarding(w: World) -> dict[str, Any]:
     return {"pk": planned_offboarding(w)["offboarding_id"]}
 
@@ -181,6 +191,42 @@ MATRIX: dict[str, Row] = {
     ),
     "registries:list": Row((200, 200, 200, 200, 302)),
     "registries:base_images": Row((200, 200, 200, 200, 302)),
+    # The catalog is for every developer; checking a Dockerfile changes nothing.
+    "registries:base_image": Row((200, 200, 200, 200, 302), kwargs=catalog_entry),
+    "registries:base_image_check": Row(
+        (200, 200, 200, 200, 302),
+        method="post",
+        data=lambda w: {"dockerfile": "FROM scratch\n", "build_args": ""},
+    ),
+    # The Kubernetes admission webhook answers the API server's bearer token only (CUSTOMS_ADMISSION_TOKEN);
+    # unset, as here, it refuses everyone with 503 rather than run unauthenticated.
+    "admission:validate": Row((503, 503, 503, 503, 503), method="post"),
+    # Keeping the catalog: admins only (reviewers read it where developers do, on the pages above).
+    "registries:base_image_manage": Row((200, 403, 403, 403, 302)),
+    "registries:base_image_add": Row((200, 403, 403, 403, 302)),
+    "registries:base_image_export": Row((200, 403, 403, 403, 302)),
+    "registries:base_image_edit": Row((200, 403, 403, 403, 302), kwargs=catalog_entry),
+    "registries:base_image_delete": Row((302, 403, 403, 403, 302), method="post", kwargs=catalog_entry),
+    "registries:base_image_mirror_add": Row(
+        (302, 403, 403, 403, 302),
+        method="post",
+        kwargs=catalog_entry,
+        data=lambda w: {"registry": factories.registry().pk, "repository": "base/image"},
+    ),
+    "registries:base_image_mirror_delete": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=catalog_mirror
+    ),
+    # Everyone signed in reads the catalog over the API; writes (admins only) are checked per role in
+    # tests/registries/test_base_image_admin.py.
+    "api:base-image-list": Row((200, 200, 200, 200, 401)),
+    "api:base-image-detail": Row(
+        (200, 200, 200, 200, 401), kwargs=lambda w: {"pk": catalog_entry(w)["base_image_id"]}
+    ),
+    "api:base-image-check-dockerfile": Row(
+        (200, 200, 200, 200, 401),
+        method="post",
+        data=lambda w: {"dockerfile": "FROM scratch\n", "build_args": {}},
+    ),
     "api:me": Row((200, 200, 200, 200, 401)),
     "api:token-list": Row((200, 200, 200, 200, 401)),
     "api:token-detail": Row((200, 200, 200, 404, 401), kwargs=api_token),

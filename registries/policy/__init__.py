@@ -1,0 +1,1 @@
+"""Base-image policy: image references, Dockerfile FROM resolution, the catalog and its judgements."""

@@ -1,0 +1,136 @@
+"""Judging an image reference against the approved base-image catalog.
+
+The catalog is read once (`Catalog.load()`), then judged in memory: the Dockerfile check, the
+admission webhook and lineage all judge many references per request or run. A reference counts as
+a catalog entry's when it names the entry's repository or one of its regional mirrors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from registries.models import BaseImage, BaseImageMirror
+from registries.policy.references import Reference
+
+
+class Verdict(enum.StrEnum):
+    APPROVED = "approved"
+    DEPRECATED = "deprecated"  # a warning: still compliant, with the replacement to move to
+    BANNED = "banned"
+    UNAPPROVED = "unapproved"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    message: str
+    replacement: str = ""
+    entry_id: int | None = None
+
+    @property
+    def compliant(self) -> bool:
+        return self.verdict in (Verdict.APPROVED, Verdict.DEPRECATED)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A catalog row, detached from the ORM: judging needs no queries."""
+
+    id: int
+    name: str
+    tags: tuple[str, ...]
+    digests: frozenset[str]
+    status: str
+    replacement: str
+    max_age_days: int | None
+
+
+class Catalog:
+    def __init__(self, entries: Iterable[Entry], mirrors: dict[str, int] | None = None) -> None:
+        self._by_repository = {entry.name: entry for entry in entries}
+        self._by_id = {entry.id: entry for entry in self._by_repository.values()}
+        for repository, entry_id in (mirrors or {}).items():
+            self._by_repository.setdefault(repository, self._by_id[entry_id])
+
+    @classmethod
+    def load(cls) -> Catalog:
+        """Every entry and regional mirror, in two queries."""
+        entries = [
+            Entry(
+                id=row.pk,
+                name=row.name,
+                tags=tuple(row.tags),
+                digests=frozenset(row.digests),
+                status=row.status,
+                replacement=row.replacement,
+                max_age_days=row.max_age_days,
+            )
+            for row in BaseImage.objects.all()
+        ]
+        mirrors = {
+            f"{_host(mirror.registry.endpoint)}/{mirror.repository}": mirror.base_image_id
+            for mirror in BaseImageMirror.objects.select_related("registry")
+        }
+        return cls(entries, mirrors)
+
+    def entry_for(self, repository: str) -> Entry | None:
+        return self._by_repository.get(repository)
+
+    def entry(self, entry_id: int) -> Entry | None:
+        return self._by_id.get(entry_id)
+
+    def judge(self, reference: Reference) -> Judgement:
+        repository = policy_repository(reference)
+        entry = self._by_repository.get(repository)
+        if entry is None:
+            return Judgement(Verdict.UNAPPROVED, f"{repository} is not in the base-image catalog")
+        return _judge_entry(entry, reference)
+
+
+def policy_repository(reference: Reference) -> str:
+    """The repository the catalog knows the reference by.
+
+    distribution folds index.docker.io into docker.io but leaves registry-1.docker.io, Docker
+    Hub's registry host, as written; for policy both are Docker Hub (a mirror of a banned image
+    must not pass by naming the other host).
+    """
+    if reference.domain != "registry-1.docker.io":
+        return reference.repository
+    path = reference.path if "/" in reference.path else f"library/{reference.path}"
+    return f"docker.io/{path}"
+
+
+def _judge_entry(entry: Entry, reference: Reference) -> Judgement:
+    shown = str(reference)
+    instead = f"; use {entry.replacement} instead" if entry.replacement else ""
+    if entry.status == BaseImage.Status.BANNED:
+        return Judgement(Verdict.BANNED, f"{shown} is banned{instead}", entry.replacement, entry.id)
+    if refusal := _outside_entry(entry, reference):
+        return Judgement(Verdict.UNAPPROVED, f"{shown}: {refusal}", entry.replacement, entry.id)
+    if entry.status == BaseImage.Status.DEPRECATED:
+        return Judgement(Verdict.DEPRECATED, f"{shown} is deprecated{instead}", entry.replacement, entry.id)
+    return Judgement(Verdict.APPROVED, f"{shown} is approved", entry_id=entry.id)
+
+
+def _outside_entry(entry: Entry, reference: Reference) -> str:
+    """Why the reference is not one the entry allows, or "" when it is."""
+    if reference.digest and entry.digests and reference.digest not in entry.digests:
+        return f"digest {reference.digest} is not one of the pinned digests"
+    if not entry.tags:
+        return ""
+    if reference.tag is None:
+        # Digest only: allowed when the digest is pinned; tag patterns cannot be checked otherwise.
+        if reference.digest and reference.digest in entry.digests:
+            return ""
+        return f"no tag to check against the allowed tags ({', '.join(entry.tags)})"
+    if any(fnmatchcase(reference.tag, pattern) for pattern in entry.tags):
+        return ""
+    return f"tag {reference.tag} is not allowed (allowed: {', '.join(entry.tags)})"
+
+
+def _host(endpoint: str) -> str:
+    return (urlsplit(endpoint).netloc or endpoint).lower()
