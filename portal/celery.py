@@ -35,4 +35,11 @@ app.conf.beat_schedule = {
     "check-access-drift": {"task": "registries.tasks.check_access_drift", "schedule": timedelta(hours=1)},
     # Credentials go stale and near their expiry by time alone; each sync also scans its registry.
     "scan-findings": {"task": "registries.tasks.scan_findings", "schedule": timedelta(hours=1)},
+    # Base images age by time alone too; each sync also refreshes its registry's lineage.
+    "refresh-lineage": {"task": "registries.tasks.refresh_lineage", "schedule": timedelta(hours=1)},
+    # An offboarding whose retries ran out (a registry down for long) is taken up again.
+    "resume-offboardings": {
+        "task": "registries.tasks.resume_offboardings",
+        "schedule": timedelta(minutes=30),
+    },
 }

@@ -264,6 +264,8 @@ if OFFBOARDING_ROBOT_POLICY not in {"reassign", "disable"}:
 # Username of who takes over what has no group owner when the policy is reassign; with none,
 # such credentials are disabled.
 OFFBOARDING_STEWARD = env_str("CUSTOMS_OFFBOARDING_STEWARD", "")
+# A running offboarding is queued again this long after confirmation (its task's retries ran out).
+OFFBOARDING_RESUME_AFTER = timedelta(minutes=30)
 
 # --- Security (production) --------------------------------------------------------------------
 

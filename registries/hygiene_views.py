@@ -26,6 +26,7 @@ from portal import charts, findings, notify
 from portal.models import Finding
 from registries import hygiene  # noqa: F401  (registers the credential finding kinds, for their titles)
 from registries.models import Credential
+from registries.policy import lineage  # noqa: F401  (registers the base-image finding kinds)
 
 TREND_DAYS = 90
 TOP_OWNERS = 10

@@ -205,6 +205,14 @@ class _Capabilities:
         connector = self._class(registry)
         return connector.capabilities if connector is not None else frozenset()
 
+    def removes(self, grant: Grant) -> bool:
+        """Whether the connector can take this grant away: some refuse some kinds of grant (an Azure
+        role assignment, an IAM group policy), and the plan must say so rather than fail at run time."""
+        if Capability.WRITE_GRANTS not in self.of(grant.registry):
+            return False
+        removable = getattr(self._class(grant.registry), "removable", None)
+        return removable is None or bool(removable(grant.principal_kind, grant.source))
+
     def membership_covers_grants(self, registry: Registry) -> bool:
         """Taking them out of the organisation ends every grant listed for them there."""
         connector = self._class(registry)
@@ -230,7 +238,15 @@ def _identities(person: User) -> dict[Registry, list[tuple[str, str]]]:
             principal_id == person.username for principal_id, _ in found[registry]
         ):
             found[registry].append((person.username, ""))
+    for registry in _registries_linking_emails():
+        if person.external_id and not found.get(registry):
+            # A member in no team is in no grant: their address is who they are there (Docker Hub).
+            found.setdefault(registry, []).append((person.external_id.strip().lower(), ""))
     return found
+
+
+def _registries_linking_emails() -> list[Registry]:
+    return list(Registry.objects.filter(config__link_members_by_email=True).order_by("name"))
 
 
 def _registries_linking_usernames() -> list[Registry]:
@@ -275,7 +291,7 @@ def _grant_items(person: User, capabilities: _Capabilities) -> Iterator[Item]:
             Action.REMOVE_ACCESS,
             f"{', '.join(grant.actions)} on {grant.scope} ({grant.source})",
             "the registry grants it to them by name",
-            automated=Capability.WRITE_GRANTS in capabilities.of(grant.registry),
+            automated=capabilities.removes(grant),
             # The grant itself, not its row: a sync between plan and run replaces the rows.
             evidence={
                 "principal_kind": grant.principal_kind,
@@ -406,14 +422,21 @@ def run(offboarding: Offboarding) -> Offboarding:
     """Do every pending step once. Safe to call again: done steps are skipped, and each step is
     idempotent (a credential already disabled, a membership already gone, is success).
 
-    A transient failure (timeout, 429, 5xx) leaves the step pending and is raised, for the task's
-    retry with back-off; a permanent one (refused, not found) fails that step and the rest go on.
+    A transient failure (timeout, 429, 5xx) leaves the step pending and, once every other step has
+    had its turn, is raised for the task's retry with back-off: one registry being down holds back
+    nothing elsewhere. A permanent one (refused, not found) fails that step and the rest go on.
     """
     if offboarding.state != Offboarding.State.RUNNING:
         return offboarding
     pending = offboarding.steps.filter(state=OffboardingStep.State.PENDING).order_by("position")
+    retry: TransientError | None = None
     for step_id in list(pending.values_list("pk", flat=True)):
-        _run_step(offboarding, step_id)
+        try:
+            _run_step(offboarding, step_id)
+        except TransientError as exc:
+            retry = retry or exc
+    if retry is not None:
+        raise retry
     left = offboarding.steps.exclude(state__in=[OffboardingStep.State.DONE, OffboardingStep.State.MANUAL])
     offboarding.state = Offboarding.State.INCOMPLETE if left.exists() else Offboarding.State.COMPLETED
     offboarding.finished_at = timezone.now()

@@ -12,6 +12,7 @@ from portal.celery import TRANSIENT_RETRY
 from registries import drift, hygiene, offboarding, sync
 from registries.connectors.errors import AuthError, ConfigError, NotFoundError
 from registries.models import Offboarding, Registry, SyncRun, WebhookEvent
+from registries.policy import lineage
 
 
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
@@ -26,6 +27,7 @@ def sync_registry(registry_id: int, trigger: str = SyncRun.Trigger.SCHEDULE) -> 
         if run.status == SyncRun.Status.SUCCEEDED:
             # Findings follow what the sync read at once, not at the next hourly scan.
             scan_findings.delay(registry.pk)
+            refresh_lineage.delay(registry.pk)
 
 
 @shared_task(acks_late=True)
@@ -98,6 +100,35 @@ def run_offboarding(offboarding_id: int) -> str:
     if found is None:
         return "gone"
     return offboarding.verify(offboarding.run(found)).state
+
+
+@shared_task(acks_late=True)
+def resume_offboardings() -> int:
+    """Queue again the offboardings still running a while after confirmation: their task gave up
+    retrying (a registry down for long). Steps already done are skipped, so this is always safe."""
+    stalled = Offboarding.objects.filter(
+        state=Offboarding.State.RUNNING, confirmed_at__lt=timezone.now() - settings.OFFBOARDING_RESUME_AFTER
+    )
+    ids = list(stalled.values_list("pk", flat=True))
+    for offboarding_id in ids:
+        run_offboarding.delay(offboarding_id)
+    return len(ids)
+
+
+@shared_task(acks_late=True)
+def refresh_lineage(registry_id: int | None = None) -> dict[str, int]:
+    """Decide what each artifact is built on (one registry after its sync, or everything: hourly and
+    after catalog changes) and bring the base-image findings in step. Returns open findings by kind."""
+    registry = None
+    if registry_id is not None:
+        registry = Registry.objects.filter(pk=registry_id).first()
+        if registry is None:
+            return {}
+        if lineage.holds_catalog_images(registry):
+            registry = None  # its catalog images are every other registry's bases
+    result = lineage.refresh_lineage(registry)
+    notify.send_pending()
+    return result.open_by_kind
 
 
 @shared_task(acks_late=True)

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from registries import services, tasks
 from registries.demo import images as im
-from registries.models import Registry, Replica, SyncRun, Tag
+from registries.models import ArtifactLineage, Offboarding, Registry, Replica, SyncRun, Tag
+from tests import factories
 from tests.registries.harness import RunningRegistry
 
 pytestmark = pytest.mark.django_db
@@ -68,3 +69,29 @@ def test_the_sync_task_syncs_the_registry_and_its_replicas(registry: RunningRegi
 def test_the_sync_task_returns_quietly_for_a_deleted_registry() -> None:
     tasks.sync_registry.apply(args=[999_999]).get()
     assert not SyncRun.objects.exists()
+
+
+def test_offboardings_still_running_long_after_confirmation_are_queued_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.run_offboarding, "delay", queued.append)
+    now = timezone.now()
+    person, other, done = factories.user(), factories.user(), factories.user()
+    stalled = Offboarding.objects.create(
+        person=person, state=Offboarding.State.RUNNING, confirmed_at=now - timedelta(hours=2)
+    )
+    Offboarding.objects.create(person=other, state=Offboarding.State.RUNNING, confirmed_at=now)
+    Offboarding.objects.create(
+        person=done, state=Offboarding.State.INCOMPLETE, confirmed_at=now - timedelta(hours=2)
+    )
+    assert tasks.resume_offboardings() == 1
+    assert queued == [stalled.pk]
+
+
+def test_the_lineage_task_decides_a_registrys_artifacts_and_skips_a_deleted_one() -> None:
+    registry = make("built")
+    artifact = factories.artifact(factories.repository(registry))
+    assert tasks.refresh_lineage.apply(args=[999_999]).get() == {}
+    tasks.refresh_lineage.apply(args=[registry.pk]).get()
+    assert ArtifactLineage.objects.get(artifact=artifact).method == ArtifactLineage.Method.UNKNOWN
