@@ -7,7 +7,7 @@ import os
 
 import django
 
-NAMES = ("tokens", "sync", "browser", "access", "hygiene")
+NAMES = ("tokens", "sync", "browser", "access", "hygiene", "lineage", "mirror")
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     # DEBUG keeps every SQL statement in memory; a benchmark of memory must not measure that.
     settings.DEBUG = False
 
-    from bench import access, browser, hygiene, sync, tokens
+    from bench import access, browser, hygiene, lineage, mirror, sync, tokens
 
     # `python -m bench sync` runs one benchmark; no argument runs them all.
     benchmarks = {
@@ -42,6 +42,8 @@ def main() -> None:
         "browser": browser.run,
         "access": access.run,
         "hygiene": hygiene.run,
+        "lineage": lineage.run,
+        "mirror": mirror.run,
     }
     for name in arguments.names or list(benchmarks):
         benchmarks[name]()

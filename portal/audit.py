@@ -73,6 +73,12 @@ class AuditAction(StrEnum):
     BASE_IMAGE_UPDATED = "base_image.update"
     BASE_IMAGE_DELETED = "base_image.delete"
     ADMISSION_DENIED = "admission.deny"
+    ACCESS_REVIEW_CREATED = "access_review.create"
+    ACCESS_REVIEW_OPENED = "access_review.open"
+    ACCESS_REVIEW_DECIDED = "access_review.decide"
+    ACCESS_REVIEW_CLOSED = "access_review.close"
+    ACCESS_REVIEW_ITEM_APPLIED = "access_review.apply_item"
+    ACCESS_REVIEW_APPLIED = "access_review.apply"
     ROLE_BINDING_CREATED = "role_binding.create"
     ROLE_BINDING_DELETED = "role_binding.delete"
     FINDINGS_RECONCILED = "finding.reconcile"
@@ -85,6 +91,7 @@ class AuditAction(StrEnum):
     TOKEN_SIGNING_KEY_CREATED = "token_signing_key.create"
     TOKEN_SIGNING_KEY_ROTATED = "token_signing_key.rotate"
     TOKEN_SIGNING_KEY_RETIRED = "token_signing_key.retire"
+    EVIDENCE_EXPORTED = "evidence.export"
 
 
 class Actor(Protocol):

@@ -37,6 +37,22 @@ app.conf.beat_schedule = {
     "scan-findings": {"task": "registries.tasks.scan_findings", "schedule": timedelta(hours=1)},
     # Base images age by time alone too; each sync also refreshes its registry's lineage.
     "refresh-lineage": {"task": "registries.tasks.refresh_lineage", "schedule": timedelta(hours=1)},
+    # Access reviews: scheduled and recurring campaigns start by themselves; reviewers are reminded.
+    "start-access-reviews": {
+        "task": "registries.review_tasks.start_due_campaigns",
+        "schedule": timedelta(hours=1),
+    },
+    "remind-access-reviewers": {
+        "task": "registries.review_tasks.send_review_reminders",
+        "schedule": timedelta(hours=1),
+    },
+    # Base images' regional mirrors: queue entries whose interval passed; retry undelivered arrival events.
+    "schedule-mirrors": {
+        "task": "registries.mirror.tasks.schedule_mirrors",
+        "schedule": timedelta(minutes=5),
+    },
+    # One posture point a day per registry, synced or not, for the score chart.
+    "evaluate-posture": {"task": "registries.tasks.evaluate_posture", "schedule": timedelta(days=1)},
     # An offboarding whose retries ran out (a registry down for long) is taken up again.
     "resume-offboardings": {
         "task": "registries.tasks.resume_offboardings",

@@ -24,11 +24,14 @@ NAVIGATION = [
     NavItem("Rules", "registries:rules", Role.REVIEWER, "access/rules"),
     NavItem("Explorer", "registries:explore", Role.REVIEWER, "access/explore"),
     NavItem("My access", "registries:my_access", Role.DEVELOPER, "access/mine"),
+    NavItem("Reviews", "registries:reviews", Role.DEVELOPER, "access/reviews"),
     NavItem("Credentials", "accounts:credentials", Role.REVIEWER, "credentials"),
     NavItem("Offboarding", "registries:offboardings", Role.REVIEWER, "offboarding"),
     NavItem("Base images", "registries:base_images", Role.DEVELOPER, "base-images"),
     NavItem("Findings", "portal:findings", Role.REVIEWER, "findings"),
+    NavItem("Posture", "registries:posture", Role.REVIEWER, "posture"),
     NavItem("Audit", "portal:audit", Role.REVIEWER, "audit"),
+    NavItem("Evidence", "registries:evidence", Role.REVIEWER, "evidence"),
     NavItem("Settings", "accounts:settings", Role.DEVELOPER, "settings"),
 ]
 

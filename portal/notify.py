@@ -612,6 +612,25 @@ def expiry_email(finding: Finding, *, to: str, subject: str, now: datetime) -> E
     return _email(to, subject, "portal/notify/expiry", context)
 
 
+def send_email_once(key: str, *, to: str, subject: str, template: str, context: dict[str, Any]) -> bool:
+    """Send one templated e-mail about a condition outside the findings (an access review's reminder),
+    unless the ledger says it went out. True when it was sent now; DeliveryFailed when it was not.
+
+    The ledger row is written in the transaction that sends and kept only once the mail server took
+    the message: a failure leaves no row, so the caller's next run tries again, and send_pending()
+    never meets a notice it has no sender for.
+    """
+    with transaction.atomic():
+        notice, created = Notice.objects.get_or_create(
+            key=key, defaults={"channel": Channel.EMAIL, "recipient": to, "subject": _one_line(subject)[:255]}
+        )
+        if not created:
+            return False
+        _send_email(_email(to, subject, template, context))
+        _record_sent(notice, timezone.now())
+    return True
+
+
 def _email(to: str, subject: str, template: str, context: dict[str, Any]) -> EmailMultiAlternatives:
     message = EmailMultiAlternatives(
         subject=_one_line(subject),
@@ -681,3 +700,36 @@ def _next_try(notice: Notice) -> datetime | None:
     if notice.sent_at or not notice.attempts or notice.attempts >= MAX_ATTEMPTS:
         return None
     return notice.created_at + retry_delay(notice.attempts)
+
+
+# --- short news outside the findings (a base image arriving in a region) ------------------------
+
+
+def chat_destinations() -> list[Destination]:
+    """The Slack and Teams webhooks the digest goes to; other short news goes there too."""
+    return [destination for destination in digest_destinations() if destination.channel != Channel.EMAIL]
+
+
+def send_chat(
+    destination: Destination, title: str, lines: Sequence[str], *, session: OutboundSession
+) -> None:
+    """Post a title and plain lines to one Slack or Teams webhook; DeliveryFailed when it is refused.
+
+    The caller keeps its own ledger of what went out. Text is escaped here: pass plain text.
+    """
+    if destination.channel == Channel.SLACK:
+        payload: dict[str, Any] = {"text": slack_escape("\n".join([title, *lines]))}
+    else:
+        body = [_text_block(teams_escape(title), weight="Bolder")]
+        body += [_text_block(teams_escape(line), spacing="None") for line in lines]
+        card = {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": body,
+        }
+        payload = {
+            "type": "message",
+            "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}],
+        }
+    _post(session, destination, payload)

@@ -224,6 +224,16 @@ ADMISSION_UNKNOWN = env_str("CUSTOMS_ADMISSION_UNKNOWN", "warn")
 if ADMISSION_UNKNOWN not in {"allow", "warn", "deny"}:
     raise ImproperlyConfigured("CUSTOMS_ADMISSION_UNKNOWN must be allow, warn or deny")
 
+# --- Corporate cache: base images mirrored into every region (registries/mirror/) ---------------
+
+MIRROR_INTERVAL_MINUTES = env_int("CUSTOMS_MIRROR_INTERVAL_MINUTES", 60, minimum=5)
+MIRROR_STUCK_AFTER_MINUTES = env_int("CUSTOMS_MIRROR_STUCK_AFTER_MINUTES", 360, minimum=30)
+# Who hears "arrived in region X" (HMAC-signed JSON); the URLs may carry secrets.
+MIRROR_EVENT_WEBHOOKS = env_secret_list("CUSTOMS_MIRROR_EVENT_WEBHOOK_URLS", [])
+MIRROR_EVENT_WEBHOOK_SECRET = env_secret("CUSTOMS_MIRROR_EVENT_WEBHOOK_SECRET")
+if MIRROR_EVENT_WEBHOOKS and not MIRROR_EVENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("CUSTOMS_MIRROR_EVENT_WEBHOOK_URLS needs CUSTOMS_MIRROR_EVENT_WEBHOOK_SECRET")
+
 # --- Credential hygiene and findings (registries/hygiene.py, portal/notify.py) ------------------
 
 # CIS: credentials unused this long are stale. Unknown last use counts from creation, and says so.
@@ -252,6 +262,11 @@ if NOTIFY_MIN_SEVERITY not in {"info", "low", "medium", "high", "critical"}:
     raise ImproperlyConfigured("CUSTOMS_NOTIFY_MIN_SEVERITY must be info, low, medium, high or critical")
 # Tell each credential's owner (by e-mail) before it expires, at each stage above.
 NOTIFY_OWNERS_OF_EXPIRING = env_bool("CUSTOMS_NOTIFY_OWNERS_OF_EXPIRING", True)
+
+# --- Posture checks (registries/posture.py) ----------------------------------------------------
+
+# Repositories whose tags must not move (access-rule patterns, comma separated).
+POSTURE_PRODUCTION_REPOSITORIES = env_list("CUSTOMS_POSTURE_PRODUCTION_REPOSITORIES", ["prod/**"])
 
 # --- Offboarding (registries/offboarding.py) -------------------------------------------------
 

@@ -31,6 +31,7 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.querystring import query_without
 from registries.inventory import pull_host
+from registries.mirror.status import entry_status
 from registries.models import ArtifactLineage, BaseImage, BaseImageMirror, Registry, Tag
 from registries.policy.catalog import Catalog
 from registries.policy.dockerfile import DockerfileError, check
@@ -301,8 +302,10 @@ def attach_replacements(views: list[EntryView]) -> None:
 
 
 def _visible_lineage(user: User) -> QuerySet[ArtifactLineage]:
+    # Images, not manifests: a multi-platform image counts once, by its index's own lineage (the
+    # base its platforms agree on), not once more for each platform.
     return ArtifactLineage.objects.filter(
-        artifact__repository__registry__in=Registry.objects.visible_to(user)
+        artifact__repository__registry__in=Registry.objects.visible_to(user), artifact__index=None
     )
 
 
@@ -397,6 +400,7 @@ def base_image_detail(request: HttpRequest, base_image_id: int) -> HttpResponse:
         "built_on": Paginator(built_on, BUILT_ON_PAGE_SIZE).get_page(request.GET.get("page")),
         "query": query_without(request, "page"),
         "tags_capped": DETAIL_TAGS_READ,
+        "mirror_status": entry_status(entry),
     }
     return render(request, "registries/base_images/detail.html", context)
 

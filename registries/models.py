@@ -15,6 +15,8 @@ from registries.connectors import kind_choices
 from registries.connectors.base import (
     ACTIONS,
     CredentialKind,
+    PostureCheck,
+    PostureState,
     PrincipalKind,
     ReplicationDirection,
     ReplicationKind,
@@ -840,3 +842,408 @@ class ArtifactLineage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.artifact}: {self.base_reference or 'unknown base'} ({self.method})"
+
+
+# --- access review campaigns (registries/reviews.py) --------------------------------------------------
+
+
+class AccessReviewCampaignQuerySet(models.QuerySet["AccessReviewCampaign"]):
+    def visible_to(self, user: Any) -> Self:
+        """Reviewers and admins see every campaign; anyone else the ones they review items of."""
+        if user.has_role("reviewer"):  # admins too: roles include the ones below them
+            return self
+        # Subqueries, not joins through the items: one row per campaign, no .distinct() to remember.
+        reviewing = AccessReviewItem.objects.filter(reviewers=user).values("campaign")
+        named = AccessReviewCampaign.reviewers.through.objects.filter(user=user).values(
+            "accessreviewcampaign"
+        )
+        return self.filter(Q(pk__in=reviewing) | Q(pk__in=named) | Q(owner=user))
+
+
+class AccessReviewItemQuerySet(models.QuerySet["AccessReviewItem"]):
+    def visible_to(self, user: Any) -> Self:
+        """Reviewers and admins see every item; anyone else the items they review or answer for."""
+        if user.has_role("reviewer"):
+            return self
+        reviewing = AccessReviewItem.reviewers.through.objects.filter(user=user).values("accessreviewitem")
+        return self.filter(Q(pk__in=reviewing) | Q(campaign__owner=user))
+
+    def undecided(self) -> Self:
+        return self.filter(decision="")
+
+    def for_reviewer(self, user: Any) -> Self:
+        return self.filter(
+            pk__in=AccessReviewItem.reviewers.through.objects.filter(user=user).values("accessreviewitem")
+        )
+
+
+class AccessReviewCampaign(models.Model):
+    """A certification of who may do what where: a scope in the access-rule language, who reviews
+    each item, by when, and what happens to the items nobody answers.
+
+    Opening builds the items from effective access; closing applies the default to undecided
+    items and turns revocations into a plan that registries/reviews.py applies step by step.
+    """
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open for review"
+        CLOSED = "closed", "Closed, applying"
+        APPLIED = "applied", "Applied"
+
+    class ReviewerRule(models.TextChoices):
+        GROUP_OWNER = "group_owner", "The owner of the group that gives the access"
+        MANAGER = "manager", "The person's manager, from the directory"
+        NAMED = "named", "Named reviewers"
+
+    class Decision(models.TextChoices):
+        CERTIFY = "certify", "Certify (keep)"
+        REVOKE = "revoke", "Revoke"
+
+    class Recurrence(models.TextChoices):
+        NONE = "none", "Once"
+        MONTHLY = "monthly", "Monthly"
+        QUARTERLY = "quarterly", "Quarterly"
+        YEARLY = "yearly", "Yearly"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # Scope: access on these registries (none: every registry) to repositories the pattern matches,
+    # for any of these actions ("everyone who can push to prod/**").
+    registries = models.ManyToManyField(Registry, blank=True, related_name="review_campaigns")
+    pattern = models.CharField(max_length=255, default="**")
+    actions = models.JSONField(default=list)
+    reviewer_rule = models.CharField(
+        max_length=16, choices=ReviewerRule.choices, default=ReviewerRule.GROUP_OWNER
+    )
+    # The named reviewers; also who reviews an item the reviewer rule finds nobody for.
+    reviewers = models.ManyToManyField("accounts.User", blank=True, related_name="named_review_campaigns")
+    owner = models.ForeignKey(
+        "accounts.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_review_campaigns",
+    )
+    due_at = models.DateTimeField()
+    default_decision = models.CharField(
+        max_length=16,
+        choices=Decision.choices,
+        default=Decision.CERTIFY,
+        help_text="What an item nobody decided becomes at the close.",
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT, db_index=True)
+    recurrence = models.CharField(max_length=16, choices=Recurrence.choices, default=Recurrence.NONE)
+    # When Customs starts this campaign (a draft) or, once it has started, its next occurrence.
+    next_start_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    recurs_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="recurrences"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AccessReviewCampaignQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccessReviewItem(models.Model):
+    """One person or credential with the access in scope, its evidence, and the reviewers' answer.
+
+    Evidence is kept as the reviewer saw it when the campaign opened. `steps` is the plan made at
+    the close (what revoking means here, each step with its state and result), so applying can be
+    resumed and a report read without recomputing anything.
+    """
+
+    class Kind(models.TextChoices):
+        PERSON = "person", "Person"
+        ROBOT = "robot", "Customs robot token"
+        CREDENTIAL = "credential", "Registry credential"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "Not applied"
+        KEPT = "kept", "Kept"
+        PENDING = "pending", "Being applied"
+        REVOKED = "revoked", "Revoked"
+        MANUAL = "manual", "Left to a person"
+        FAILED = "failed", "Failed"
+
+    Decision = AccessReviewCampaign.Decision
+
+    campaign = models.ForeignKey(AccessReviewCampaign, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    person = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    robot = models.ForeignKey(
+        "accounts.RobotToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The subject as it was named at the opening: the report stays readable if the row goes.
+    subject = models.CharField(max_length=255)
+    actions = models.JSONField(default=list, help_text="The actions in scope it has.")
+    # {"rules": [...], "grants": [...]}: each with its group, membership, registry and pattern.
+    access = models.JSONField(default=dict)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_source = models.CharField(max_length=100, blank=True)
+    reviewers = models.ManyToManyField("accounts.User", blank=True, related_name="access_review_items")
+    reviewers_why = models.CharField(max_length=255, blank=True)
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, db_index=True)
+    comment = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    by_default = models.BooleanField(default=False, help_text="Nobody decided: the campaign's default.")
+    steps = models.JSONField(default=list, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    result = models.TextField(blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AccessReviewItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["campaign", "subject", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="person", robot=None, credential=None)
+                    | Q(kind="robot", person=None, credential=None)
+                    | Q(kind="credential", person=None, robot=None)
+                ),
+                name="access_review_item_one_subject",
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "person"],
+                condition=~Q(person=None),
+                name="access_review_item_person_once",
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "robot"], condition=~Q(robot=None), name="access_review_item_robot_once"
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "credential"],
+                condition=~Q(credential=None),
+                name="access_review_item_credential_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} in {self.campaign}"
+
+
+# --- the corporate cache: base images mirrored into every region (registries/mirror/) -----------------
+
+
+class MirrorSource(models.Model):
+    """How the mirror job reads one catalog entry upstream, when the defaults will not do.
+
+    Without a row the entry is read from its own registry (https://<host>; Docker Hub at its registry
+    host), signed in as the connected registry at that host if there is one, else anonymously. The
+    password or token is encrypted like a registry's secrets, and never shown again.
+    """
+
+    base_image = models.OneToOneField(
+        BaseImage, on_delete=models.CASCADE, primary_key=True, related_name="mirror_source"
+    )
+    endpoint = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Read from here instead, e.g. a pull-through cache. Empty: the entry's own registry.",
+    )
+    username = models.CharField(max_length=255, blank=True)
+    # JSON {"password": …}, encrypted: the same shape as Registry.secret, so rotation treats both alike.
+    secret = EncryptedTextField(blank=True, default="")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"upstream of {self.base_image_id}"
+
+    @property
+    def password(self) -> str:
+        loaded: dict[str, str] = json.loads(self.secret) if self.secret else {}
+        return loaded.get("password", "")
+
+    def set_password(self, value: str) -> None:
+        self.secret = json.dumps({"password": value}) if value else ""
+
+
+class MirrorRunQuerySet(models.QuerySet["MirrorRun"]):
+    def running(self) -> Self:
+        return self.filter(status=MirrorRun.Status.RUNNING)
+
+
+class MirrorRun(models.Model):
+    """One mirror job over one catalog entry: which tags it found, what it copied, and why it failed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"  # the upstream could not be read, or some copy failed
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        CATALOG = "catalog", "Catalog change"
+        COMMAND = "command", "Command"
+
+    base_image = models.ForeignKey(BaseImage, on_delete=models.CASCADE, related_name="mirror_runs")
+    region = models.CharField(max_length=64, blank=True, help_text="Only this region's mirrors; empty: all.")
+    dry_run = models.BooleanField(default=False, help_text="Compared only; nothing was copied.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tags_seen = models.PositiveIntegerField(default=0, help_text="Upstream tags the entry's patterns allow.")
+    copies = models.PositiveIntegerField(default=0, help_text="Tags copied into a mirror (one per mirror).")
+    failures = models.PositiveIntegerField(default=0)
+    blobs_copied = models.PositiveIntegerField(default=0)
+    blobs_skipped = models.PositiveIntegerField(default=0)
+    blobs_mounted = models.PositiveIntegerField(default=0)
+    bytes_sent = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why the run failed as a whole (the upstream).")
+
+    objects = MirrorRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            # One run per entry at a time: the insert that claims it is atomic on SQLite and PostgreSQL.
+            models.UniqueConstraint(
+                fields=["base_image"], condition=Q(status="running"), name="mirror_run_one_at_a_time"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"mirror run of {self.base_image_id} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class MirrorState(models.Model):
+    """Whether one mirror holds one allowed tag as upstream has it, as of the last run that looked."""
+
+    class State(models.TextChoices):
+        PRESENT = "present", "Present"
+        MISSING = "missing", "Missing"
+        STALE = "stale", "Stale (upstream tag moved)"
+        FAILED = "failed", "Failed"
+
+    mirror = models.ForeignKey(BaseImageMirror, on_delete=models.CASCADE, related_name="states")
+    tag = models.CharField(max_length=128)
+    state = models.CharField(max_length=16, choices=State.choices, db_index=True)
+    upstream_digest = models.CharField(max_length=100, blank=True)
+    mirrored_digest = models.CharField(max_length=100, blank=True, help_text="What the mirror's tag names.")
+    reason = models.CharField(max_length=1000, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+    copied_at = models.DateTimeField(null=True, blank=True)
+    run = models.ForeignKey(
+        MirrorRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="states"
+    )
+
+    class Meta:
+        ordering = ["mirror", "tag"]
+        constraints = [models.UniqueConstraint(fields=["mirror", "tag"], name="mirror_state_once_per_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.mirror}:{self.tag} {self.state}"
+
+
+class MirrorArrival(models.Model):
+    """A tag's content (by digest) became present in a mirror: the event deployments in its region wait for.
+
+    Written once per (mirror, tag, digest), then sent; the destinations that took it are listed, so
+    a retry goes only to the others.
+    """
+
+    mirror = models.ForeignKey(BaseImageMirror, on_delete=models.CASCADE, related_name="arrivals")
+    tag = models.CharField(max_length=128)
+    digest = models.CharField(max_length=100)
+    arrived_at = models.DateTimeField(default=timezone.now)
+    delivered_to = models.JSONField(default=list, blank=True, help_text="Names of destinations that took it.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="Every destination took it.")
+
+    class Meta:
+        ordering = ["arrived_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["mirror", "tag", "digest"], name="mirror_arrival_once")
+        ]
+        indexes = [models.Index(fields=["sent_at", "attempts"])]
+
+    def __str__(self) -> str:
+        return f"{self.mirror}:{self.tag}@{self.digest[:19]} arrived"
+
+
+class PostureFact(models.Model):
+    """One posture check's result on one subject, with its evidence (registries/connectors/base.py).
+
+    `source` says who judged it: the registry, read at sync and replaced together after a complete
+    read (a failed read keeps the previous rows, as grants do); or Customs, from its own records
+    (credentials without expiry, being the registry's token server), replaced at each evaluation.
+    Passing subjects of one check are kept as one row with a count: the page and the score need how
+    many passed, not each name, and a registry may hold a hundred thousand repositories.
+    """
+
+    class Source(models.TextChoices):
+        REGISTRY = "registry", "the registry"
+        CUSTOMS = "customs", "Customs"
+
+    CHECKS = [(check.value, check.value.replace("_", " ")) for check in PostureCheck]
+    STATES = [(state.value, state.value) for state in PostureState]
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="posture_facts")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.REGISTRY)
+    # Not `check`: that name is Model.check(), Django's system checks.
+    check_name = models.CharField(max_length=32, choices=CHECKS)
+    subject = models.CharField(max_length=500, blank=True, help_text="Empty: the registry as a whole.")
+    state = models.CharField(max_length=16, choices=STATES)
+    count = models.PositiveIntegerField(default=1, help_text="How many subjects this row stands for.")
+    evidence = models.CharField(max_length=1000)
+    evidence_url = models.CharField(max_length=1000, blank=True)
+    observed_at = models.DateTimeField(default=timezone.now)
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="posture_facts"
+    )
+
+    class Meta:
+        ordering = ["registry", "check_name", "state", "subject", "pk"]
+        indexes = [models.Index(fields=["registry", "source"]), models.Index(fields=["state", "check_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.registry_id} {self.check_name} {self.subject or '(registry)'}: {self.state}"
+
+
+class PostureSnapshot(models.Model):
+    """A registry's posture score on one day, for the chart over time; the day's last evaluation wins."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="posture_snapshots")
+    day = models.DateField()
+    score = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="0-100; empty when no check's result was known."
+    )
+    passing = models.PositiveIntegerField(default=0)
+    failing = models.PositiveIntegerField(default=0)
+    unknown = models.PositiveIntegerField(default=0)
+    # check → {"ok": n, "failing": n, "unknown": n, "score": 0-100 or null}: what the score was made of.
+    checks = models.JSONField(default=dict, blank=True)
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["registry", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "day"], name="posture_snapshot_one_per_day")
+        ]
+        indexes = [models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.registry_id} {self.day}: {self.score}"

@@ -22,10 +22,11 @@ from django.db.models import Max, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import DirectoryGroup, User
-from registries import connectors, drift
+from registries import connectors, drift, posture
 from registries.connectors.base import (
     Connector,
     Platform,
+    PostureFact,
     Principal,
     RemoteArtifact,
     RemoteCredential,
@@ -34,6 +35,7 @@ from registries.connectors.base import (
     RemoteTag,
     can_read_credentials,
     can_read_grants,
+    can_read_posture,
     can_read_replication,
 )
 from registries.connectors.errors import ConnectorError, PermanentError, RateLimited
@@ -131,6 +133,7 @@ def sync_inventory(
         grants = _read_aspect(run, "grants", lambda: read_grants(connector))
         credentials = _read_aspect(run, "credentials", lambda: read_credentials(connector))
         replication = _read_aspect(run, "replication", lambda: read_replication(connector))
+        facts = _read_aspect(run, "posture", lambda: read_posture(connector, run))
         with transaction.atomic():
             apply_listing(registry, run)
             if grants is not None:
@@ -139,6 +142,8 @@ def sync_inventory(
                 apply_credentials(registry, run, credentials)
             if replication is not None:
                 replace_replication(registry, run, replication)
+            if facts is not None:
+                posture.store_facts(registry, run, facts)
         _finish(run, SyncRun.Status.SUCCEEDED)
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
@@ -152,6 +157,9 @@ def sync_inventory(
         release(registry)
     if grants is not None and run.status == SyncRun.Status.SUCCEEDED:
         drift.reconcile_findings(registry)
+    if run.status == SyncRun.Status.SUCCEEDED:
+        # Also without a posture read: the credentials just applied are counted, and the day's score kept.
+        posture.evaluate(registry)
     if on_progress:
         on_progress(run)
     return run
@@ -571,6 +579,20 @@ def _copy_credential(row: Credential, credential: RemoteCredential, people: dict
         for action, moment in sorted(credential.actions_seen.items())
     }
     row.actions_seen_source = credential.actions_seen_source[:100]
+
+
+# --- posture: the registry's own security settings --------------------------------------------------
+
+
+def read_posture(connector: Connector, run: SyncRun) -> list[PostureFact] | None:
+    """Every posture fact the connector reports, tag immutability read for the production repositories
+    of this run's listing; None when the connector does not read posture."""
+    if not can_read_posture(connector):
+        return None
+    reader = connector
+    listed = StagedTag.objects.filter(run=run, tag=EMPTY_MARKER).values_list("repository", flat=True)
+    production = posture.production_repositories(listed)
+    return _rate_limited(lambda: list(reader.read_posture(production)))
 
 
 # --- regions and replication: what the registry says it copies where -------------------------------

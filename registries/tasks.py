@@ -9,8 +9,16 @@ from django.utils import timezone
 from accounts.models import User
 from portal import notify
 from portal.celery import TRANSIENT_RETRY
-from registries import drift, hygiene, offboarding, sync
+from registries import (
+    drift,
+    hygiene,
+    offboarding,
+    posture,
+    review_tasks,  # noqa: F401  (workers register the access-review tasks)
+    sync,
+)
 from registries.connectors.errors import AuthError, ConfigError, NotFoundError
+from registries.mirror import tasks as mirror_tasks  # noqa: F401  (workers register the mirror tasks)
 from registries.models import Offboarding, Registry, SyncRun, WebhookEvent
 from registries.policy import lineage
 
@@ -100,6 +108,12 @@ def run_offboarding(offboarding_id: int) -> str:
     if found is None:
         return "gone"
     return offboarding.verify(offboarding.run(found)).state
+
+
+@shared_task(acks_late=True)
+def evaluate_posture() -> dict[str, int | None]:
+    """Score every registry once a day, so the posture chart has a point even for one not synced."""
+    return posture.evaluate_all()
 
 
 @shared_task(acks_late=True)

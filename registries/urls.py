@@ -7,8 +7,11 @@ from registries import (
     base_image_pages,
     base_image_views,
     credential_views,
+    evidence_views,
     hygiene_views,
     offboarding_views,
+    posture_views,
+    review_views,
     views,
 )
 
@@ -104,6 +107,8 @@ urlpatterns = [
     path("access/explore/", access_views.explore, name="explore"),
     path("access/mine/", access_views.my_access, name="my_access"),
     path("access/report.csv", access_views.access_report, name="access_report"),
+    path("evidence/", evidence_views.evidence_page, name="evidence"),
+    path("evidence/bundle.zip", evidence_views.evidence_bundle, name="evidence_bundle"),
     # Offboarding: the plan, its run and the reviewer's report (registries/offboarding_views.py).
     path("offboarding/", offboarding_views.offboarding_index, name="offboardings"),
     path("offboarding/people/<int:user_id>/", offboarding_views.offboarding_plan, name="offboarding_plan"),
@@ -133,4 +138,27 @@ urlpatterns = [
         offboarding_views.offboarding_report_csv,
         name="offboarding_report_csv",
     ),
+    # Access review campaigns (registries/review_views.py).
+    path("access/reviews/", review_views.campaign_list, name="reviews"),
+    path("access/reviews/add/", review_views.campaign_add, name="review_add"),
+    path("access/reviews/mine/", review_views.my_reviews, name="my_reviews"),
+    path("access/reviews/<int:campaign_id>/", review_views.campaign_detail, name="review"),
+    path("access/reviews/<int:campaign_id>/open/", review_views.campaign_open, name="review_open"),
+    path("access/reviews/<int:campaign_id>/decide/", review_views.campaign_decide, name="review_decide"),
+    path("access/reviews/<int:campaign_id>/close/", review_views.campaign_close, name="review_close"),
+    path("access/reviews/<int:campaign_id>/apply/", review_views.campaign_apply, name="review_apply"),
+    path("access/reviews/<int:campaign_id>/report/", review_views.campaign_report, name="review_report"),
+    path(
+        "access/reviews/<int:campaign_id>/report.csv",
+        review_views.campaign_report_csv,
+        name="review_report_csv",
+    ),
+    path(
+        "access/reviews/<int:campaign_id>/report.pdf",
+        review_views.campaign_report_pdf,
+        name="review_report_pdf",
+    ),
+    # Posture: every registry's score and failing checks, and one registry's (registries/posture_views.py).
+    path("posture/", posture_views.posture_overview, name="posture"),
+    path("registries/<int:registry_id>/posture/", posture_views.registry_posture, name="registry_posture"),
 ]

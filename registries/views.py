@@ -287,6 +287,7 @@ def registry_detail(request: HttpRequest, registry_id: int) -> HttpResponse:
             "events": WebhookEvent.objects.filter(registry=registry)[:RECENT_EVENTS],
             "repository_count": Repository.objects.filter(registry=registry).count(),
             "can_change": can_change,
+            "can_review": user.has_role(Role.REVIEWER),
             "replica_form": ReplicaForm() if can_change else None,
             "notifications_url": request.build_absolute_uri(notifications_path(registry)),
             "token_realm": request.build_absolute_uri(reverse("tokenserver:token")),

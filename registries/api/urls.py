@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from registries.api import base_images, dockerfile_check, offboarding, views
+from registries.api import base_images, dockerfile_check, evidence, offboarding, views
 
 router = SimpleRouter()
 router.register("registries", views.RegistryViewSet, basename="registry")
@@ -24,6 +24,7 @@ urlpatterns = [
     path("access/groups/<int:group_id>/reach/", views.GroupReachView.as_view(), name="access-group-reach"),
     path("access/me/", views.MyAccessView.as_view(), name="access-me"),
     path("access/report.csv", views.AccessReportView.as_view(), name="access-report"),
+    path("evidence/bundle.zip", evidence.EvidenceBundleView.as_view(), name="evidence-bundle"),
     # Before the router: its base-images/<pk>/ routes must not see this one.
     path(
         "base-images/check-dockerfile",

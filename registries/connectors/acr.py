@@ -25,7 +25,7 @@ import fnmatch
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -44,6 +44,9 @@ from registries.connectors.base import (
     CredentialKind,
     GrantChange,
     PermissionCheck,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     Principal,
     PrincipalKind,
     RemoteArtifact,
@@ -225,6 +228,7 @@ class AcrConnector:
             Capability.DISABLE_CREDENTIALS,
             Capability.REPLICAS,
             Capability.EVENTS,
+            Capability.POSTURE,
         }
     )
     needs: ClassVar[tuple[str, ...]] = (
@@ -419,6 +423,41 @@ class AcrConnector:
             {"properties": {"status": "disabled"}},
         )
 
+    # --- posture -------------------------------------------------------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """The admin user and anonymous pull from ARM; for production repositories, whether their tags
+        are locked (writeEnabled false). Sign-in is Entra's, except for the admin user and tokens."""
+        properties = self._arm_json(self.config.registry_id).get("properties") or {}
+        url = f"{self.config.arm_url}{self.config.registry_id}?api-version={ARM_API_VERSION}"
+        yield admin_user_fact(properties, url)
+        yield anonymous_pull_fact(properties, url)
+        for repository in sorted(production):
+            yield self._lock_fact(repository)
+
+    def _lock_fact(self, repository: str) -> PostureFact:
+        """ACR keeps a tag from moving when it is locked: changeableAttributes.writeEnabled false."""
+        path = f"/acr/v1/{_path(repository)}/_tags"
+        url = f"{self.config.url}{path}"
+        unlocked, count = [], 0
+        for body in self._data_pages(path, scope=_metadata(repository)):
+            for item in body.get("tags") or []:
+                count += 1
+                if (item.get("changeableAttributes") or {}).get("writeEnabled") is not False:
+                    unlocked.append(str(item.get("name", "")))
+        if not count:
+            return PostureFact(
+                PostureCheck.TAG_MUTABLE, PostureState.UNKNOWN, "no tag to read", repository, url
+            )
+        if not unlocked:
+            evidence = f"all {count} tags are locked (writeEnabled false)"
+            return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.OK, evidence, repository, url)
+        shown = ", ".join(sorted(unlocked)[:5]) + (
+            f" and {len(unlocked) - 5} more" if len(unlocked) > 5 else ""
+        )
+        evidence = f"{len(unlocked)} of {count} tags can be overwritten (writeEnabled true): {shown}"
+        return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.FAILING, evidence, repository, url)
+
     # --- grants --------------------------------------------------------------------------------------
 
     def read_grants(self) -> Iterator[RemoteGrant]:
@@ -463,6 +502,11 @@ class AcrConnector:
             )
 
     # --- writes: scope maps --------------------------------------------------------------------------
+
+    @staticmethod
+    def removable(principal_kind: str, source: str) -> bool:
+        """Tokens' scope maps only: role assignments are changed in Azure (see apply_access_plan)."""
+        return principal_kind == PrincipalKind.ROBOT and source.startswith("scope map ")
 
     def apply_access_plan(self, plan: AccessPlan) -> Iterator[GrantChange]:
         """Edit tokens' scope maps. Role assignments are not written, and a plan needing one is refused
@@ -794,6 +838,42 @@ class _AcrDistribution(DistributionConnector):
     def _fetch_token(self, challenge: dict[str, str], scope: str) -> str:
         # Asked after a 401, so always a new access token: the cached one is what was refused.
         return self._acr_token(scope)
+
+
+# --- posture ----------------------------------------------------------------------------------------
+
+
+def admin_user_fact(properties: dict[str, Any], url: str) -> PostureFact:
+    """The registry's adminUserEnabled (ARM)."""
+    enabled = properties.get("adminUserEnabled")
+    if enabled is True:
+        evidence = (
+            "adminUserEnabled: a shared login (the registry's name and two passwords) may pull, push "
+            "and delete everywhere, and nobody can tell who used it"
+        )
+        return PostureFact(PostureCheck.ACR_ADMIN_USER, PostureState.FAILING, evidence, evidence_url=url)
+    if enabled is False:
+        evidence = "the admin user is disabled"
+        return PostureFact(PostureCheck.ACR_ADMIN_USER, PostureState.OK, evidence, evidence_url=url)
+    evidence = "ARM did not report adminUserEnabled"
+    return PostureFact(PostureCheck.ACR_ADMIN_USER, PostureState.UNKNOWN, evidence, evidence_url=url)
+
+
+def anonymous_pull_fact(properties: dict[str, Any], url: str) -> PostureFact:
+    """anonymousPullEnabled is in ARM's newer (preview) API versions only (registry-apis.md §5.3):
+    ARM's 2023-07-01 answer leaves it out, and then Customs cannot tell."""
+    enabled = properties.get("anonymousPullEnabled")
+    if enabled is True:
+        evidence = "anonymousPullEnabled: anyone who reaches the registry may pull every repository"
+        return PostureFact(PostureCheck.ANONYMOUS_PULL, PostureState.FAILING, evidence, evidence_url=url)
+    if enabled is False:
+        evidence = "anonymous pull is disabled"
+        return PostureFact(PostureCheck.ANONYMOUS_PULL, PostureState.OK, evidence, evidence_url=url)
+    evidence = (
+        f"ARM's {ARM_API_VERSION} answer does not include anonymousPullEnabled (newer API versions do): "
+        "see the registry's Properties in the Azure portal"
+    )
+    return PostureFact(PostureCheck.ANONYMOUS_PULL, PostureState.UNKNOWN, evidence, evidence_url=url)
 
 
 # --- regions ----------------------------------------------------------------------------------------

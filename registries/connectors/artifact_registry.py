@@ -24,7 +24,7 @@ import dataclasses
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -44,6 +44,9 @@ from registries.connectors.base import (
     CredentialKind,
     GrantChange,
     PermissionCheck,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     Principal,
     PrincipalKind,
     RemoteArtifact,
@@ -104,6 +107,8 @@ GRANTABLE = (
 NOT_EDITED = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 _SOURCE = re.compile(r"^(?P<where>repository (?P<repo>\S+)|project \S+): (?P<role>\S+)(?: if (?P<cond>.+))?$")
 _KEY_NAME = re.compile(r"^projects/[^/]+/serviceAccounts/[^/]+/keys/[^/:]+$")
+# IAM members that are not people or workloads of the organisation (registry-apis.md §7.2).
+EVERYONE = {"allUsers": "anyone on the internet", "allAuthenticatedUsers": "any Google account"}
 
 
 class ArtifactRegistryConfig(ConnectorConfig):
@@ -212,6 +217,7 @@ class ArtifactRegistryConnector:
             Capability.DISABLE_CREDENTIALS,
             Capability.REPLICAS,
             Capability.EVENTS,
+            Capability.POSTURE,
         }
     )
     needs: ClassVar[tuple[str, ...]] = (
@@ -356,6 +362,42 @@ class ArtifactRegistryConnector:
                 else "",
             )
 
+    # --- posture ---------------------------------------------------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """Per docker repository: IAM bindings open to everyone, vulnerability scanning and (where a
+        production image path lies) immutable tags; the project's policy for registry-wide access."""
+        repositories = {
+            str(item["name"]).rsplit("/", 1)[-1]: item
+            for item in self._pages(f"{self._parent}/repositories", "repositories")
+            if item.get("format") == "DOCKER" and item.get("mode") != "VIRTUAL_REPOSITORY"
+        }
+        for repo, item in sorted(repositories.items()):
+            url = self._repository_url(repo)
+            policy = self._get(f"{url}:getIamPolicy", params=_V3)
+            yield _everyone_fact(
+                PostureCheck.PUBLIC_REPOSITORY, f"repository {repo}", policy, f"{repo}/**", url
+            )
+            yield _scanning_fact(repo, item, url)
+        for repository in sorted(production):
+            repo = _split(repository)[0]
+            if repo in repositories:
+                yield _immutable_tags_fact(repository, repositories[repo], self._repository_url(repo))
+        if not self.config.read_project_policy:
+            evidence = "the project's IAM policy is not read (project-wide grants are turned off)"
+            yield PostureFact(PostureCheck.ANONYMOUS_PULL, PostureState.UNKNOWN, evidence)
+            return
+        try:
+            project = self._project_policy()
+        except AuthError as exc:
+            yield PostureFact(
+                PostureCheck.ANONYMOUS_PULL, PostureState.UNKNOWN, str(exc), "", self._project_url
+            )
+            return
+        yield _everyone_fact(
+            PostureCheck.ANONYMOUS_PULL, f"project {self.config.project}", project, "", self._project_url
+        )
+
     # --- grants ----------------------------------------------------------------------------------
 
     def read_grants(self) -> Iterator[RemoteGrant]:
@@ -405,6 +447,12 @@ class ArtifactRegistryConnector:
         return Principal(PrincipalKind.OTHER, id=member, name=names.get(member, member))
 
     # --- writing grants --------------------------------------------------------------------------
+
+    @staticmethod
+    def removable(principal_kind: str, source: str) -> bool:
+        """Bindings of registry roles; basic roles (owner, editor, viewer) are left to the console."""
+        match = _SOURCE.match(source)
+        return match is not None and match["role"] not in NOT_EDITED
 
     def apply_access_plan(self, plan: AccessPlan) -> Iterator[GrantChange]:
         additions: dict[str, list[GrantChange]] = {}
@@ -770,6 +818,52 @@ def _bindings_of(resource: str, policy: dict[str, Any]) -> list[_Binding]:
         for member in binding.get("members") or []:
             found.append(_Binding(resource, str(binding.get("role", "")), str(member), label))
     return found
+
+
+def _everyone_fact(
+    check: PostureCheck, resource: str, policy: dict[str, Any], subject: str, url: str
+) -> PostureFact:
+    """Whether a policy gives allUsers or allAuthenticatedUsers a role that pulls (conditions or not:
+    neither member can be narrowed to the organisation by one)."""
+    opened = sorted(
+        f"{binding.role} to {binding.member} ({EVERYONE[binding.member]})"
+        for binding in _bindings_of(resource, policy)
+        if binding.member in EVERYONE and "pull" in ROLE_ACTIONS.get(binding.role, frozenset())
+    )
+    if opened:
+        evidence = f"{resource} grants {'; '.join(opened)}"
+        return PostureFact(check, PostureState.FAILING, evidence, subject, url)
+    evidence = f"{resource} grants no registry role to allUsers or allAuthenticatedUsers"
+    return PostureFact(check, PostureState.OK, evidence, subject, url)
+
+
+def _scanning_fact(repo: str, item: dict[str, Any], url: str) -> PostureFact:
+    """vulnerabilityScanningConfig.enablementState (the googleapis Repository message; registry-apis.md
+    §7.2 lists the field only): SCANNING_ACTIVE scans each image as it is pushed."""
+    config = item.get("vulnerabilityScanningConfig")
+    state = str(config.get("enablementState") or "") if isinstance(config, dict) else ""
+    subject = f"{repo}/**"
+    if state == "SCANNING_ACTIVE":
+        evidence = f"repository {repo} scans pushed images (SCANNING_ACTIVE)"
+        return PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.OK, evidence, subject, url)
+    if state == "SCANNING_DISABLED":
+        reason = str(config.get("enablementStateReason") or "") if isinstance(config, dict) else ""
+        evidence = f"repository {repo} does not scan pushed images (SCANNING_DISABLED)"
+        evidence += f": {reason}" if reason else ""
+        return PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.FAILING, evidence, subject, url)
+    evidence = f"repository {repo} reports no scanning state{f' ({state})' if state else ''}"
+    return PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.UNKNOWN, evidence, subject, url)
+
+
+def _immutable_tags_fact(repository: str, item: dict[str, Any], url: str) -> PostureFact:
+    """dockerConfig.immutableTags of the Artifact Registry repository holding the image path; proto3
+    leaves a false boolean out, so no dockerConfig means mutable."""
+    repo = _split(repository)[0]
+    if (item.get("dockerConfig") or {}).get("immutableTags") is True:
+        evidence = f"repository {repo} has immutable tags"
+        return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.OK, evidence, repository, url)
+    evidence = f"repository {repo} allows tags to move (dockerConfig.immutableTags is off)"
+    return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.FAILING, evidence, repository, url)
 
 
 def _source(binding: _Binding) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -32,6 +32,7 @@ class Capability(enum.StrEnum):
     REMOVE_MEMBERS = "remove_members"  # memberships_of() / remove_person(): offboarding
     REPLICAS = "replicas"  # read_replication(): the regions and replication the registry reports
     EVENTS = "events"
+    POSTURE = "posture"  # read_posture(): security settings (anonymous pull, SSO, immutability, ...)
 
 
 def http_url(value: str) -> str:
@@ -269,6 +270,10 @@ class GrantWriter(Protocol):
         stand, and the caller reports both. Each change must be idempotent (adding a grant that
         exists, or removing one that is gone, succeeds), because a re-run after a failure recomputes
         the plan from grants that may not have been read again yet.
+
+        A connector that refuses to remove some kinds of grant says which beforehand, with a static
+        `removable(principal_kind, source) -> bool` (optional: without it, every grant is), so
+        offboarding's plan leaves those to a person instead of failing at run time.
         """
 
 
@@ -480,4 +485,75 @@ def can_read_replication(connector: object) -> TypeGuard[ReplicationReader]:
     """Whether the connector declares, and implements, reading regions and replication."""
     return Capability.REPLICAS in getattr(connector, "capabilities", ()) and callable(
         getattr(connector, "read_replication", None)
+    )
+
+
+# --- Posture: the registry's own security settings, one fact per check and subject ------------------
+#
+# A connector reads what the vendor's API says about a setting and judges it: `ok`, `failing`, or
+# `unknown` when the API does not say (a field a newer API version has, a permission Customs lacks).
+# A check that means nothing for a kind (scan on push for docker distribution) yields no fact at all.
+# registries/posture.py turns failing facts into findings and scores the registry.
+
+
+class PostureCheck(enum.StrEnum):
+    """What is checked; a fact `failing` means the risky condition holds."""
+
+    ANONYMOUS_PULL = "anonymous_pull"  # the whole registry lets anyone pull without signing in
+    PUBLIC_REPOSITORY = "public_repository"  # one repository (or project) anyone may pull from
+    SSO_NOT_ENFORCED = "sso_not_enforced"  # people can sign in without the directory's SSO
+    ADMIN_ACCOUNT = "admin_account"  # an admin or root account is in use
+    NO_EXPIRY = "no_expiry"  # credentials without expiry (from the credential list, not a connector)
+    TAG_MUTABLE = "tag_mutable"  # a production repository's tags can be moved
+    SCAN_ON_PUSH_OFF = "scan_on_push_off"  # pushed images are not scanned
+    ACR_ADMIN_USER = "acr_admin_user"  # ACR's shared admin user is enabled
+    MEMBERS_WITHOUT_SSO = "members_without_sso"  # organisation members who sign in without SSO
+
+
+class PostureState(enum.StrEnum):
+    OK = "ok"
+    FAILING = "failing"
+    UNKNOWN = "unknown"  # the registry does not say, or would not let Customs read it
+
+
+@dataclass(frozen=True)
+class PostureFact:
+    """One check's result on one subject, with the evidence a reviewer can follow."""
+
+    check: PostureCheck
+    state: PostureState
+    evidence: str  # what the registry said, in words: "project payments: metadata.public is true"
+    # "" for the registry as a whole; else what the fact is about: a repository ("team/app"), a
+    # pattern for a part of it ("team/**": a Harbor project), or another named part ("member alice").
+    subject: str = ""
+    evidence_url: str = ""  # where the setting is read or changed (an API resource or a console page)
+
+
+def visibility_fact(repository: str, public: object, url: str) -> PostureFact:
+    """A repository's visibility as a listing reports it: True public, False private, else unknown."""
+    if public is True:
+        evidence = "a public repository: anyone may pull it without signing in"
+        return PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.FAILING, evidence, repository, url)
+    if public is False:
+        return PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.OK, "private", repository, url)
+    evidence = "the repository listing did not say whether it is public"
+    return PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.UNKNOWN, evidence, repository, url)
+
+
+class PostureReader(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """The registry's security settings, read completely (or a ConnectorError: nothing changes).
+
+        `production` names the repositories whose tags must not move (POSTURE_PRODUCTION_REPOSITORIES,
+        applied to the inventory): tag immutability is read for those only, since some registries
+        need a request per repository for it.
+        """
+
+
+def can_read_posture(connector: object) -> TypeGuard[PostureReader]:
+    """Whether the connector declares, and implements, reading its security settings."""
+    return Capability.POSTURE in getattr(connector, "capabilities", ()) and callable(
+        getattr(connector, "read_posture", None)
     )

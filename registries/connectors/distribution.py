@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urljoin
@@ -26,6 +26,9 @@ from registries.connectors.base import (
     ConnectorConfig,
     PermissionCheck,
     Platform,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     RemoteArtifact,
     RemoteRepository,
     RemoteTag,
@@ -71,7 +74,7 @@ class DistributionConnector:
     label: ClassVar[str] = "Docker distribution / OCI registry"
     config_class: ClassVar[type[ConnectorConfig]] = DistributionConfig
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.REPOSITORIES, Capability.ARTIFACTS, Capability.EVENTS}
+        {Capability.REPOSITORIES, Capability.ARTIFACTS, Capability.EVENTS, Capability.POSTURE}
     )
     needs: ClassVar[tuple[str, ...]] = (
         "list the catalog (registry:catalog:*)",
@@ -144,6 +147,95 @@ class DistributionConnector:
         if media_type in INDEX_MEDIA_TYPES:
             return self._index(repository, digest, media_type, manifest)
         return self._image(repository, digest, media_type, manifest, platform=None)
+
+    # --- posture: what a client without credentials gets ----------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """Anonymous access and the kind of sign-in, probed as a stranger would; and tag immutability,
+        which docker distribution does not have: anyone allowed to push may move any tag."""
+        yield from self._sign_in_posture()
+        for name in sorted(production):
+            yield PostureFact(
+                PostureCheck.TAG_MUTABLE,
+                PostureState.FAILING,
+                "docker distribution cannot make tags immutable: whoever may push can move this "
+                "repository's tags",
+                subject=name,
+                evidence_url=f"{self.config.url}/v2/{name}/tags/list",
+            )
+
+    def _sign_in_posture(self) -> list[PostureFact]:
+        where = f"{self.config.url}/v2/"
+        # No credentials on purpose: the session carries none, _send adds them per request.
+        response = self._session.get(where)
+        scheme, _, params = response.headers.get("WWW-Authenticate", "").partition(" ")
+        if response.ok:
+            return [
+                _fact(
+                    PostureCheck.ANONYMOUS_PULL,
+                    PostureState.FAILING,
+                    "GET /v2/ answers without credentials: no authentication is configured, anyone "
+                    "who reaches the registry may pull (and push)",
+                    where,
+                ),
+                _fact(PostureCheck.SSO_NOT_ENFORCED, PostureState.FAILING, "no sign-in at all", where),
+            ]
+        if response.status_code != 401:
+            text = f"GET /v2/ without credentials answered {response.status_code}"
+            return [_fact(PostureCheck.ANONYMOUS_PULL, PostureState.UNKNOWN, text, where)]
+        if scheme.lower() == "basic":
+            return [
+                _fact(PostureCheck.ANONYMOUS_PULL, PostureState.OK, "GET /v2/ asks for a password", where),
+                _fact(
+                    PostureCheck.SSO_NOT_ENFORCED,
+                    PostureState.FAILING,
+                    "Basic authentication: accounts live in the registry's own password file, outside "
+                    "the directory (put the registry behind Customs' token server)",
+                    where,
+                ),
+            ]
+        if scheme.lower() == "bearer":
+            challenge = dict(_CHALLENGE_PARAM.findall(params))
+            sso = _fact(
+                PostureCheck.SSO_NOT_ENFORCED,
+                PostureState.UNKNOWN,
+                f"token authentication through {challenge.get('realm') or 'an unnamed realm'}: whether "
+                "it signs people in through the directory is up to that token server",
+                where,
+            )
+            return [self._anonymous_token_pull(challenge), sso]
+        text = f"GET /v2/ asks for {scheme or 'an unnamed'} authentication"
+        return [_fact(PostureCheck.ANONYMOUS_PULL, PostureState.UNKNOWN, text, where)]
+
+    def _anonymous_token_pull(self, challenge: dict[str, str]) -> PostureFact:
+        """Whether the token server hands a stranger a token that pulls: tried on one repository."""
+        first = next(iter(self.repositories()), None)  # with Customs' own credentials
+        realm = challenge.get("realm", "")
+        if first is None or not realm:
+            why = "no repository to try an anonymous pull on" if realm else "the challenge names no realm"
+            return _fact(PostureCheck.ANONYMOUS_PULL, PostureState.UNKNOWN, why, realm)
+        scope = _pull(first.name)
+        answer = self._session.get(realm, params={"service": challenge.get("service", ""), "scope": scope})
+        body = json_object(answer) if answer.ok else {}
+        # A token server grants the intersection of what is asked and allowed: a token with no
+        # access is still a token, so the pull itself is tried with it.
+        if token := body.get("token") or body.get("access_token"):
+            tags = self._session.get(
+                f"{self.config.url}/v2/{first.name}/tags/list", headers={"Authorization": f"Bearer {token}"}
+            )
+            if tags.ok:
+                return _fact(
+                    PostureCheck.ANONYMOUS_PULL,
+                    PostureState.FAILING,
+                    f"{realm} gives a client without credentials a token that lists {first.name}'s tags",
+                    realm,
+                )
+        return _fact(
+            PostureCheck.ANONYMOUS_PULL,
+            PostureState.OK,
+            f"a client without credentials cannot pull {first.name} (token server {realm})",
+            realm,
+        )
 
     # --- manifests -------------------------------------------------------------------------------
 
@@ -292,6 +384,10 @@ class DistributionConnector:
 
 def _pull(repository: str) -> str:
     return f"repository:{repository}:pull"
+
+
+def _fact(check: PostureCheck, state: PostureState, evidence: str, url: str) -> PostureFact:
+    return PostureFact(check, state, evidence, evidence_url=url)
 
 
 def _check_digest(body: bytes, digest: str, *, what: str) -> None:

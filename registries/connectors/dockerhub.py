@@ -32,7 +32,7 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urljoin
@@ -50,6 +50,9 @@ from registries.connectors.base import (
     CredentialKind,
     GrantChange,
     PermissionCheck,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     Principal,
     PrincipalKind,
     RemoteArtifact,
@@ -59,6 +62,7 @@ from registries.connectors.base import (
     RemoteTag,
     http_url,
     parse_rfc3339,
+    visibility_fact,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
 from registries.connectors.errors import (
@@ -102,6 +106,7 @@ TEAM_SOURCE = re.compile(r"^team (?P<team>\S+)(?P<member> member)?: (?P<permissi
 AUDIT_PUSH = "repo.tag.push"
 # The audit log's repository actions that are image use (§8.4); pulls are not audited at all.
 AUDIT_ACTIONS = {AUDIT_PUSH: "push", "repo.tag.delete": "delete", "repo.delete": "delete"}
+AUDIT_SSO_ENFORCEMENT = "sso.connection.enforcement_toggle"  # in the audit log's `org` group (§8.4)
 
 
 class DockerHubConfig(ConnectorConfig):
@@ -154,6 +159,7 @@ class DockerHubConnector:
             Capability.DISABLE_CREDENTIALS,
             Capability.REMOVE_MEMBERS,
             Capability.EVENTS,
+            Capability.POSTURE,
         }
     )
     # Leaving the organisation leaves its teams, and people hold access only through those.
@@ -482,23 +488,119 @@ class DockerHubConnector:
                 elif isinstance(page, dict):
                     yield page  # a bare member
 
+    # --- posture ---------------------------------------------------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """Repository visibility; immutable tags on the production repositories (one request each);
+        and, for an organisation, its members flagged as guests and what is known of SSO enforcement."""
+        for item in self._pages(self._namespace_path()):
+            yield self._visibility_fact(f"{self.config.namespace}/{item['name']}", item.get("is_private"))
+        for repository in sorted(production):
+            yield self._immutability_fact(repository)
+        members = self._members()
+        if members is None:
+            return  # a personal namespace: no members, no organisation SSO
+        yield self._sso_fact()
+        yield from self._guest_facts(members)
+
+    def _visibility_fact(self, repository: str, private: object) -> PostureFact:
+        public = (not private) if isinstance(private, bool) else None  # Docker Hub says is_private
+        return visibility_fact(repository, public, f"{self.config.url}{self._repository_path(repository)}")
+
+    def _immutability_fact(self, repository: str) -> PostureFact:
+        """repository_info's immutable_tags_settings: enabled, with the tag rules (regexes) it keeps."""
+        url = f"{self.config.url}{self._repository_path(repository)}"
+        settings = json_object(self._get(self._repository_path(repository))).get("immutable_tags_settings")
+        if not isinstance(settings, dict) or not isinstance(settings.get("enabled"), bool):
+            evidence = "Docker Hub did not report immutable_tags_settings"
+            return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.UNKNOWN, evidence, repository, url)
+        rules = [str(rule) for rule in settings.get("rules") or []]
+        if settings["enabled"] and rules:
+            evidence = f"immutable tags on, for tags matching {', '.join(rules)}"
+            return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.OK, evidence, repository, url)
+        evidence = (
+            "immutable tags on, but with no rule: no tag is kept"
+            if settings["enabled"]
+            else "immutable tags off"
+        )
+        return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.FAILING, evidence, repository, url)
+
+    def _sso_fact(self) -> PostureFact:
+        """The Hub API does not say whether the organisation enforces SSO; its audit log may say when
+        someone last turned enforcement on or off (the event's own fields are not documented)."""
+        evidence = (
+            "Docker Hub's API does not report whether the organisation enforces SSO "
+            "(Admin Console: Security, SSO)"
+        )
+        url = f"{self.config.url}{self._audit_path()}?action={AUDIT_SSO_ENFORCEMENT}"
+        try:
+            body = json_object(
+                self._get(self._audit_path(), params={"action": AUDIT_SSO_ENFORCEMENT, "page_size": 1})
+            )
+        except (NotFoundError, AuthError):
+            return PostureFact(
+                PostureCheck.SSO_NOT_ENFORCED, PostureState.UNKNOWN, evidence, evidence_url=url
+            )
+        logs = [log for log in body.get("logs") or [] if isinstance(log, dict)]
+        if logs:
+            evidence += (
+                f"; the audit log's latest change to SSO enforcement: {logs[0].get('timestamp', '?')} "
+                f"by {logs[0].get('actor', '?')}"
+            )
+        else:
+            evidence += "; no change to SSO enforcement in the audit log"
+        return PostureFact(PostureCheck.SSO_NOT_ENFORCED, PostureState.UNKNOWN, evidence, evidence_url=url)
+
+    def _guest_facts(self, members: dict[str, dict[str, Any]]) -> Iterator[PostureFact]:
+        """Members Docker Hub flags as guests: their e-mail is outside the organisation's verified
+        domains, so the organisation's SSO connection cannot sign them in (§8.4 `is_guest`)."""
+        url = f"{self.config.url}{self._org_path()}/members"
+        flags = {name: member.get("is_guest") for name, member in members.items()}
+        for name, flag in sorted(flags.items()):
+            if flag is True:
+                evidence = f"{name} is a guest: an e-mail outside the verified domains, so no SSO sign-in"
+                yield PostureFact(
+                    PostureCheck.MEMBERS_WITHOUT_SSO, PostureState.FAILING, evidence, f"member {name}", url
+                )
+        if not any(flag is True for flag in flags.values()):
+            if all(isinstance(flag, bool) for flag in flags.values()):
+                # Docker Hub flags guests only where the organisation has verified domains.
+                evidence = (
+                    f"none of {len(flags)} members is flagged as a guest (outside the verified domains)"
+                )
+                yield PostureFact(
+                    PostureCheck.MEMBERS_WITHOUT_SSO, PostureState.OK, evidence, evidence_url=url
+                )
+            else:
+                evidence = "the member list does not say who is a guest"
+                yield PostureFact(
+                    PostureCheck.MEMBERS_WITHOUT_SSO, PostureState.UNKNOWN, evidence, evidence_url=url
+                )
+
     # --- writes: reconcile plans and offboarding -------------------------------------------------
 
     def memberships_of(self, principal_id: str) -> list[str]:
         members = self._members()
-        if members is None or principal_id not in members:
+        username = self._username(principal_id, members or {})
+        if members is None or username not in members:
             return []  # a personal namespace has no members, only its owner
         teams = sorted(
             str(team["name"])
             for team in self._pages(f"{self._org_path()}/groups")
-            if any(
-                m.get("username") == principal_id for m in self._pages(self._team_members_path(team["name"]))
-            )
+            if any(m.get("username") == username for m in self._pages(self._team_members_path(team["name"])))
         )
         return [f"organisation {self.config.namespace}", *(f"team {team}" for team in teams)]
 
     def remove_person(self, principal_id: str) -> None:
-        self.remove_member(principal_id)
+        self.remove_member(self._username(principal_id, self._members() or {}))
+
+    def _username(self, principal_id: str, members: dict[str, dict[str, Any]]) -> str:
+        """The member a principal id names: a username, or their e-mail where members are linked by it."""
+        if not self.config.link_members_by_email or "@" not in principal_id:
+            return principal_id
+        wanted = principal_id.strip().lower()
+        named = [name for name, m in members.items() if str(m.get("email") or "").strip().lower() == wanted]
+        return named[0] if len(named) == 1 else principal_id  # nobody (or two people): remove no one
 
     def remove_member(self, username: str) -> None:
         """Take a person out of the organisation (and so out of every team); gone already is success."""

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -46,6 +46,9 @@ from registries.connectors.base import (
     CredentialKind,
     GrantChange,
     PermissionCheck,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     Principal,
     PrincipalKind,
     RemoteArtifact,
@@ -245,6 +248,7 @@ class EcrConnector:
             Capability.DISABLE_CREDENTIALS,
             Capability.REPLICAS,
             Capability.EVENTS,
+            Capability.POSTURE,
         }
     )
     needs: ClassVar[tuple[str, ...]] = (
@@ -259,6 +263,11 @@ class EcrConnector:
         "iam:ListGroupPolicies, iam:GetGroupPolicy (group members and their ECR access)",
         "ecr:SetRepositoryPolicy, ecr:DeleteRepositoryPolicy (only to apply access plans)",
         "iam:UpdateAccessKey (only to disable access keys at offboarding)",
+    )
+    # Posture reads beyond `needs` (not tried by the permission check).
+    posture_needs: ClassVar[tuple[str, ...]] = (
+        "ecr:GetRegistryScanningConfiguration (registry-wide scan on push rules)",
+        "iam:GetAccountSummary (whether the root user has access keys)",
     )
 
     def __init__(self, config: EcrConfig) -> None:
@@ -376,6 +385,59 @@ class EcrConnector:
                 or ("every repository",),
                 trigger="on push",
             )
+
+    # --- posture ---------------------------------------------------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """Root access keys; per repository: scan on push, a policy letting anyone pull, and (for the
+        production ones) tag mutability. A private ECR registry has no anonymous access of its own."""
+        yield self._root_keys_fact()
+        rules = self._scan_on_push_rules()
+        pages = self._ecr.get_paginator("describe_repositories").paginate(
+            registryId=self.config.aws_account, PaginationConfig={"PageSize": self.config.page_size}
+        )
+        with _aws("ECR DescribeRepositories"):
+            repositories: list[dict[str, Any]] = [
+                dict(r) for page in pages for r in page.get("repositories", [])
+            ]
+        for repository in repositories:
+            name = str(repository["repositoryName"])
+            url = self._console_url(f"ecr/repositories/private/{self.config.aws_account}/{name}")
+            yield _scan_fact(name, repository, rules, url)
+            yield _public_fact(name, self._repository_policy(name), url)
+            if name in production:
+                yield _mutability_fact(name, repository, url)
+
+    def _root_keys_fact(self) -> PostureFact:
+        url = self._console_url("iam/home#/security_credentials")
+        try:
+            with _aws("IAM GetAccountSummary"):
+                summary = self._iam.get_account_summary().get("SummaryMap", {})
+        except AuthError as exc:
+            return PostureFact(PostureCheck.ADMIN_ACCOUNT, PostureState.UNKNOWN, str(exc), "root", url)
+        present = summary.get("AccountAccessKeysPresent")
+        if present is None:
+            evidence = "GetAccountSummary did not report AccountAccessKeysPresent"
+            return PostureFact(PostureCheck.ADMIN_ACCOUNT, PostureState.UNKNOWN, evidence, "root", url)
+        mfa = "with" if summary.get("AccountMFAEnabled") else "without"
+        if present:
+            evidence = f"the account's root user has access keys ({mfa} MFA on the root user): delete them"
+            return PostureFact(PostureCheck.ADMIN_ACCOUNT, PostureState.FAILING, evidence, "root", url)
+        evidence = f"the root user has no access keys ({mfa} MFA on the root user)"
+        return PostureFact(PostureCheck.ADMIN_ACCOUNT, PostureState.OK, evidence, "root", url)
+
+    def _scan_on_push_rules(self) -> list[dict[str, Any]]:
+        """The registry's scanning rules that scan on push (continuous scanning does too, and more)."""
+        with _aws("ECR GetRegistryScanningConfiguration"):
+            found = self._ecr.get_registry_scanning_configuration().get("scanningConfiguration", {})
+        return [
+            dict(rule)
+            for rule in found.get("rules", [])
+            if rule.get("scanFrequency") in ("SCAN_ON_PUSH", "CONTINUOUS_SCAN")
+        ]
+
+    def _console_url(self, page: str) -> str:
+        return f"https://console.aws.amazon.com/{page}?region={self.config.aws_region}"
 
     # --- credentials -----------------------------------------------------------------------------
 
@@ -525,6 +587,11 @@ class EcrConnector:
         return _pattern_of(parts[5].removeprefix("repository/"))
 
     # --- writes: repository policies ---------------------------------------------------------------
+
+    @staticmethod
+    def removable(principal_kind: str, source: str) -> bool:
+        """Repository policies only: access through an IAM group's policy is changed in IAM."""
+        return source.startswith("repository policy ")
 
     def apply_access_plan(self, plan: AccessPlan) -> Iterator[GrantChange]:
         for change in plan.changes:
@@ -762,6 +829,61 @@ def classify(exc: ClientError, what: str) -> ConnectorError:
     if code in _SERVER or status >= 500:
         return TransientError(text)
     return PermanentError(text)
+
+
+# --- posture -------------------------------------------------------------------------------------------
+
+
+def _scan_fact(name: str, repository: dict[str, Any], rules: list[dict[str, Any]], url: str) -> PostureFact:
+    """Scan on push from a registry scanning rule whose wildcard filter takes the repository, else
+    from the repository's own (older) imageScanningConfiguration."""
+    for rule in rules:
+        for entry in rule.get("repositoryFilters", []):
+            if fnmatch.fnmatchcase(name, str(entry.get("filter", ""))):
+                evidence = f"the registry's {rule['scanFrequency']} rule for {entry['filter']} scans it"
+                return PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.OK, evidence, name, url)
+    if (repository.get("imageScanningConfiguration") or {}).get("scanOnPush"):
+        evidence = "imageScanningConfiguration.scanOnPush is true"
+        return PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.OK, evidence, name, url)
+    evidence = "scanOnPush is false and no registry scanning rule takes this repository"
+    return PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.FAILING, evidence, name, url)
+
+
+def _public_fact(name: str, policy: dict[str, Any] | None, url: str) -> PostureFact:
+    """A repository policy statement letting any AWS principal ("*") pull, without a condition."""
+    for index, statement in enumerate(_statements(policy)):
+        everyone = any(p.id == "*" for p in _principals(statement.get("Principal")))
+        if statement.get("Effect") != "Allow" or not everyone or "pull" not in _customs_actions(statement):
+            continue
+        sid = statement.get("Sid") or index + 1
+        if statement.get("Condition"):
+            evidence = f"policy statement {sid} lets any principal pull, under a condition"
+            return PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.OK, evidence, name, url)
+        evidence = f"policy statement {sid} lets any AWS principal pull, with no condition"
+        return PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.FAILING, evidence, name, url)
+    evidence = "no policy statement lets any principal pull" if policy else "no repository policy"
+    return PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.OK, evidence, name, url)
+
+
+def _mutability_fact(name: str, repository: dict[str, Any], url: str) -> PostureFact:
+    mutability = str(repository.get("imageTagMutability") or "")
+    filters = ", ".join(
+        str(f.get("filter")) for f in repository.get("imageTagMutabilityExclusionFilters") or []
+    )
+    if mutability == "IMMUTABLE":
+        return PostureFact(
+            PostureCheck.TAG_MUTABLE, PostureState.OK, "imageTagMutability IMMUTABLE", name, url
+        )
+    if mutability == "IMMUTABLE_WITH_EXCLUSION":
+        evidence = f"imageTagMutability IMMUTABLE, except tags matching {filters or 'the exclusion filters'}"
+        return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.OK, evidence, name, url)
+    if mutability in ("MUTABLE", "MUTABLE_WITH_EXCLUSION"):
+        evidence = f"imageTagMutability {mutability}" + (
+            f": only tags matching {filters} are kept" if filters else ""
+        )
+        return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.FAILING, evidence, name, url)
+    evidence = "DescribeRepositories did not report imageTagMutability"
+    return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.UNKNOWN, evidence, name, url)
 
 
 # --- policy documents ----------------------------------------------------------------------------------

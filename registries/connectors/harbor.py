@@ -15,9 +15,10 @@ which image actions each robot was seen using (pulls, pushes, deletes of artifac
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urljoin
@@ -35,6 +36,9 @@ from registries.connectors.base import (
     CredentialKind,
     GrantChange,
     PermissionCheck,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     Principal,
     PrincipalKind,
     RemoteArtifact,
@@ -84,6 +88,14 @@ AUDIT_LOGS = (f"{API}/auditlog-exts", f"{API}/audit-logs")  # Harbor ≥ 2.13, t
 AUDIT_ACTIONS = {"pull": "pull", "create": "push", "delete": "delete"}
 AUDIT_OPERATIONS = {action: operation for operation, action in AUDIT_ACTIONS.items()}
 AUDIT_SOURCE = "Harbor audit log"
+# Harbor's auth modes that sign people in through a directory (systeminfo auth_mode); db_auth is
+# Harbor's own user table. The local admin signs in with its password in every mode.
+DIRECTORY_AUTH_MODES = {
+    "oidc_auth": "OIDC",
+    "ldap_auth": "LDAP",
+    "uaa_auth": "UAA",
+    "http_auth": "an authenticating proxy",
+}
 
 
 class HarborConfig(ConnectorConfig):
@@ -174,6 +186,7 @@ class HarborConnector:
             Capability.DISABLE_CREDENTIALS,
             Capability.REPLICAS,
             Capability.EVENTS,
+            Capability.POSTURE,
         }
     )
     # A system-level robot account with these permissions (Harbor's names: resource: actions).
@@ -188,6 +201,9 @@ class HarborConnector:
         "only to apply reconcile plans: change project members (member: create, update, delete)",
         "only for offboarding: disable or delete robot accounts (robot: update, delete)",
     )
+    # Posture reads beyond `needs` (not tried by the permission check): /systeminfo, which any
+    # signed-in account may read, and each project's immutable tag rules.
+    posture_needs: ClassVar[tuple[str, ...]] = ("list immutable tag rules (immutable-tag: list)",)
 
     def __init__(self, config: HarborConfig) -> None:
         self.config = config
@@ -679,6 +695,75 @@ class HarborConnector:
         """Each replication policy as a push replication or a pull mirror, with its latest execution."""
         yield from (_remote_replication(policy) for policy in self.replication())
 
+    # --- posture ---------------------------------------------------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """The auth mode, the local admin's use, each project's visibility and scan on push, and the
+        immutable tag rules covering the production repositories."""
+        yield self._auth_mode_fact()
+        yield self._admin_use_fact()
+        for project in self._pages(f"{API}/projects", complete=True):
+            name = str(project["name"])
+            url = self.config.url + self._project_path(name)
+            yield from _project_facts(name, project.get("metadata") or {}, url)
+        by_project: dict[str, list[str]] = defaultdict(list)
+        for repository in production:
+            project_name, _, rest = repository.partition("/")
+            if rest:
+                by_project[project_name].append(rest)
+        for project_name, names in sorted(by_project.items()):
+            path = f"{self._project_path(project_name)}/immutabletagrules"
+            rules = [rule for rule in self._pages(path) if not rule.get("disabled")]
+            for name in sorted(names):
+                yield _immutability_fact(project_name, name, rules, self.config.url + path)
+
+    def _auth_mode_fact(self) -> PostureFact:
+        url = f"{self.config.url}{API}/systeminfo"
+        info = self._get(f"{API}/systeminfo").json()
+        mode = str(info.get("auth_mode") or "") if isinstance(info, dict) else ""
+        if mode in DIRECTORY_AUTH_MODES:
+            evidence = f"auth_mode {mode}: people sign in through {DIRECTORY_AUTH_MODES[mode]}"
+            return PostureFact(PostureCheck.SSO_NOT_ENFORCED, PostureState.OK, evidence, evidence_url=url)
+        if mode == "db_auth":
+            evidence = "auth_mode db_auth: people sign in with passwords kept in Harbor's own database"
+            if info.get("self_registration"):
+                evidence += ", and anyone may register an account"
+            return PostureFact(
+                PostureCheck.SSO_NOT_ENFORCED, PostureState.FAILING, evidence, evidence_url=url
+            )
+        evidence = (
+            f"systeminfo names the auth mode {mode!r}" if mode else "systeminfo did not name the auth mode"
+        )
+        return PostureFact(PostureCheck.SSO_NOT_ENFORCED, PostureState.UNKNOWN, evidence, evidence_url=url)
+
+    def _admin_use_fact(self) -> PostureFact:
+        """Harbor's local admin in use: Customs signing in as it, or operations by it in the audit log."""
+        if self.config.username == ADMIN_ID:
+            return PostureFact(
+                PostureCheck.ADMIN_ACCOUNT,
+                PostureState.FAILING,
+                "Customs itself signs in as Harbor's local admin: give it a system robot account",
+                subject="admin",
+            )
+        audit = self._audit_log_path()
+        url = f"{self.config.url}{audit}?q=username%3Dadmin" if audit else ""
+        usage = self._usage(audit, ADMIN_ID, frozenset(ACTIONS))
+        if not usage.usage_known:
+            return PostureFact(
+                PostureCheck.ADMIN_ACCOUNT, PostureState.UNKNOWN, usage.source, subject="admin"
+            )
+        if usage.last_used_at is not None:
+            evidence = (
+                f"the local admin was last used {usage.last_used_at:%Y-%m-%d %H:%M} UTC ({AUDIT_SOURCE})"
+            )
+            return PostureFact(
+                PostureCheck.ADMIN_ACCOUNT, PostureState.FAILING, evidence, subject="admin", evidence_url=url
+            )
+        evidence = f"no operation by the local admin in the {AUDIT_SOURCE}, as far back as it keeps"
+        return PostureFact(
+            PostureCheck.ADMIN_ACCOUNT, PostureState.OK, evidence, subject="admin", evidence_url=url
+        )
+
     # --- HTTP ------------------------------------------------------------------------------------
 
     def _project_path(self, project: str) -> str:
@@ -873,6 +958,71 @@ def _robot_grants(robot: dict[str, Any]) -> list[RemoteGrant]:
 def _namespace_ok(scope: str) -> bool:
     # A namespace Harbor would never write ("" or one with a slash) would make an unusable pattern.
     return scope == "**" or (scope.count("/") == 1 and not scope.startswith("/"))
+
+
+# --- posture --------------------------------------------------------------------------------------
+
+
+def _project_facts(name: str, metadata: dict[str, Any], url: str) -> Iterator[PostureFact]:
+    """A project's visibility and scan on push, from its metadata (values are the strings "true"/"false")."""
+    scope = f"{name}/**"
+    if str(metadata.get("public", "")).lower() == "true":
+        evidence = f"project {name} is public: anyone may pull its images without signing in"
+        yield PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.FAILING, evidence, scope, url)
+    else:
+        evidence = f"project {name} is private"
+        yield PostureFact(PostureCheck.PUBLIC_REPOSITORY, PostureState.OK, evidence, scope, url)
+    # Harbor leaves a metadata key out until someone sets it: no auto_scan is its default, off.
+    if str(metadata.get("auto_scan", "")).lower() == "true":
+        evidence = f"project {name} scans every image pushed (auto_scan)"
+        yield PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.OK, evidence, scope, url)
+    else:
+        setting = metadata.get("auto_scan", "not set")
+        evidence = f"project {name} does not scan images on push (auto_scan is {setting})"
+        yield PostureFact(PostureCheck.SCAN_ON_PUSH_OFF, PostureState.FAILING, evidence, scope, url)
+
+
+def _immutability_fact(project: str, name: str, rules: list[dict[str, Any]], url: str) -> PostureFact:
+    """Whether an enabled immutable tag rule of the project covers the repository (named within it)."""
+    for rule in rules:
+        if _selects(rule.get("scope_selectors", {}).get("repository") or [], name, "repo"):
+            tags = ", ".join(str(t.get("pattern", "")) for t in rule.get("tag_selectors") or []) or "**"
+            evidence = (
+                f"immutable tag rule {rule.get('id', '?')} of project {project} keeps tags matching {tags}"
+            )
+            return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.OK, evidence, f"{project}/{name}", url)
+    evidence = f"no enabled immutable tag rule of project {project} covers {name}"
+    return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.FAILING, evidence, f"{project}/{name}", url)
+
+
+def _selects(selectors: list[dict[str, Any]], name: str, prefix: str) -> bool:
+    """Harbor's selectors: "<prefix>Matches" takes names matching the doublestar pattern, "<prefix>Excludes"
+    the others; a rule needs every selector to agree. Repository names are matched without the project."""
+    if not selectors:
+        return False
+    for selector in selectors:
+        matched = _doublestar(str(selector.get("pattern", ""))).fullmatch(name) is not None
+        if matched != (selector.get("decoration") != f"{prefix}Excludes"):
+            return False
+    return True
+
+
+def _doublestar(pattern: str) -> re.Pattern[str]:
+    """Harbor's doublestar globs: `**` crosses "/", `*` and `?` do not, `{a,b}` is either."""
+    out, index = "", 0
+    while index < len(pattern):
+        char = pattern[index]
+        if pattern.startswith("**", index):
+            out, index = out + ".*", index + 2
+            continue
+        if char == "{" and "}" in pattern[index:]:
+            end = pattern.index("}", index)
+            choices = pattern[index + 1 : end].split(",")
+            out, index = out + "(?:" + "|".join(re.escape(c) for c in choices) + ")", end + 1
+            continue
+        out += {"*": "[^/]*", "?": "[^/]"}.get(char, re.escape(char))
+        index += 1
+    return re.compile(out)
 
 
 # --- members --------------------------------------------------------------------------------------

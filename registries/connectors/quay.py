@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -33,6 +33,9 @@ from registries.connectors.base import (
     CredentialKind,
     GrantChange,
     PermissionCheck,
+    PostureCheck,
+    PostureFact,
+    PostureState,
     Principal,
     PrincipalKind,
     RemoteArtifact,
@@ -46,6 +49,7 @@ from registries.connectors.base import (
     ReplicationStatus,
     http_url,
     parse_rfc3339,
+    visibility_fact,
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
 from registries.connectors.errors import (
@@ -157,6 +161,7 @@ class QuayConnector:
             Capability.REMOVE_MEMBERS,
             Capability.REPLICAS,
             Capability.EVENTS,
+            Capability.POSTURE,
         }
     )
     # Team seats only: a direct repository permission is a grant of its own, removed as one.
@@ -446,6 +451,49 @@ class QuayConnector:
     def read_replication(self) -> Iterator[RemoteReplication]:
         """Each mirrored repository as a pull mirror from its source registry."""
         yield from (_remote_replication(mirror) for mirror in self.read_mirrors())
+
+    # --- posture ---------------------------------------------------------------------------------
+
+    def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
+        """Each repository's visibility, and whether the production repositories' tags are immutable.
+
+        How people sign in (AUTHENTICATION_TYPE, FEATURE_DIRECT_LOGIN) is the instance's configuration,
+        which an organisation's token cannot read: said so, as unknown."""
+        yield PostureFact(
+            PostureCheck.SSO_NOT_ENFORCED,
+            PostureState.UNKNOWN,
+            "Quay's sign-in methods are instance configuration (AUTHENTICATION_TYPE, FEATURE_DIRECT_LOGIN), "
+            "not visible to an organisation's OAuth token",
+        )
+        for organisation in self.config.organisations:
+            for item in self._repository_pages(organisation):
+                yield self._visibility_fact(f"{item['namespace']}/{item['name']}", item.get("is_public"))
+        for repository in sorted(production):
+            yield self._immutability_fact(repository)
+
+    def _visibility_fact(self, repository: str, public: object) -> PostureFact:
+        return visibility_fact(repository, public, f"{self.config.url}{self._repository_path(repository)}")
+
+    def _immutability_fact(self, repository: str) -> PostureFact:
+        """From the tags' own `immutable` flags (§10): Quay's immutability policies are not documented,
+        so a repository is immutable here when every active tag says so."""
+        url = f"{self.config.url}{self._repository_path(repository)}/tag/"
+        tags = list(self._tag_pages(repository))
+        flags = {str(tag.get("name", "")): tag.get("immutable") for tag in tags}
+        if not tags or any(not isinstance(flag, bool) for flag in flags.values()):
+            why = (
+                "no active tag to read"
+                if not tags
+                else "the tag listing does not say which tags are immutable"
+            )
+            return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.UNKNOWN, why, repository, url)
+        mutable = sorted(name for name, flag in flags.items() if not flag)
+        if not mutable:
+            evidence = f"all {len(tags)} active tags are immutable"
+            return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.OK, evidence, repository, url)
+        shown = ", ".join(mutable[:5]) + (f" and {len(mutable) - 5} more" if len(mutable) > 5 else "")
+        evidence = f"{len(mutable)} of {len(tags)} active tags can be moved: {shown}"
+        return PostureFact(PostureCheck.TAG_MUTABLE, PostureState.FAILING, evidence, repository, url)
 
     # --- "test connection", one permission at a time ---------------------------------------------
 

@@ -592,6 +592,7 @@ def delete_base_image(entry: BaseImage, *, actor: User | None, **detail: Any) ->
         before = EntrySpec.of(entry).document()
         audit.record(actor, AuditAction.BASE_IMAGE_DELETED, target=entry, before=before, **detail)
         entry.delete()
+        _after_catalog_change(None)
 
 
 def _check_mirrors_unclaimed(spec: EntrySpec, entry: BaseImage | None) -> None:
@@ -620,10 +621,23 @@ def _write(
     entry.extra, entry.updated_at, entry.updated_by = dict(spec.extra), now, actor
     entry.save()
     _write_mirrors(entry, spec.mirrors)
+    _after_catalog_change(entry.pk if spec.mirrors else None)
     action = AuditAction.BASE_IMAGE_UPDATED if before else AuditAction.BASE_IMAGE_CREATED
     previous = before.document() if before else {}
     audit.record(actor, action, target=entry, before=previous, after=spec.document(), **detail)
     return entry, "updated" if before else "created"
+
+
+def _after_catalog_change(mirrored_entry_id: int | None) -> None:
+    """Once committed: decide lineage again (bases changed for every image), and fill the entry's
+    mirrors now rather than at the next schedule."""
+    # Imported here: the task modules import the catalog code they run.
+    from registries import tasks
+    from registries.mirror.tasks import mirror_after_catalog_change
+
+    transaction.on_commit(tasks.refresh_lineage.delay)
+    if mirrored_entry_id is not None:
+        transaction.on_commit(lambda: mirror_after_catalog_change(mirrored_entry_id))
 
 
 def _write_mirrors(entry: BaseImage, mirrors: tuple[MirrorSpec, ...]) -> None:

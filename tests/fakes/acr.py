@@ -130,6 +130,7 @@ class FakeAcr(LoopbackFake):
         self.permissions: list[dict[str, list[str]]] = [{"actions": ["*/read"], "notActions": []}]
         self.acr_token = ("customs-reader", secrets.token_urlsafe(16))  # an ACR token for Basic auth
         self.tag_times: dict[tuple[str, str], datetime] = {}  # (repository, tag) → last pushed
+        self.locked_tags: set[tuple[str, str]] = set()  # (repository, tag) with writeEnabled false
         self.entra_tokens: set[str] = set()
         self.refresh_tokens: set[str] = set()
         self.scopes_asked: list[str] = []
@@ -334,7 +335,7 @@ class FakeAcr(LoopbackFake):
             "signed": False,
             "changeableAttributes": {
                 "deleteEnabled": True,
-                "writeEnabled": True,
+                "writeEnabled": (repository, tag) not in self.locked_tags,
                 "readEnabled": True,
                 "listEnabled": True,
             },

@@ -58,6 +58,7 @@ class Member:
     email: str
     role: str = "Member"  # Owner, Member or Invitee, as the Hub writes it
     full_name: str = ""
+    is_guest: bool = False  # an e-mail outside the organisation's verified domains (§8.4)
 
 
 @dataclass
@@ -122,6 +123,9 @@ class FakeDockerHub(LoopbackFake):
         self.members_shape = "envelope"
         self.forbidden: set[str] = set()  # route names answered 403, as for a role that lacks them
         self.writes: list[str] = []  # "METHOD path" of every accepted write, in order
+        self.public: set[str] = set()  # "acme/app": repositories anyone may pull (is_private false)
+        # "acme/app" → the tag rules (regexes) of its immutable tags setting; absent: the setting is off.
+        self.immutable_tags: dict[str, list[str]] = {}
         self._routes: list[tuple[str, re.Pattern[str], str, Callable[..., Answer]]] = [
             (method, re.compile(pattern), name, handler)
             for method, pattern, name, handler in self._route_table()
@@ -167,6 +171,7 @@ class FakeDockerHub(LoopbackFake):
         return [
             ("GET", rf"/v2/namespaces/{segment}/repositories", "repositories", self._repositories),
             ("GET", rf"/v2/namespaces/{segment}/repositories/{segment}/tags", "tags", self._tags),
+            ("GET", rf"/v2/namespaces/{segment}/repositories/{segment}", "repository", self._repository),
             ("GET", r"/v2/access-tokens", "personal_tokens", self._personal_tokens),
             ("PATCH", rf"/v2/access-tokens/{segment}", "patch_personal_token", self._patch_personal_token),
             ("GET", rf"{org}/access-tokens", "org_tokens", self._org_tokens),
@@ -222,6 +227,11 @@ class FakeDockerHub(LoopbackFake):
     def _repositories(self, request: Request, namespace: str) -> Answer:
         items = [self._repository_json(namespace, name) for name in self._repository_names(namespace)]
         return self._page(request, items)
+
+    def _repository(self, request: Request, namespace: str, name: str) -> Answer:
+        if name not in self._repository_names(namespace):
+            return problem(404, f"repository {namespace}/{name} not found")
+        return Answer(200, self._repository_info_json(namespace, name), operation=request.path)
 
     def _repository_names(self, namespace: str) -> list[str]:
         return [name.split("/", 1)[1] for name in self.catalog() if name.split("/", 1)[0] == namespace]
@@ -361,7 +371,7 @@ class FakeDockerHub(LoopbackFake):
             "status": 1,
             "status_description": "active",
             "description": "",
-            "is_private": True,
+            "is_private": f"{namespace}/{name}" not in self.public,
             "star_count": 0,
             "pull_count": 0,
             "last_updated": hub_time(datetime(2026, 11, 1, tzinfo=UTC)),
@@ -371,6 +381,22 @@ class FakeDockerHub(LoopbackFake):
             "content_types": ["image"],
             "categories": [],
             "storage_size": 0,
+        }
+
+    def _repository_info_json(self, namespace: str, name: str) -> dict[str, Any]:
+        """repository_info: the listing's fields plus the caller's rights and the immutable tags setting."""
+        listed = self._repository_json(namespace, name)
+        rules = self.immutable_tags.get(f"{namespace}/{name}")
+        return {
+            **{key: value for key, value in listed.items() if key != "date_registered"},
+            "user": namespace,
+            "is_automated": False,
+            "date_registered": listed["date_registered"],
+            "collaborator_count": 0,
+            "has_starred": False,
+            "full_description": "",
+            "permissions": {"read": True, "write": True, "admin": True},
+            "immutable_tags_settings": {"enabled": rules is not None, "rules": list(rules or [])},
         }
 
     def _tag_json(self, repository: str, tag: str, digest: str) -> dict[str, Any]:
@@ -434,7 +460,7 @@ class FakeDockerHub(LoopbackFake):
             "email": member.email,
             "role": member.role,
             "groups": sorted(t.name for t in self.teams.values() if member.username in t.members),
-            "is_guest": False,
+            "is_guest": member.is_guest,
             "date_joined": "2026-01-05T21:06:53.506400Z",
         }
 

@@ -56,6 +56,11 @@ class FakeHarbor(LoopbackFake):
         self.link_header = True  # False: a proxy dropped Link, only X-Total-Count says there is more
         self.writes: list[str] = []  # "PUT /robots/3", in order: what the connector changed
         self.queries: list[str] = []  # "/robots?page=2&page_size=2": API reads with their query strings
+        # Posture: project metadata beyond `public` ("auto_scan": "true"), each project's immutable tag
+        # rules, and what /systeminfo says (Harbor's default install signs people in with db_auth).
+        self.project_metadata: dict[str, dict[str, str]] = {}  # project → ProjectMetadata strings
+        self.immutable_rules: dict[str, list[dict[str, Any]]] = {}  # project → ImmutableRule list
+        self.system_info: dict[str, Any] = {"auth_mode": "db_auth", "self_registration": False}
 
     def start(self) -> FakeHarbor:
         super().start()
@@ -166,6 +171,29 @@ class FakeHarbor(LoopbackFake):
             }
         )
 
+    def immutable(
+        self, project: str, *, repositories: str = "**", tags: str = "**", disabled: bool = False
+    ) -> int:
+        """An immutable tag rule on a project, as Harbor's UI writes one (doublestar selectors)."""
+        rules = self.immutable_rules.setdefault(project, [])
+        rules.append(
+            {
+                "id": len(rules) + 1,
+                "priority": 0,
+                "disabled": disabled,
+                "action": "immutable",
+                "template": "immutable_template",
+                "params": {},
+                "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": tags}],
+                "scope_selectors": {
+                    "repository": [
+                        {"kind": "doublestar", "decoration": "repoMatches", "pattern": repositories}
+                    ]
+                },
+            }
+        )
+        return len(rules)
+
     def replicate(self, name: str, *, to: str, executions: list[dict[str, Any]]) -> int:
         policy_id = len(self.policies) + 1
         remote = {
@@ -247,6 +275,8 @@ class FakeHarbor(LoopbackFake):
             ("GET", r"/audit-logs", "/audit-logs", self._list_audit),
             ("GET", r"/replication/policies", "/replication/policies", self._list_policies),
             ("GET", r"/replication/executions", "/replication/executions", self._list_executions),
+            ("GET", r"/systeminfo", "/systeminfo", self._system_info),
+            ("GET", r"/projects/([^/]+)/immutabletagrules", IMMUTABLE_RULES, self._list_immutable_rules),
         ]
         for method, pattern, template, handler in routes:
             if request.method == method and (match := re.fullmatch(pattern, path)):
@@ -311,7 +341,10 @@ class FakeHarbor(LoopbackFake):
             "repo_count": sum(1 for n in self.catalog() if n.split("/", 1)[0] == name),
             "creation_time": harbor_time(datetime(2026, 1, 1, tzinfo=UTC)),
             "update_time": harbor_time(datetime(2026, 1, 1, tzinfo=UTC)),
-            "metadata": {"public": "true" if name in self.public else "false"},
+            "metadata": {
+                "public": "true" if name in self.public else "false",
+                **self.project_metadata.get(name, {}),
+            },
         }
 
     def _repository_json(self, name: str) -> dict[str, Any]:
@@ -512,6 +545,15 @@ class FakeHarbor(LoopbackFake):
             items.sort(key=lambda e: e.get("start_time", ""), reverse=True)
         return self._page(items, query, "/replication/executions", "/replication/executions")
 
+    # --- posture ---------------------------------------------------------------------------------
+
+    def _system_info(self, query: Query) -> Answer:
+        return Answer(200, dict(self.system_info), operation="/systeminfo")
+
+    def _list_immutable_rules(self, query: Query, project: str) -> Answer:
+        rules = self.immutable_rules.get(project, [])
+        return self._page(rules, query, IMMUTABLE_RULES, f"/projects/{project}/immutabletagrules")
+
     # --- what the connector sends ----------------------------------------------------------------
 
     def _request_body(self, request: Request, definition: str) -> dict[str, Any]:
@@ -529,6 +571,7 @@ class FakeHarbor(LoopbackFake):
 MEMBERS = "/projects/{project_name_or_id}/members"
 MEMBER = "/projects/{project_name_or_id}/members/{mid}"
 ROBOT = "/robots/{robot_id}"
+IMMUTABLE_RULES = "/projects/{project_name_or_id}/immutabletagrules"
 ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
 # What Harbor's audit logs record as `operation` (rbac action names): the legacy log keeps pull,
 # create and delete; the extended log (2.13) adds update.

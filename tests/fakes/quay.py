@@ -245,6 +245,10 @@ class FakeQuay(LoopbackFake):
         ] = {}  # repository → name → (role, robot)
         self.mirrors: dict[str, dict[str, Any]] = {}  # repository → mirror configuration
         self.writes: list[str] = []  # "METHOD path" of every accepted change, for idempotency checks
+        self.public: set[str] = set()  # repositories anyone may pull (is_public)
+        # repository → its immutable tags; a repository listed here has every tag say `immutable`
+        # (§10's optional field), one that is not sends no such field, as older Quays do.
+        self.tag_immutability: dict[str, set[str]] = {}
 
     def start(self) -> FakeQuay:
         super().start()
@@ -326,7 +330,7 @@ class FakeQuay(LoopbackFake):
             "namespace": namespace,
             "name": short,
             "description": None,
-            "is_public": False,
+            "is_public": name in self.public,
             "kind": "image",
             "state": "MIRROR" if name in self.mirrors else "NORMAL",
             "last_modified": int(datetime(2026, 11, 1, tzinfo=UTC).timestamp()),
@@ -347,7 +351,7 @@ class FakeQuay(LoopbackFake):
 
     def _tag_json(self, repository: str, tag: str, digest: str) -> dict[str, Any]:
         pushed = self.pushed.setdefault((repository, tag), datetime.now(UTC).replace(microsecond=0))
-        return {
+        body: dict[str, Any] = {
             "name": tag,
             "reversion": False,
             "start_ts": int(pushed.timestamp()),
@@ -356,6 +360,9 @@ class FakeQuay(LoopbackFake):
             "size": 0,
             "last_modified": quay_time(pushed),
         }
+        if repository in self.tag_immutability:
+            body["immutable"] = tag in self.tag_immutability[repository]
+        return body
 
     # --- permissions -----------------------------------------------------------------------------
 

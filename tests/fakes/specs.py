@@ -247,6 +247,17 @@ def _hub_repository_teams_listing(document: dict[str, Any]) -> None:
     }
 
 
+def _hub_status_codes_are_strings(document: dict[str, Any]) -> None:
+    # A few operations (GetRepository among them) write their status codes unquoted, which YAML reads
+    # as integers; OpenAPI keys responses by strings, and openapi-core finds none of them otherwise.
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and isinstance(operation.get("responses"), dict):
+                operation["responses"] = {
+                    str(code): answer for code, answer in operation["responses"].items()
+                }
+
+
 HARBOR = SwaggerSpec("harbor-v2.0-swagger.yaml")
 ACR = SwaggerSpec("acr-dataplane-2021-07-01.json")
 DOCKER_HUB = OpenAPISpec(
@@ -258,6 +269,7 @@ DOCKER_HUB = OpenAPISpec(
         _hub_pat_expiry_is_nullable,
         _hub_members_list_is_an_envelope,
         _hub_repository_teams_listing,
+        _hub_status_codes_are_strings,
     ),
 )
 

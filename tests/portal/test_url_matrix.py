@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from accounts.models import PersonalToken, RoleBinding, User
 from accounts.roles import Role
 from accounts.scim import services as scim_services
 from portal.models import AuditEvent, Finding
-from registries import offboarding, services
-from registries.models import AccessRule, BaseImage, Credential, Grant
+from registries import offboarding, reviews, services
+from registries.models import AccessReviewItem, AccessRule, BaseImage, Credential, Grant
 from registries.services import RuleRequest, save_access_rule
 from tests import factories
 
 ROLES = ("admin", "reviewer", "developer", "outsider", "anonymous")
+EVIDENCE_PERIOD = {"start": "2025-03-01", "end": "2025-04-01"}
 
 
 @dataclass
@@ -143,6 +146,31 @@ def catalog_mirror(w: World) -> dict[str, Any]:
     made = BaseImage.objects.create(name=f"docker.io/library/{factories.unique('img')}")
     mirror = made.mirrors.create(registry=factories.registry(), repository="base/image", region="westeurope")
     return {"base_image_id": made.pk, "mirror_id": mirror.pk}
+
+
+def review_campaign(w: World) -> dict[str, Any]:
+    """An open campaign nobody in the cast owns; the developer reviews its one item (named reviewer)."""
+    team = factories.group()
+    factories.member(factories.user(), team)
+    factories.access_rule(team, "matrix/**", "push")
+    developer = w.users["developer"]
+    assert developer is not None
+    request = reviews.CampaignRequest(
+        name=factories.unique("matrix review"),
+        pattern="matrix/**",
+        actions=frozenset({"push"}),
+        due_at=timezone.now() + timedelta(days=7),
+        reviewer_rule="named",
+        reviewers=(developer,),
+    )
+    return {"campaign_id": reviews.create_campaign(request, actor=None).pk}
+
+
+def review_decision(w: World) -> dict[str, Any]:
+    """Certify the item of the campaign the row's kwargs just made (kwargs are built before data)."""
+    item = AccessReviewItem.objects.order_by("-pk").first()
+    assert item is not None
+    return {"item": [item.pk], "decision": "certify", "comment": ""}
 
 
 def api_offboarding(w: World) -> dict[str, Any]:
@@ -430,6 +458,28 @@ MATRIX: dict[str, Row] = {
     "api:offboarding-confirm": Row((200, 403, 403, 403, 401), method="post", kwargs=api_offboarding),
     "api:offboarding-cancel": Row((200, 403, 403, 403, 401), method="post", kwargs=api_offboarding),
     "api:offboarding-report": Row((200, 200, 403, 403, 401), kwargs=api_offboarding),
+    # Evidence for auditors: reviewers and admins; each download is audited (test_evidence.py).
+    "registries:evidence": Row((200, 200, 403, 403, 302)),
+    # Posture: the registries' own security settings, for reviewers and admins.
+    "registries:posture": Row((200, 200, 403, 403, 302)),
+    "registries:registry_posture": Row((200, 200, 403, 403, 302), kwargs=inventory_registry),
+    "registries:evidence_bundle": Row((200, 200, 403, 403, 302), data=lambda w: EVIDENCE_PERIOD),
+    "api:evidence-bundle": Row((200, 200, 403, 403, 401), data=lambda w: EVIDENCE_PERIOD),
+    # Access reviews: reviewers and admins see every campaign; people asked to review items see those
+    # campaigns (their items only), others get 404. Owner and admins open, close and apply.
+    "registries:reviews": Row((200, 200, 200, 200, 302)),
+    "registries:review_add": Row((200, 200, 403, 403, 302)),
+    "registries:my_reviews": Row((200, 200, 200, 200, 302)),
+    "registries:review": Row((200, 200, 200, 404, 302), kwargs=review_campaign),
+    "registries:review_open": Row((302, 403, 403, 404, 302), method="post", kwargs=review_campaign),
+    "registries:review_decide": Row(
+        (302, 403, 302, 404, 302), method="post", kwargs=review_campaign, data=review_decision
+    ),
+    "registries:review_close": Row((200, 403, 403, 404, 302), kwargs=review_campaign),
+    "registries:review_apply": Row((302, 403, 403, 404, 302), method="post", kwargs=review_campaign),
+    "registries:review_report": Row((200, 200, 403, 404, 302), kwargs=review_campaign),
+    "registries:review_report_csv": Row((200, 200, 403, 404, 302), kwargs=review_campaign),
+    "registries:review_report_pdf": Row((200, 200, 403, 404, 302), kwargs=review_campaign),
     # Offboarding: admins search people, start, confirm and cancel; reviewers audit, so they read the
     # history, a person's plan (as the API lets them), each offboarding with its progress, and the report.
     "registries:offboardings": Row((200, 200, 403, 403, 302)),

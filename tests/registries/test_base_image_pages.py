@@ -283,13 +283,13 @@ def test_age_runs_from_the_build_or_the_push_when_the_build_time_is_the_epoch_an
     repository = mirror(python, "eu-west-1")
     epoch = datetime(1970, 1, 1, tzinfo=timezone.get_current_timezone())
     image(repository, "reproducible", created=epoch, pushed_at=timezone.now() - timedelta(days=3, hours=1))
-    image(repository, "stale", days_old=45)
+    image(repository, "old-build", days_old=45)
     client.force_login(developer)
 
     page = body(client.get(reverse("registries:base_image", args=[python.pk])))
 
     reproducible = page[page.index(">reproducible<") :]
-    stale = page[page.index(">stale<") :]
+    stale = page[page.index(">old-build<") :]
     assert "3 days" in reproducible[: reproducible.index("</tr>")]
     assert "45 days" in stale[: stale.index("</tr>")]
     assert "over 30 days" in stale[: stale.index("</tr>")]
@@ -380,11 +380,12 @@ def test_the_entry_page_costs_the_same_queries_with_few_and_many_images_built_on
     client.force_login(developer)
     client.get(url, {"region": "eu-west-1"})
     built_on(python, 2)
-    # session, user, role, entry, mirrors, regions, registries, tags, replacements, built-on count and page
-    with django_assert_num_queries(11):
+    # session, user, role, entry, mirrors, regions, registries, tags, replacements, built-on count and
+    # page, mirror states, last mirror run
+    with django_assert_num_queries(13):
         client.get(url)
     built_on(python, 60)
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(13):
         client.get(url)
 
 

@@ -92,6 +92,6 @@ def test_offboardings_still_running_long_after_confirmation_are_queued_again(
 def test_the_lineage_task_decides_a_registrys_artifacts_and_skips_a_deleted_one() -> None:
     registry = make("built")
     artifact = factories.artifact(factories.repository(registry))
-    assert tasks.refresh_lineage.apply(args=[999_999]).get() == {}
-    tasks.refresh_lineage.apply(args=[registry.pk]).get()
+    assert tasks.refresh_lineage.apply(args=(999_999,)).get() == {}
+    tasks.refresh_lineage.apply(args=(registry.pk,)).get()
     assert ArtifactLineage.objects.get(artifact=artifact).method == ArtifactLineage.Method.UNKNOWN

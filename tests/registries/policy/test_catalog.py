@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from registries import tasks
+from registries.mirror import tasks as mirror_tasks
 from registries.models import BaseImage, BaseImageMirror
+from registries.policy import catalog_io
 from registries.policy.catalog import Catalog, Verdict
 from registries.policy.references import parse
 from tests import factories
@@ -81,3 +86,31 @@ def test_no_prefix_of_a_name_is_its_entry() -> None:
     assert judge("myco/base:1")[0] == Verdict.APPROVED
     assert judge("myco/base-evil:1")[0] == Verdict.UNAPPROVED
     assert judge("myco/base/sub:1")[0] == Verdict.UNAPPROVED
+
+
+def test_a_catalog_change_queues_lineage_and_fills_new_mirrors(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    lineage: list[tuple[object, ...]] = []
+    mirrored: list[int] = []
+    monkeypatch.setattr(tasks.refresh_lineage, "delay", lambda *args: lineage.append(args))
+    monkeypatch.setattr(mirror_tasks, "mirror_after_catalog_change", mirrored.append)
+    factories.registry(name="cache-eu")
+    text = (
+        "base_images:\n"
+        "  - name: docker.io/library/python\n"
+        '    tags: ["3.12-*"]\n'
+        "    mirrors: [{registry: cache-eu, repository: base/python, region: westeurope}]\n"
+        "  - name: docker.io/library/alpine\n"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_io.import_catalog(text, actor=None)
+    python = BaseImage.objects.get(name="docker.io/library/python")
+    assert mirrored == [python.pk]  # alpine has no mirrors to fill
+    assert len(lineage) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_io.import_catalog(text, actor=None)  # unchanged: nothing to redo
+    assert len(lineage) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_io.delete_base_image(python, actor=None)
+    assert len(lineage) == 3
