@@ -1,9 +1,12 @@
 """Keeping the base-image catalog: admins list, add, edit and remove entries and their regional mirrors,
-and download the catalog as the YAML file import_base_images reads.
+set how the mirror job reads an entry upstream, and download the catalog as the YAML file
+import_base_images reads.
 
 Developers browse the catalog on its own pages (views.base_image_list); these are the keepers' pages.
 Every change goes through registries/policy/catalog_io.py, which checks and audits it exactly as it does
-an imported file.
+an imported file. The upstream (endpoint and login, registries.models.MirrorSource) is not part of the
+catalog file, since a file kept in version control must hold no password: it is saved, and audited
+without the secret, by registries/mirror/jobs.py's save_mirror_source.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import django_filters
 import yaml
@@ -28,12 +32,15 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.errors import RequestRejected
 from portal.querystring import query_without
-from registries.models import BaseImage, Registry
+from registries.connectors.base import http_url
+from registries.mirror import jobs
+from registries.models import BaseImage, MirrorSource, Registry
 from registries.policy import catalog_io
 from registries.policy.catalog_io import EntrySpec, InvalidValue, MirrorSpec
 
 PAGE_SIZE = 50
 EXPORT_FILENAME = "base-images.yaml"
+ENDPOINT_LIMIT, USERNAME_LIMIT = 500, 255  # MirrorSource's columns
 
 
 # --- Filters (the page and /api/v1/base-images/ alike) --------------------------------------------
@@ -185,6 +192,120 @@ class MirrorForm(forms.Form):
         )
 
 
+# --- The upstream: where the mirror job reads an entry, and as whom (the page and the API alike) -----
+
+
+def check_upstream_endpoint(text: str) -> str:
+    """Empty (the entry's own registry), or an http(s) base URL with a host and no credentials in it."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        url = http_url(text)
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:  # http_url's reasons, or urlsplit's on a malformed host such as "[::1"
+        raise InvalidValue(str(exc)) from None
+    if not hostname:
+        raise InvalidValue(f"{text!r} names no host")
+    if parts.query or parts.fragment:
+        # The job appends /v2/<repository>/... to it: anything after ? or # would swallow that.
+        raise InvalidValue(f"{text!r}: an endpoint has no ?query or #fragment")
+    if len(url) > ENDPOINT_LIMIT:
+        raise InvalidValue(f"an endpoint is at most {ENDPOINT_LIMIT} characters")
+    return url
+
+
+def check_upstream_login(username: str, *, has_password: bool) -> None:
+    """A password (typed now, or stored and kept) comes with a username."""
+    # The job signs in only when there is a username; a password alone would be kept and never used.
+    if has_password and not username:
+        raise InvalidValue("a password needs a username: enter the username, or clear the password")
+
+
+def save_upstream(
+    entry: BaseImage,
+    stored: MirrorSource | None,
+    *,
+    actor: Any,
+    endpoint: str,
+    username: str,
+    password: str | None,
+) -> bool:
+    """Save the entry's upstream unless nothing changes (no audit event then); True when saved.
+
+    `password` None keeps the stored one, "" removes it.
+    """
+    if password == "" and not (stored and stored.password):
+        password = None  # clearing what is not there changes nothing
+    before = (stored.endpoint, stored.username) if stored else ("", "")
+    if password is None and (endpoint, username) == before:
+        return False
+    jobs.save_mirror_source(entry, actor=actor, endpoint=endpoint, username=username, password=password)
+    return True
+
+
+def stored_upstream(entry: BaseImage) -> MirrorSource | None:
+    return MirrorSource.objects.filter(base_image=entry).first()
+
+
+class UpstreamForm(forms.Form):
+    """How the mirror job reads the entry upstream. The password is written here, never shown again."""
+
+    endpoint = forms.CharField(
+        required=False,
+        max_length=ENDPOINT_LIMIT,
+        label="Read from",
+        help_text="Another address to read the image from, e.g. a pull-through cache: "
+        "https://cache.example.com. Empty: the entry's own registry.",
+    )
+    username = forms.CharField(
+        required=False,
+        max_length=USERNAME_LIMIT,
+        help_text="Empty: the connected registry's login at that host, if there is one, else anonymous.",
+    )
+    # render_value=False: neither the stored password nor a just-typed one is ever sent back.
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        label="Password or token",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave blank to keep the stored one.",
+    )
+    clear_password = forms.BooleanField(required=False, label="Clear the stored password")
+
+    def __init__(self, data: Any = None, *, stored: MirrorSource | None) -> None:
+        self.stored = stored
+        self.password_set = bool(stored and stored.password)
+        initial = {"endpoint": stored.endpoint, "username": stored.username} if stored else {}
+        super().__init__(data, initial=initial)
+        if not self.password_set:
+            del self.fields["clear_password"]  # nothing to clear
+            self.fields["password"].help_text = "For a private image, or to avoid anonymous rate limits."
+
+    def clean_endpoint(self) -> str:
+        return str(_checked(self.cleaned_data["endpoint"], check_upstream_endpoint))
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean() or {}
+        typed, clear = bool(data.get("password")), bool(data.get("clear_password"))
+        if typed and clear:
+            raise forms.ValidationError("Type a new password or clear the stored one, not both.")
+        try:
+            check_upstream_login(
+                data.get("username", ""), has_password=typed or (self.password_set and not clear)
+            )
+        except InvalidValue as exc:
+            self.add_error("username", str(exc))
+        return data
+
+    def new_password(self) -> str | None:
+        """The password to store, "" to remove the stored one, None to keep it."""
+        if self.cleaned_data.get("clear_password"):
+            return ""
+        return self.cleaned_data["password"] or None
+
+
 # --- Pages ----------------------------------------------------------------------------------------
 
 
@@ -229,12 +350,17 @@ def base_image_edit(request: HttpRequest, base_image_id: int) -> HttpResponse:
 
 
 def _edit_page(
-    request: HttpRequest, entry: BaseImage, form: BaseImageForm, mirror_form: MirrorForm
+    request: HttpRequest,
+    entry: BaseImage,
+    form: BaseImageForm,
+    mirror_form: MirrorForm,
+    upstream_form: UpstreamForm | None = None,
 ) -> HttpResponse:
     context = {
         "form": form,
         "entry": entry,
         "mirror_form": mirror_form,
+        "upstream_form": upstream_form or UpstreamForm(stored=stored_upstream(entry)),
         # Keys from the catalog file Customs does not read: kept as they are, shown so nobody is surprised.
         "extra": yaml.safe_dump(entry.extra, sort_keys=True, allow_unicode=True) if entry.extra else "",
     }
@@ -290,6 +416,30 @@ def base_image_mirror_delete(request: HttpRequest, base_image_id: int, mirror_id
     kept = tuple(m for m in stored.mirrors if m.registry.pk != mirror.registry_id)
     catalog_io.save_base_image(entry, _with_mirrors(stored, kept), actor=signed_in_user(request))
     messages.success(request, f"Mirror in {mirror.registry.name} removed.")
+    return redirect("registries:base_image_edit", base_image_id=entry.pk)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def base_image_upstream(request: HttpRequest, base_image_id: int) -> HttpResponse:
+    """Set where the mirror job reads the entry and as whom; a bad value saves nothing."""
+    entry = _entry(base_image_id)
+    upstream_form = UpstreamForm(request.POST, stored=stored_upstream(entry))
+    if not upstream_form.is_valid():
+        return _edit_page(request, entry, BaseImageForm(entry=entry), MirrorForm(), upstream_form)
+    data = upstream_form.cleaned_data
+    saved = save_upstream(
+        entry,
+        upstream_form.stored,
+        actor=signed_in_user(request),
+        endpoint=data["endpoint"],
+        username=data["username"],
+        password=upstream_form.new_password(),
+    )
+    if saved:
+        messages.success(request, f"Upstream of {entry.name} saved.")
+    else:
+        messages.info(request, f"Upstream of {entry.name} unchanged.")
     return redirect("registries:base_image_edit", base_image_id=entry.pk)
 
 

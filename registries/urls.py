@@ -97,6 +97,11 @@ urlpatterns = [
         base_image_views.base_image_mirror_delete,
         name="base_image_mirror_delete",
     ),
+    path(
+        "base-images/manage/<int:base_image_id>/upstream/",
+        base_image_views.base_image_upstream,
+        name="base_image_upstream",
+    ),
     # Access rules, the explorer, "my access" and the report (registries/access_views.py).
     path("access/rules/", access_views.rule_list, name="rules"),
     path("access/rules/add/", access_views.rule_add, name="rule_add"),

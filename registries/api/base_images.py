@@ -1,5 +1,6 @@
 """The base-image catalog over the API: everyone signed in reads it (developers look up what to build
-on), admins create, change and remove entries with their regional mirrors.
+on), admins create, change and remove entries with their regional mirrors, and set where the mirror
+job reads an entry upstream (PUT base-images/<id>/upstream/; the password goes in, never out).
 
 Writes go through registries/policy/catalog_io.py, as the pages and import_base_images do: the same
 checks (a normalised name, tag globs, digests, one mirror per registry) and the same audit trail.
@@ -14,12 +15,14 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.access import signed_in_user
 from accounts.models import DirectoryGroup
 from accounts.roles import Role
+from registries import base_image_views
 from registries.base_image_views import BaseImageFilter
 from registries.models import BaseImage, BaseImageMirror, Registry
 from registries.policy import catalog_io
@@ -141,6 +144,67 @@ class BaseImageWriteSerializer(serializers.Serializer[Any]):
         return dict(_checked(extra, catalog_io.check_extra))
 
 
+class BaseImageUpstreamSerializer(serializers.Serializer[Any]):
+    """Where the mirror job reads an entry, and as whom. A PUT sets it all; the password is write-only."""
+
+    endpoint = serializers.CharField(
+        max_length=base_image_views.ENDPOINT_LIMIT,
+        allow_blank=True,
+        default="",
+        help_text="Another address to read the image from, e.g. a pull-through cache. "
+        "Empty: the entry's own registry.",
+    )
+    username = serializers.CharField(
+        max_length=base_image_views.USERNAME_LIMIT,
+        allow_blank=True,
+        default="",
+        help_text="Empty: the connected registry's login at that host, if there is one, else anonymous.",
+    )
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Omitted or empty: the stored password is kept. Never returned.",
+    )
+    clear_password = serializers.BooleanField(
+        write_only=True, default=False, help_text="Remove the stored password."
+    )
+    password_set = serializers.BooleanField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def __init__(self, *args: Any, password_set: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stored_password = password_set  # whether one is stored now, for the username check
+
+    def validate_endpoint(self, endpoint: str) -> str:
+        return str(_checked(endpoint, base_image_views.check_upstream_endpoint))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        typed, clear = bool(attrs.get("password")), attrs["clear_password"]
+        if typed and clear:
+            raise serializers.ValidationError("send a new password or clear_password, not both")
+        keeps = self.stored_password and not clear
+        try:
+            base_image_views.check_upstream_login(attrs["username"].strip(), has_password=typed or keeps)
+        except InvalidValue as exc:
+            raise serializers.ValidationError({"username": str(exc)}) from None
+        return attrs
+
+
+def _upstream_view(entry: BaseImage) -> dict[str, Any]:
+    stored = base_image_views.stored_upstream(entry)
+    if stored is None:
+        return {"endpoint": "", "username": "", "password_set": False, "updated_at": None}
+    return {
+        "endpoint": stored.endpoint,
+        "username": stored.username,
+        "password_set": bool(stored.password),
+        "updated_at": stored.updated_at,
+    }
+
+
 def _spec(stored: EntrySpec | None, data: dict[str, Any]) -> EntrySpec:
     """The entry to save: what was sent, over the stored entry for a PATCH."""
     if "mirrors" in data:
@@ -192,6 +256,25 @@ class BaseImageViewSet(viewsets.ModelViewSet[BaseImage]):
         spec = _spec(EntrySpec.of(entry), form.validated_data)
         entry = catalog_io.save_base_image(entry, spec, actor=signed_in_user(request))
         return Response(BaseImageSerializer(self._fresh(entry)).data)
+
+    @extend_schema(request=BaseImageUpstreamSerializer, responses={200: BaseImageUpstreamSerializer})
+    @action(detail=True, methods=["put"])
+    def upstream(self, request: Request, pk: str | None = None) -> Response:
+        """Set where the mirror job reads this entry and as whom (admins). Left out: the default."""
+        entry = self.get_object()
+        stored = base_image_views.stored_upstream(entry)
+        form = BaseImageUpstreamSerializer(data=request.data, password_set=bool(stored and stored.password))
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        base_image_views.save_upstream(
+            entry,
+            stored,
+            actor=signed_in_user(request),
+            endpoint=data["endpoint"],
+            username=data["username"].strip(),
+            password="" if data["clear_password"] else (data.get("password") or None),
+        )
+        return Response(BaseImageUpstreamSerializer(_upstream_view(entry)).data)
 
     def perform_destroy(self, instance: BaseImage) -> None:
         catalog_io.delete_base_image(instance, actor=signed_in_user(self.request))

@@ -23,6 +23,11 @@ from tests import factories
 
 ROLES = ("admin", "reviewer", "developer", "outsider", "anonymous")
 EVIDENCE_PERIOD = {"start": "2025-03-01", "end": "2025-04-01"}
+UPSTREAM_LOGIN = {
+    "endpoint": "https://cache.example.test",
+    "username": "hubuser",
+    "password": "dckr_pat_matrix",
+}
 
 
 @dataclass
@@ -244,11 +249,22 @@ MATRIX: dict[str, Row] = {
     "registries:base_image_mirror_delete": Row(
         (302, 403, 403, 403, 302), method="post", kwargs=catalog_mirror
     ),
+    # Where the mirror job reads an entry and as whom: admins only, page and API (PUT-only, the password
+    # write-only); tests/registries/test_mirror_upstream_form.py.
+    "registries:base_image_upstream": Row(
+        (302, 403, 403, 403, 302), method="post", kwargs=catalog_entry, data=lambda w: UPSTREAM_LOGIN
+    ),
     # Everyone signed in reads the catalog over the API; writes (admins only) are checked per role in
     # tests/registries/test_base_image_admin.py.
     "api:base-image-list": Row((200, 200, 200, 200, 401)),
     "api:base-image-detail": Row(
         (200, 200, 200, 200, 401), kwargs=lambda w: {"pk": catalog_entry(w)["base_image_id"]}
+    ),
+    "api:base-image-upstream": Row(
+        (200, 403, 403, 403, 401),
+        method="put",
+        kwargs=lambda w: {"pk": catalog_entry(w)["base_image_id"]},
+        data=lambda w: UPSTREAM_LOGIN,
     ),
     "api:base-image-check-dockerfile": Row(
         (200, 200, 200, 200, 401),
