@@ -161,6 +161,11 @@ class Artifact(models.Model):
     base_digest = models.CharField(
         max_length=100, blank=True, help_text="org.opencontainers.image.base.digest"
     )
+    provenance = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="SLSA provenance from the index's attestation, as lineage reads it",
+    )
     created = models.DateTimeField(null=True, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)
     last_pulled_at = models.DateTimeField(null=True, blank=True)

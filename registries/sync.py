@@ -349,6 +349,7 @@ def _fields(record: RemoteArtifact) -> dict[str, Any]:
         "annotations": record.annotations,
         "base_name": record.annotations.get("org.opencontainers.image.base.name", "")[:500],
         "base_digest": record.annotations.get("org.opencontainers.image.base.digest", "")[:100],
+        "provenance": dict(record.provenance),
         "created": record.created,
         "last_pulled_at": record.last_pulled_at,
     }

@@ -102,6 +102,9 @@ class RemoteArtifact:
     pushed_at: datetime | None = None
     last_pulled_at: datetime | None = None
     children: tuple[RemoteArtifact, ...] = ()  # the platform manifests of an index
+    # A platform manifest's SLSA provenance, from its index's attestation manifest (BuildKit): the
+    # statement slimmed to what lineage reads, and `notes` when an attestation could not be read.
+    provenance: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def is_index(self) -> bool:

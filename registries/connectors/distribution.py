@@ -3,14 +3,22 @@
 Authentication follows the registry's challenge: anonymous first, then Basic, or the Docker token
 flow (a bearer token per scope from the realm the registry names). Every manifest and config is
 checked against its digest: a registry (or a proxy) that hands back other bytes is an error.
+
+BuildKit keeps attestations in the image index (docs/attestations/attestation-storage.md): a manifest
+whose descriptor says `vnd.docker.reference.type: attestation-manifest`, about the platform manifest
+its `vnd.docker.reference.digest` names, one in-toto statement per layer. The SLSA provenance among
+them is read (only when an index has such a descriptor) and kept on that platform manifest, cut to
+what lineage reads; an attestation that cannot be read is noted there and never fails the read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urljoin
@@ -39,6 +47,7 @@ from registries.connectors.errors import (
     AuthError,
     ConnectorError,
     PermanentError,
+    RateLimited,
     json_object,
     raise_for_status,
 )
@@ -47,6 +56,16 @@ from registries.connectors.errors import (
 ACCEPT = ", ".join(sorted(INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES))
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+ATTESTATION_MANIFEST = "attestation-manifest"
+PREDICATE_TYPE = "in-toto.io/predicate-type"
+SLSA_PROVENANCE = "https://slsa.dev/provenance/"
+SLSA_V02 = "https://slsa.dev/provenance/v0.2"
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+# A mode=max statement of a large build runs to a few hundred KiB; past this it is not read at all.
+MAX_STATEMENT_BYTES = 4 * 2**20
 
 
 class DistributionConfig(ConnectorConfig):
@@ -254,9 +273,17 @@ class DistributionConnector:
 
     def _index(self, repository: str, digest: str, media_type: str, index: dict[str, Any]) -> RemoteArtifact:
         children = []
+        provenance: dict[str, dict[str, Any]] = {}  # by the digest of the platform manifest it is about
         for descriptor in index.get("manifests") or []:
             if descriptor.get("mediaType") not in MANIFEST_MEDIA_TYPES:
-                continue  # attestations and nested indexes: not platform images
+                continue  # nested indexes: not platform images
+            if about := _attests(descriptor):
+                attestation, found = self._attestation(repository, descriptor)
+                if attestation is not None:
+                    children.append(attestation)
+                if found and "predicate" not in provenance.get(about, {}):
+                    provenance[about] = found  # a second attestation manifest does not undo the first
+                continue
             child, child_type = self._manifest(repository, descriptor["digest"])
             children.append(
                 self._image(
@@ -267,6 +294,13 @@ class DistributionConnector:
                     platform=_platform(descriptor.get("platform")),
                 )
             )
+        if provenance:
+            children = [
+                dataclasses.replace(child, provenance=provenance[child.digest])
+                if child.digest in provenance
+                else child
+                for child in children
+            ]
         return RemoteArtifact(
             digest=digest,
             media_type=media_type,
@@ -301,6 +335,90 @@ class DistributionConnector:
             created=_created(annotations, config),
         )
 
+    # --- attestations (BuildKit) ------------------------------------------------------------------
+
+    def _attestation(
+        self, repository: str, descriptor: dict[str, Any]
+    ) -> tuple[RemoteArtifact | None, dict[str, Any]]:
+        """The attestation manifest (stored like any child, with its descriptor's reference annotations)
+        and the provenance it gives the platform manifest it is about; a manifest that cannot be read
+        is left out, with a note."""
+        digest = str(descriptor["digest"])
+        try:
+            manifest, media_type = self._manifest(repository, digest)
+            record = self._image(
+                repository, digest, media_type, manifest, platform=_platform(descriptor.get("platform"))
+            )
+        except RateLimited:
+            raise  # sync waits and reads the whole artifact again
+        except ConnectorError as exc:
+            return None, {"notes": [f"attestation manifest {digest} could not be read ({exc})"]}
+        references = {
+            key: str(value)
+            for key, value in (descriptor.get("annotations") or {}).items()
+            if key in (REFERENCE_TYPE, REFERENCE_DIGEST)
+        }
+        record = dataclasses.replace(record, annotations={**record.annotations, **references})
+        return record, self._provenance(repository, digest, manifest)
+
+    def _provenance(self, repository: str, digest: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The first readable SLSA provenance among an attestation manifest's statements, slimmed, with
+        notes on those that could not be read. Other statements (SBOMs) are never fetched."""
+        notes: list[str] = []
+        for layer in manifest.get("layers") or []:
+            annotations = layer.get("annotations") or {}
+            if not str(annotations.get(PREDICATE_TYPE, "")).startswith(SLSA_PROVENANCE):
+                continue
+            where = f"provenance {layer.get('digest')} in attestation {digest}"
+            try:
+                slim = slim_provenance(self._statement(repository, layer))
+            except RateLimited:
+                raise
+            except ConnectorError as exc:
+                notes.append(f"{where} could not be read ({exc})")
+                continue
+            if slim is None:
+                notes.append(f"{where} is not a SLSA v0.2 or v1 statement lineage can read")
+                continue
+            return {**slim, "notes": notes} if notes else slim
+        return {"notes": notes} if notes else {}
+
+    def _statement(self, repository: str, layer: dict[str, Any]) -> dict[str, Any]:
+        digest = str(layer.get("digest", ""))
+        size = layer.get("size")
+        if not isinstance(size, int):
+            raise PermanentError("its descriptor gives no size")
+        if size > MAX_STATEMENT_BYTES:
+            raise PermanentError(f"it is {size} bytes, more than the {MAX_STATEMENT_BYTES} Customs reads")
+        body = self._blob(repository, digest, limit=MAX_STATEMENT_BYTES)
+        _check_digest(body, digest, what=f"statement {repository}@{digest}")
+        try:
+            statement = json.loads(body)
+        except ValueError:
+            raise PermanentError("it is not JSON") from None
+        if not isinstance(statement, dict):
+            raise PermanentError("it is not a JSON object")
+        return statement
+
+    def _blob(self, repository: str, digest: str, *, limit: int) -> bytes:
+        """A blob's bytes, given up past `limit` without reading the rest: a descriptor may lie."""
+        too_big = PermanentError(f"blob {repository}@{digest} is larger than {limit} bytes")
+        with self._request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository), stream=True
+        ) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise too_big
+            body = bytearray()
+            try:
+                for chunk in response.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > limit:
+                        raise too_big
+            except requests.RequestException as exc:
+                raise TransientError(f"blob {repository}@{digest}: {exc.__class__.__name__}") from exc
+        return bytes(body)
+
     def _config(self, repository: str, digest: str) -> dict[str, Any]:
         if not digest:
             return {}
@@ -324,24 +442,35 @@ class DistributionConnector:
         return self._request("GET", path, scope=scope, headers=headers)
 
     def _request(
-        self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         url = path if path.startswith("http") else f"{self.config.url}{path}"
-        response = self._send(method, url, scope, headers or {})
+        response = self._send(method, url, scope, headers or {}, stream=stream)
         if response.status_code == 401 and (challenge := response.headers.get("WWW-Authenticate")):
+            response.close()
             self._answer(challenge, scope)
-            response = self._send(method, url, scope, headers or {})
+            response = self._send(method, url, scope, headers or {}, stream=stream)
+        if stream and not response.ok:
+            _ = response.content  # an error's body is small: read for the message, freeing the connection
         raise_for_status(response)
         return response
 
-    def _send(self, method: str, url: str, scope: str, headers: dict[str, str]) -> requests.Response:
+    def _send(
+        self, method: str, url: str, scope: str, headers: dict[str, str], *, stream: bool = False
+    ) -> requests.Response:
         headers = dict(headers)
         auth = None
         if token := self._tokens.get(scope):
             headers["Authorization"] = f"Bearer {token}"
         elif getattr(self._local, "basic", False) and self.config.username:
             auth = (self.config.username, self._password())
-        return self._session.request(method, url, headers=headers, auth=auth)
+        return self._session.request(method, url, headers=headers, auth=auth, stream=stream)
 
     def _answer(self, challenge: str, scope: str) -> None:
         scheme, _, params = challenge.partition(" ")
@@ -409,3 +538,163 @@ def _created(annotations: dict[str, str], config: dict[str, Any]) -> datetime | 
     return parse_rfc3339(annotations.get("org.opencontainers.image.created")) or parse_rfc3339(
         config.get("created")
     )
+
+
+def _attests(descriptor: dict[str, Any]) -> str:
+    """The platform manifest digest an index descriptor is BuildKit's attestation manifest for, or ""."""
+    annotations = descriptor.get("annotations") or {}
+    if annotations.get(REFERENCE_TYPE) != ATTESTATION_MANIFEST:
+        return ""
+    return str(annotations.get(REFERENCE_DIGEST) or "")
+
+
+# --- SLSA provenance, cut to what lineage reads ------------------------------------------------------
+#
+# registries/policy/lineage.py (`provenance_base`) reads the images among the materials, the frontend
+# and, with mode=max, the build definition's steps, walking each step's root filesystem back to the
+# source the final stage starts from. Only that is kept: a statement is mostly what lineage never
+# reads, and its build args, environment and source URLs may carry secrets the inventory must not.
+
+
+def slim_provenance(statement: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A SLSA v0.2 or v1 statement with only what lineage reads, or None for any other statement.
+
+    Raises PermanentError for a statement of the right type whose shape is not BuildKit's.
+    """
+    kind = statement.get("predicateType")
+    predicate = statement.get("predicate")
+    if not isinstance(kind, str) or not isinstance(predicate, Mapping):
+        return None
+    if kind.startswith(SLSA_V1):
+        definition = _object(predicate.get("buildDefinition"))
+        internal = _object(definition.get("internalParameters"))
+        external = _object(definition.get("externalParameters"))
+        slim = _drop_empty(
+            {
+                "resolvedDependencies": _images(definition.get("resolvedDependencies")),
+                "internalParameters": {"buildConfig": _build_config(internal.get("buildConfig"))},
+                "externalParameters": {"request": {"args": _frontend(_object(external.get("request")))}},
+            }
+        )
+        return {"predicateType": kind, "predicate": {"buildDefinition": slim} if slim else {}}
+    if kind.startswith(SLSA_V02):
+        invocation = _object(predicate.get("invocation"))
+        slim = _drop_empty(
+            {
+                "materials": _images(predicate.get("materials")),
+                "buildConfig": _build_config(predicate.get("buildConfig")),
+                "invocation": {"parameters": {"args": _frontend(_object(invocation.get("parameters")))}},
+            }
+        )
+        return {"predicateType": kind, "predicate": slim}
+    return None
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PermanentError(f"a {type(value).__name__} where the statement has an object")
+    return value
+
+
+def _drop_empty(value: dict[str, Any]) -> dict[str, Any]:
+    """Nested objects without their empty branches, as BuildKit leaves out what it does not know."""
+    kept = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = _drop_empty(item)
+        if item or item == 0:
+            kept[key] = item
+    return kept
+
+
+def _images(materials: Any) -> list[dict[str, Any]]:
+    """The docker images among the materials (git and http sources may carry credentials)."""
+    if materials is None:
+        return []
+    if not isinstance(materials, list):
+        raise PermanentError("its materials are not a list")
+    images = []
+    for material in materials:
+        uri = material.get("uri") if isinstance(material, Mapping) else None
+        if not isinstance(uri, str) or not uri.startswith("pkg:docker/"):
+            continue
+        digests = material.get("digest")
+        sha256 = digests.get("sha256") if isinstance(digests, Mapping) else None
+        images.append({"uri": uri, **({"digest": {"sha256": sha256}} if isinstance(sha256, str) else {})})
+    return images
+
+
+def _frontend(request: Mapping[str, Any]) -> dict[str, str]:
+    source = _object(request.get("args")).get("source")
+    return {"source": source} if isinstance(source, str) else {}
+
+
+def _build_config(config: Any) -> dict[str, Any]:
+    steps = _object(config).get("llbDefinition")
+    if steps is None:
+        return {}
+    if not isinstance(steps, list):
+        raise PermanentError("its build definition is not a list of steps")
+    return {"llbDefinition": [_step(step) if isinstance(step, Mapping) else None for step in steps]}
+
+
+def _step(step: Mapping[str, Any]) -> dict[str, Any]:
+    """One LLB step: its id, inputs, and of its op only what says which input its root comes from."""
+    inputs = step.get("inputs") or []
+    if not isinstance(inputs, list) or not all(isinstance(each, str) for each in inputs):
+        raise PermanentError("a step's inputs are not a list of names")
+    op = _object(_object(step.get("op")).get("Op"))
+    slim: dict[str, Any] = {"id": step.get("id") if isinstance(step.get("id"), str) else None}
+    if inputs:
+        slim["inputs"] = inputs
+    kept: dict[str, Any] = {}
+    if "source" in op:
+        kept["source"] = {"identifier": _identifier(_object(op["source"]).get("identifier"))}
+    elif "exec" in op:
+        mounts = _list(_object(op["exec"]).get("mounts"))
+        root = [_numbers(mount, "input") | {"dest": "/"} for mount in mounts if mount.get("dest") == "/"]
+        kept["exec"] = {"mounts": root}
+    elif "file" in op:
+        actions = _list(_object(op["file"]).get("actions"))
+        kept["file"] = {"actions": [_numbers(action, "input", "output") for action in actions]}
+    elif "merge" in op:
+        kept["merge"] = {
+            "inputs": [_numbers(part, "input") for part in _list(_object(op["merge"]).get("inputs"))]
+        }
+    elif "diff" in op:
+        kept["diff"] = {"lower": _numbers(_object(_object(op["diff"]).get("lower")), "input")}
+    slim["op"] = {"Op": kept}
+    return slim
+
+
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(each, Mapping) for each in value):
+        raise PermanentError("a step's op holds something other than a list of objects")
+    return value
+
+
+def _numbers(value: Mapping[str, Any], *keys: str) -> dict[str, int]:
+    """The named integer fields; LLB JSON leaves zero out, so an absent one stays absent."""
+    found = {}
+    for key in keys:
+        if key not in value:
+            continue
+        number = value[key]
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise PermanentError(f"a step's {key} is not a number")
+        found[key] = number
+    return found
+
+
+def _identifier(identifier: Any) -> str:
+    """An image source as written; any other source by its scheme alone (a git or http URL may
+    carry a token), which is all lineage needs to know that no image starts that stage."""
+    if not isinstance(identifier, str):
+        raise PermanentError("a source step names no identifier")
+    if not identifier or identifier.startswith("docker-image://"):
+        return identifier
+    return identifier.partition("://")[0][:32] + "://"

@@ -8,8 +8,10 @@ names a base decides, and the method says which one it was:
    has either key). Normalised like docker/distribution; a value that is not a valid reference is
    ignored, and the decision says so.
 2. provenance: a BuildKit SLSA provenance statement (v0.2 `materials` and `buildConfig`, v1
-   `resolvedDependencies` and `internalParameters.buildConfig`). Sync keeps no attestation content
-   today (see `provenance_base`), so refresh_lineage has none to give; decide() takes it when it is.
+   `resolvedDependencies` and `internalParameters.buildConfig`). Sync reads it from the index's
+   attestation manifest and keeps it, cut to what is read here, on the platform manifest it is about
+   (`Artifact.provenance`, with sync's notes on attestations it could not read); refresh_lineage
+   reads that column only for the rows that have one.
 3. layers: the longest catalog image whose whole layer chain is a strict prefix of the artifact's.
    Catalog images are the inventory's artifacts in a catalog entry's repository or one of its
    regional mirrors. Chains are looked up in a trie, so 100,000 artifacts cost 100,000 walks of a
@@ -259,9 +261,8 @@ def provenance_base(statement: Mapping[str, Any]) -> ProvenanceBase | None:
     image the build pulled (builder stages, COPY --from, the frontend): they decide only when exactly
     one image is left after the frontend and BuildKit's own tools are set aside.
 
-    Sync keeps none of this today: the distribution connector stores an attestation manifest as a
-    child of the index (platform unknown/unknown) but drops the index descriptor's
-    `vnd.docker.reference.*` annotations and never fetches the in-toto layer blobs.
+    What is read here is what the distribution connector keeps (`slim_provenance`): change one, change
+    the other.
     """
     predicate = statement.get("predicate")
     if not isinstance(predicate, Mapping):
@@ -282,6 +283,31 @@ def provenance_base(statement: Mapping[str, Any]) -> ProvenanceBase | None:
     if steps:
         return _from_build_definition(steps, images)
     return _from_materials(images, str(frontend.get("source", "")))
+
+
+@dataclass(frozen=True)
+class StoredProvenance:
+    """An artifact's provenance, read once: the base it names (None: it does not say), whether there
+    was a statement at all, and the notes sync left on attestations it could not read."""
+
+    base: ProvenanceBase | None
+    stated: bool
+    notes: tuple[str, ...] = ()
+
+
+def read_provenance(statement: Mapping[str, Any]) -> StoredProvenance:
+    """What a statement (or sync's notes in its place) says; a malformed one says nothing, with a note."""
+    noted = statement.get("notes")
+    notes = tuple(str(note) for note in noted) if isinstance(noted, list) else ()
+    if "predicate" not in statement:
+        return StoredProvenance(None, stated=False, notes=notes)
+    try:
+        base = provenance_base(statement)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        # Registries hand us what anyone pushed: a statement BuildKit did not write is not a reason
+        # for a whole refresh to fail.
+        return StoredProvenance(None, stated=True, notes=(*notes, "its provenance statement is malformed"))
+    return StoredProvenance(base, stated=True, notes=notes)
 
 
 def _material_images(materials: Iterable[Any]) -> list[Reference]:
@@ -524,7 +550,7 @@ _NO_SIGNAL = "no base annotation, no provenance, and no catalog image's layers s
 class _Decider:
     catalog: Catalog
     images: CatalogImages
-    provenance: Mapping[int, Mapping[str, Any]]
+    provenance: Mapping[int, Mapping[str, Any] | StoredProvenance]
     now: datetime
     _judged: dict[int, tuple[Reference, Judgement]] = field(default_factory=dict)
     _named_memo: dict[tuple[str, Reference, str], Decision] = field(default_factory=dict)
@@ -569,10 +595,14 @@ class _Decider:
     # signal 2
 
     def by_provenance(self, facts: ArtifactFacts, notes: list[str]) -> Decision | None:
-        statement = self.provenance.get(facts.pk)
-        if statement is None:
+        given = self.provenance.get(facts.pk)
+        if given is None:
             return None
-        found = provenance_base(statement)
+        stored = given if isinstance(given, StoredProvenance) else read_provenance(given)
+        notes.extend(stored.notes)
+        if not stored.stated:
+            return None
+        found = stored.base
         if found is None:
             notes.append("its provenance does not say which image the final stage starts from")
             return None
@@ -724,15 +754,15 @@ def decide(
     catalog: Catalog,
     images: CatalogImages | None = None,
     *,
-    provenance: Mapping[int, Mapping[str, Any]] | None = None,
+    provenance: Mapping[int, Mapping[str, Any] | StoredProvenance] | None = None,
     now: datetime | None = None,
 ) -> dict[int, Decision]:
     """Decide the base of every artifact (attestation manifests excepted), by artifact pk.
 
     Rows may come in any order (a stream): a platform manifest is decided on its own, and again
     from its index's base annotation, which comes first (§A1), once the index has been read.
-    `provenance` maps a platform manifest's pk to its in-toto provenance statement, where one is
-    known. `images` defaults to the inventory's catalog images.
+    `provenance` maps a platform manifest's pk to its in-toto provenance statement (or that statement
+    already read), where one is known. `images` defaults to the inventory's catalog images.
     """
     if images is None:
         images = CatalogImages.load(catalog)
@@ -786,10 +816,8 @@ def _index_decision(
         return unknown(*notes, "no platform manifest of this index is stored")
     decisions = [decision for _, decision in platforms]
     first = decisions[0]
-    if any(
-        (d.method, d.entry_id, d.repository) != (first.method, first.entry_id, first.repository)
-        for d in decisions
-    ):
+    # The same base found two ways (one platform's provenance, another's layers) is agreement.
+    if any((d.entry_id, d.repository) != (first.entry_id, first.repository) for d in decisions):
         said = "; ".join(f"{platform}: {d.reference or d.method}" for platform, d in platforms)
         return unknown(*notes, f"its platforms are built on different bases ({said})")
     if first.method == Method.UNKNOWN:
@@ -875,6 +903,16 @@ FACT_FIELDS = (
 )
 
 
+def read_stored_provenance(artifacts: QuerySet[Artifact]) -> dict[int, StoredProvenance]:
+    """The provenance sync kept, each statement read as it streams past (a mode=max statement is
+    kilobytes; what it says is a reference). Only platform manifests of an index carry one (BuildKit
+    attests through the index), so the column is read for those alone, and only where it is set."""
+    holders = artifacts.filter(index__isnull=False).exclude(provenance={}).order_by()
+    return {
+        row["pk"]: read_provenance(row["provenance"]) for row in bulkread.rows(holders, ("pk", "provenance"))
+    }
+
+
 def read_facts(artifacts: QuerySet[Artifact]) -> Iterator[tuple[int, ArtifactFacts]]:
     """(repository pk, facts) for each artifact, streamed."""
     for row in bulkread.rows(artifacts.order_by(), FACT_FIELDS):
@@ -938,8 +976,10 @@ def refresh_lineage(
 ) -> RefreshResult:
     """Decide the base of every artifact (of one registry, or everywhere), store it, reconcile findings.
 
-    Catalog images are read from the whole inventory either way. Rows whose decision did not change
-    are not written, so `decided_at` is when the current decision was first reached.
+    Catalog images are read from the whole inventory either way. Provenance is what sync kept
+    (`Artifact.provenance`); a statement in `provenance` takes the place of an artifact's stored one.
+    Rows whose decision did not change are not written, so `decided_at` is when the current decision
+    was first reached.
     """
     now = now or timezone.now()
     catalog = Catalog.load()
@@ -957,7 +997,9 @@ def refresh_lineage(
             yield facts
 
     started = time.perf_counter()
-    decisions = decide(stream(), catalog, images, provenance=provenance, now=now)
+    statements: dict[int, Mapping[str, Any] | StoredProvenance] = {**read_stored_provenance(artifacts)}
+    statements.update(provenance or {})
+    decisions = decide(stream(), catalog, images, provenance=statements, now=now)
     result = RefreshResult(artifacts=len(decisions), catalog_images=images.count)
     for decision in decisions.values():
         result.by_method[decision.method] = result.by_method.get(decision.method, 0) + 1

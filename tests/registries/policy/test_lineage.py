@@ -252,6 +252,29 @@ def test_an_index_whose_platforms_disagree_is_unknown_itself() -> None:
     assert "different bases" in decisions[10].notes[-1]
 
 
+def test_platforms_that_find_the_same_base_two_ways_agree() -> None:
+    # One platform names its base (an annotation), the other is found by its layers: one base.
+    artifacts = [
+        ArtifactFacts(pk=10, digest=sha("app index"), media_type=INDEX),
+        ArtifactFacts(
+            pk=11,
+            digest=sha("a"),
+            index_id=10,
+            platform="linux/amd64",
+            diff_ids=chain("d1", "d2", "x"),
+            base_name="registry.corp.test/base/debian:12-slim",
+        ),
+        ArtifactFacts(
+            pk=12, digest=sha("b"), index_id=10, platform="linux/arm64", diff_ids=chain("d1", "d2", "y")
+        ),
+    ]
+
+    decisions = lineage.decide(artifacts, memory_catalog(), memory_images(), now=NOW)
+
+    assert (decisions[11].method, decisions[12].method) == ("annotation", "layers")
+    assert decisions[10].entry_id == DEBIAN.id
+
+
 # --- annotations ----------------------------------------------------------------------------------------
 
 
