@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -24,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from bench import timed
 from portal import bulkread
 from portal.models import Finding
 from registries import hygiene
@@ -115,17 +115,11 @@ def _read_once() -> int:
     return rows
 
 
-def _timed(work: Callable[[], T]) -> tuple[float, T]:
-    started = time.perf_counter()
-    result = work()
-    return time.perf_counter() - started, result
-
-
 def run() -> None:
     with estate(str(os.getpid())):
-        read_seconds, rows = _timed(_read_once)
-        first_seconds, first = _timed(hygiene.scan)
-        second_seconds, _ = _timed(hygiene.scan)
+        read_seconds, rows = timed(_read_once)
+        first_seconds, first = timed(hygiene.scan)
+        second_seconds, _ = timed(hygiene.scan)
         _report(rows, (read_seconds, first_seconds, second_seconds), first)
         print("  (removing the seeded rows)", flush=True)
 

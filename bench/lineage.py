@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bench import timed
 from portal import bulkread
 from portal.models import Finding
 from registries.models import Artifact, ArtifactLineage, BaseImage, BaseImageMirror, Registry, Repository, Tag
@@ -206,17 +206,11 @@ def _read_once(registry: Registry) -> int:
     return rows
 
 
-def _timed(work: Callable[[], T]) -> tuple[float, T]:
-    started = time.perf_counter()
-    result = work()
-    return time.perf_counter() - started, result
-
-
 def run() -> None:
     with estate(str(os.getpid())) as apps:
-        read_seconds, rows = _timed(lambda: _read_once(apps))
-        first_seconds, first = _timed(lambda: lineage.refresh_lineage(apps))
-        second_seconds, second = _timed(lambda: lineage.refresh_lineage(apps))
+        read_seconds, rows = timed(lambda: _read_once(apps))
+        first_seconds, first = timed(lambda: lineage.refresh_lineage(apps))
+        second_seconds, second = timed(lambda: lineage.refresh_lineage(apps))
         _report(rows, (read_seconds, first_seconds, second_seconds), first, second)
         print("  (removing the seeded rows)", flush=True)
 

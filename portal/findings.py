@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,6 +108,12 @@ class ReconcileResult:
     @property
     def changed(self) -> bool:
         return bool(self.opened or self.reopened or self.resolved)
+
+
+def open_by_kind(by_kind: Mapping[str, ReconcileResult]) -> dict[str, int]:
+    """Findings a reconcile saw hold, by kind; kinds with none are left out."""
+    counts = {slug: r.opened + r.reopened + r.refreshed for slug, r in by_kind.items()}
+    return {slug: count for slug, count in counts.items() if count}
 
 
 def finding_key(kind: FindingKind, subject_key: str) -> str:

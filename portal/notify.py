@@ -329,9 +329,25 @@ def _send_email(message: EmailMultiAlternatives) -> None:
 
 
 def _post(session: OutboundSession, destination: Destination, payload: dict[str, Any]) -> None:
+    body = post_webhook(session, destination.url, payload=payload)
+    # Teams' retired Office 365 connectors answered 200 with the failure in the body.
+    if destination.channel == Channel.TEAMS and "delivery failed" in body.lower():
+        raise DeliveryFailed(body)
+
+
+def post_webhook(
+    session: OutboundSession,
+    url: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """POST to a webhook whose URL is a secret: its answer, scrubbed of the URL, or DeliveryFailed
+    naming no URL when it is refused or does not answer 2xx."""
     # `from None` throughout: the underlying exceptions carry the URL, which is the secret.
     try:
-        response = session.post(destination.url, json=payload, allow_redirects=False)
+        response = session.post(url, json=payload, data=data, headers=headers, allow_redirects=False)
     except DeniedDestination:
         raise DeliveryFailed("refused: the webhook's address is in CUSTOMS_OUTBOUND_DENY_NETWORKS") from None
     except TransientError as exc:
@@ -340,14 +356,12 @@ def _post(session: OutboundSession, destination: Destination, payload: dict[str,
         raise DeliveryFailed("connection failed") from None
     except (OutboundError, requests.RequestException) as exc:
         raise DeliveryFailed(f"request failed ({type(exc).__name__})") from None
-    body = _scrub(response.text[:300], destination.url)
+    body = _scrub(response.text[:300], url)
     if not 200 <= response.status_code < 300:
         raise DeliveryFailed(
             f"HTTP {response.status_code}: {body}" if body else f"HTTP {response.status_code}"
         )
-    # Teams' retired Office 365 connectors answered 200 with the failure in the body.
-    if destination.channel == Channel.TEAMS and "delivery failed" in body.lower():
-        raise DeliveryFailed(body)
+    return body
 
 
 def _scrub(text: str, url: str) -> str:
@@ -559,17 +573,25 @@ def _teams(digest: Digest) -> dict[str, Any]:
         body += [_text_block(_teams_line(item), spacing="None") for item in group.items]
     if digest.more:
         body.append(_text_block(f"…and {digest.more} more not listed here.", isSubtle=True))
-    card = {
+    return _teams_message(
+        body,
+        msteams={"width": "Full"},
+        actions=[{"type": "Action.OpenUrl", "title": "Open the findings list", "url": digest.list_url}],
+    )
+
+
+def _teams_message(body: list[dict[str, Any]], **card: Any) -> dict[str, Any]:
+    """One Adaptive Card in the envelope Teams incoming and Workflows webhooks take."""
+    content = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
-        "msteams": {"width": "Full"},
+        **card,
         "body": body,
-        "actions": [{"type": "Action.OpenUrl", "title": "Open the findings list", "url": digest.list_url}],
     }
     return {
         "type": "message",
-        "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}],
+        "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": content}],
     }
 
 
@@ -722,14 +744,5 @@ def send_chat(
     else:
         body = [_text_block(teams_escape(title), weight="Bolder")]
         body += [_text_block(teams_escape(line), spacing="None") for line in lines]
-        card = {
-            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-            "type": "AdaptiveCard",
-            "version": "1.4",
-            "body": body,
-        }
-        payload = {
-            "type": "message",
-            "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}],
-        }
+        payload = _teams_message(body)
     _post(session, destination, payload)

@@ -38,7 +38,7 @@ DENIALS = RefusalWindow(seconds=60.0)
 @never_cache
 @require_POST
 def validate(request: HttpRequest) -> JsonResponse:
-    expected = str(getattr(settings, "ADMISSION_TOKEN", "") or "")
+    expected = settings.ADMISSION_TOKEN
     if not expected:
         # Refuse rather than run open: with failurePolicy Fail this blocks Pods until it is set,
         # which is loud, where an unauthenticated policy endpoint would be quietly forgeable.
@@ -71,10 +71,8 @@ def validate(request: HttpRequest) -> JsonResponse:
 
 def policy() -> Policy:
     """The configured policy; a value outside the choices is a configuration error, never a default."""
-    mode = str(getattr(settings, "ADMISSION_MODE", Mode.ENFORCE))
-    unknown = str(getattr(settings, "ADMISSION_UNKNOWN", UnknownImages.WARN))
     try:
-        return Policy(mode=Mode(mode), unknown=UnknownImages(unknown))
+        return Policy(mode=Mode(settings.ADMISSION_MODE), unknown=UnknownImages(settings.ADMISSION_UNKNOWN))
     except ValueError:
         raise ImproperlyConfigured(
             "CUSTOMS_ADMISSION_MODE must be enforce or audit, CUSTOMS_ADMISSION_UNKNOWN allow, warn or deny"

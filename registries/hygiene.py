@@ -729,8 +729,7 @@ class ScanResult:
     @property
     def open_by_kind(self) -> dict[str, int]:
         """Findings the scan saw hold, by kind; kinds with none are left out."""
-        counts = {slug: r.opened + r.reopened + r.refreshed for slug, r in self.by_kind.items()}
-        return {slug: count for slug, count in counts.items() if count}
+        return findings.open_by_kind(self.by_kind)
 
 
 Progress = Callable[[str], None]

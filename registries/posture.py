@@ -30,8 +30,6 @@ from registries.connectors.base import PostureCheck, PostureState
 from registries.models import Credential, PostureFact, PostureSnapshot, Registry, SyncRun
 from registries.patterns import InvalidPattern, Pattern, compile_pattern
 
-# Until portal/settings.py reads it from CUSTOMS_POSTURE_PRODUCTION_REPOSITORIES (comma separated).
-DEFAULT_PRODUCTION = ("prod/**",)
 # Hygiene's kind for credentials without expiry (registries/hygiene.py, LOW): posture counts those
 # credentials and links to hygiene's findings rather than raising findings of its own.
 NEVER_EXPIRES_SLUG = "credential_never_expires"
@@ -138,7 +136,7 @@ def title_of(check: str) -> str:
 
 def production_patterns() -> list[Pattern]:
     """POSTURE_PRODUCTION_REPOSITORIES as patterns (the access-rule language: `prod/**`, `*/release`)."""
-    texts = getattr(settings, "POSTURE_PRODUCTION_REPOSITORIES", DEFAULT_PRODUCTION)
+    texts = settings.POSTURE_PRODUCTION_REPOSITORIES
     try:
         return [compile_pattern(text) for text in texts if text.strip()]
     except InvalidPattern as exc:

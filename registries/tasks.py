@@ -138,8 +138,6 @@ def refresh_lineage(registry_id: int | None = None) -> dict[str, int]:
         registry = Registry.objects.filter(pk=registry_id).first()
         if registry is None:
             return {}
-        if lineage.holds_catalog_images(registry):
-            registry = None  # its catalog images are every other registry's bases
     result = lineage.refresh_lineage(registry)
     notify.send_pending()
     return result.open_by_kind

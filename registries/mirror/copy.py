@@ -81,10 +81,6 @@ class DestinationResult:
     # The typed error behind `error`: TransientError is worth retrying, AuthError needs a person.
     failure: OutboundError | None = field(default=None, repr=False, compare=False)
 
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
 
 def resolve(source: Endpoint, tag: str) -> str:
     """The digest `tag` points at upstream, from a HEAD (no body; Docker Hub does not count it as a pull)."""

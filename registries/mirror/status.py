@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from portal import notify
-from portal.http import DeniedDestination, OutboundError, OutboundSession, outbound_session
+from portal.http import OutboundSession, outbound_session
 from registries.inventory import pull_host
 from registries.mirror.copy import DestinationResult
 from registries.models import BaseImage, BaseImageMirror, MirrorArrival, MirrorRun, MirrorState
@@ -263,7 +262,7 @@ def event_destinations() -> list[Destination]:
     """The signed webhooks, then the chat webhooks; each named by a hash of its URL."""
     hooks = [
         Destination(notify.webhook_name("event", url), _webhook_sender(url), _in_chunks)
-        for url in getattr(settings, "MIRROR_EVENT_WEBHOOKS", [])
+        for url in settings.MIRROR_EVENT_WEBHOOKS
     ]
     chats = [
         Destination(chat.recipient, _chat_sender(chat), _by_region) for chat in notify.chat_destinations()
@@ -295,7 +294,7 @@ def event_body(arrivals: Sequence[Arrival], now: datetime) -> bytes:
 
 def _webhook_sender(url: str) -> Callable[[Sequence[Arrival], OutboundSession], None]:
     def send(arrivals: Sequence[Arrival], session: OutboundSession) -> None:
-        secret = getattr(settings, "MIRROR_EVENT_WEBHOOK_SECRET", "")
+        secret = settings.MIRROR_EVENT_WEBHOOK_SECRET
         if not secret:
             # Unsigned, anyone could forge "arrived" and start deployments: refuse until a key is set.
             raise notify.DeliveryFailed("not sent: CUSTOMS_MIRROR_EVENT_WEBHOOK_SECRET is not set")
@@ -305,21 +304,9 @@ def _webhook_sender(url: str) -> Callable[[Sequence[Arrival], OutboundSession], 
             "X-Customs-Event": EVENT_TYPE,
             SIGNATURE_HEADER: signature(body, secret),
         }
-        _post(session, url, body, headers)
+        notify.post_webhook(session, url, data=body, headers=headers)
 
     return send
-
-
-def _post(session: OutboundSession, url: str, body: bytes, headers: dict[str, str]) -> None:
-    # `from None` throughout: the exceptions name the URL, which is the secret.
-    try:
-        response = session.post(url, data=body, headers=headers, allow_redirects=False)
-    except DeniedDestination:
-        raise notify.DeliveryFailed("refused: the address is in CUSTOMS_OUTBOUND_DENY_NETWORKS") from None
-    except (OutboundError, requests.RequestException) as exc:
-        raise notify.DeliveryFailed(f"request failed ({type(exc).__name__})") from None
-    if not 200 <= response.status_code < 300:
-        raise notify.DeliveryFailed(f"HTTP {response.status_code}")
 
 
 def _chat_sender(chat: notify.Destination) -> Callable[[Sequence[Arrival], OutboundSession], None]:
@@ -374,10 +361,6 @@ class EntryStatus:
     mirrors: list[MirrorStatus]
     last_run: MirrorRun | None
 
-    @property
-    def checked(self) -> bool:
-        return any(mirror.rows for mirror in self.mirrors)
-
 
 def entry_status(entry: BaseImage) -> EntryStatus:
     """The entry's mirrors by region with their states: two queries, plus the mirrors' unless prefetched."""
@@ -405,7 +388,7 @@ def _row(state: MirrorState, place: MirrorStatus) -> StatusRow:
         tag=state.tag,
         state=state.state,
         label=state.get_state_display(),
-        style=STATE_STYLE.get(State(state.state), "sev-info"),
+        style=STATE_STYLE[State(state.state)],
         upstream_digest=state.upstream_digest,
         mirrored_digest=state.mirrored_digest,
         reason=state.reason,

@@ -15,13 +15,9 @@ from django.conf import settings
 from registries.mirror import jobs, status
 from registries.models import BaseImage, MirrorRun, Registry
 
-# Read through getattr until portal/settings.py defines them (see the README's corporate cache section).
-DEFAULT_INTERVAL_MINUTES = 60
-DEFAULT_STUCK_AFTER_MINUTES = 360  # a 500 MB image into a slow region can take a while
-
 
 def _interval() -> timedelta:
-    return timedelta(minutes=getattr(settings, "MIRROR_INTERVAL_MINUTES", DEFAULT_INTERVAL_MINUTES))
+    return timedelta(minutes=settings.MIRROR_INTERVAL_MINUTES)
 
 
 @shared_task(acks_late=True)
@@ -43,8 +39,7 @@ def mirror_entry(base_image_id: int, trigger: str = MirrorRun.Trigger.SCHEDULE) 
 @shared_task(acks_late=True)
 def schedule_mirrors() -> int:
     """Every few minutes: free dead runs, queue the entries whose interval has passed, resend due events."""
-    stuck = getattr(settings, "MIRROR_STUCK_AFTER_MINUTES", DEFAULT_STUCK_AFTER_MINUTES)
-    jobs.free_stuck_runs(older_than=timedelta(minutes=stuck))
+    jobs.free_stuck_runs(older_than=timedelta(minutes=settings.MIRROR_STUCK_AFTER_MINUTES))
     due = jobs.due_entries(interval=_interval())
     spread = min(300.0, _interval().total_seconds() / 10)
     for entry in due:

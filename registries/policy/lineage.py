@@ -33,17 +33,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.db import connection, transaction
-from django.db.models import Field, Q, QuerySet
+from django.db.models import Field, QuerySet
 from django.utils import timezone
 
 from portal import bulkread, findings
 from portal.findings import FindingKind, Observation, Severity
 from registries.connectors.base import INDEX_MEDIA_TYPES
-from registries.models import Artifact, ArtifactLineage, BaseImage, Registry, Repository, Tag
+from registries.connectors.distribution import SLSA_V02, SLSA_V1
+from registries.models import Artifact, ArtifactLineage, Registry, Repository, Tag
 from registries.policy.catalog import Catalog, Entry, Judgement, Verdict
 from registries.policy.references import InvalidReference, Reference, parse, with_default_tag
 
@@ -238,8 +240,6 @@ def _annotation_sources(facts: ArtifactFacts) -> list[tuple[str, str, str]]:
 
 # --- signal 2: SLSA provenance (BuildKit) -----------------------------------------------------------------
 
-SLSA_V02 = "https://slsa.dev/provenance/v0.2"
-SLSA_V1 = "https://slsa.dev/provenance/v1"
 # Images BuildKit lists among the materials that are tools of the build, not what it builds on.
 _TOOL_REPOSITORIES = frozenset({"docker.io/docker/buildkit-syft-scanner"})
 
@@ -371,7 +371,7 @@ def _from_build_definition(steps: Any, images: list[Reference]) -> ProvenanceBas
         pinned = next(
             (image for image in images if image.repository == reference.repository and image.digest), None
         )
-        if pinned is not None and pinned.digest:
+        if pinned is not None:
             reference = parse(f"{identifier.removeprefix('docker-image://')}@{pinned.digest}")
     return ProvenanceBase(reference)
 
@@ -781,7 +781,7 @@ def decide(
         if facts.index_id is not None:
             platforms[facts.index_id].append(_Platform(facts.platform, facts.pk, decision, layered))
     for index in indexes:
-        below = sorted(platforms.get(index.pk, []), key=_by_platform)
+        below = sorted(platforms.get(index.pk, []), key=attrgetter("platform"))
         if index.base_name or index.base_digest:
             below = [_by_index_annotation(decider, index, part) for part in below]
             decisions.update((part.pk, part.decision) for part in below)
@@ -789,10 +789,6 @@ def decide(
             decider, index, [(part.platform, part.decision) for part in below]
         )
     return decisions
-
-
-def _by_platform(part: _Platform) -> str:
-    return part.platform
 
 
 def _by_index_annotation(decider: _Decider, index: ArtifactFacts, part: _Platform) -> _Platform:
@@ -964,26 +960,22 @@ class RefreshResult:
 
     @property
     def open_by_kind(self) -> dict[str, int]:
-        counts = {slug: r.opened + r.reopened + r.refreshed for slug, r in self.by_kind.items()}
-        return {slug: count for slug, count in counts.items() if count}
+        return findings.open_by_kind(self.by_kind)
 
 
-def refresh_lineage(
-    registry: Registry | None = None,
-    *,
-    provenance: Mapping[int, Mapping[str, Any]] | None = None,
-    now: datetime | None = None,
-) -> RefreshResult:
+def refresh_lineage(registry: Registry | None = None, *, now: datetime | None = None) -> RefreshResult:
     """Decide the base of every artifact (of one registry, or everywhere), store it, reconcile findings.
 
-    Catalog images are read from the whole inventory either way. Provenance is what sync kept
-    (`Artifact.provenance`); a statement in `provenance` takes the place of an artifact's stored one.
-    Rows whose decision did not change are not written, so `decided_at` is when the current decision
-    was first reached.
+    Catalog images are read from the whole inventory either way, and a registry that holds some is
+    refreshed with every other (its images are their bases). Provenance is what sync kept
+    (`Artifact.provenance`). Rows whose decision did not change are not written, so `decided_at`
+    is when the current decision was first reached.
     """
     now = now or timezone.now()
     catalog = Catalog.load()
     repositories = read_repositories()
+    if registry is not None and holds_catalog_images(registry, catalog, repositories):
+        registry = None
     images = CatalogImages.load(catalog, repositories)
     artifacts = Artifact.objects.all()
     if registry is not None:
@@ -997,9 +989,7 @@ def refresh_lineage(
             yield facts
 
     started = time.perf_counter()
-    statements: dict[int, Mapping[str, Any] | StoredProvenance] = {**read_stored_provenance(artifacts)}
-    statements.update(provenance or {})
-    decisions = decide(stream(), catalog, images, provenance=statements, now=now)
+    decisions = decide(stream(), catalog, images, provenance=read_stored_provenance(artifacts), now=now)
     result = RefreshResult(artifacts=len(decisions), catalog_images=images.count)
     for decision in decisions.values():
         result.by_method[decision.method] = result.by_method.get(decision.method, 0) + 1
@@ -1114,17 +1104,13 @@ def observe(
         found = subjects.get(pk)
         if found is None or found.index_id is not None:
             continue
-        if parts := sorted(platforms.get(pk, []), key=_first):
+        if parts := sorted(platforms.get(pk, []), key=itemgetter(0)):
             for kind, by_platform in _by_kind(parts, hits).items():
                 observed[kind].append(_index_observation(kind, found, by_platform))
         else:
             for kind, summary, evidence in hits(decision):
                 observed[kind].append(_observation(found, summary, evidence))
     return observed
-
-
-def _first(pair: tuple[str, Decision]) -> str:
-    return pair[0]
 
 
 def _hits(decision: Decision, catalog: Catalog, now: datetime) -> list[Hit]:
@@ -1202,20 +1188,12 @@ def _evidence(decision: Decision, catalog: Catalog) -> dict[str, Any]:
     return evidence
 
 
-# --- reverse lookup ----------------------------------------------------------------------------------------
-
-
-def built_on(entry: BaseImage | int) -> QuerySet[Artifact]:
-    """Images built on a catalog entry: what tags point at (an index counts when a platform of it is)."""
-    entry_id = entry.pk if isinstance(entry, BaseImage) else entry
-    via_platform = ArtifactLineage.objects.filter(base_image_id=entry_id, artifact__index__isnull=False)
-    return Artifact.objects.filter(index=None).filter(
-        Q(lineage__base_image_id=entry_id) | Q(pk__in=via_platform.values("artifact__index_id"))
-    )
-
-
-def holds_catalog_images(registry: Registry) -> bool:
+def holds_catalog_images(
+    registry: Registry,
+    catalog: Catalog | None = None,
+    repositories: Mapping[int, RepositoryInfo] | None = None,
+) -> bool:
     """Whether a registry keeps catalog images: its sync can change every other registry's lineage."""
-    catalog = Catalog.load()
-    repositories = read_repositories()
+    catalog = catalog if catalog is not None else Catalog.load()
+    repositories = repositories if repositories is not None else read_repositories()
     return any(info.registry_id == registry.pk and info.entry(catalog) for info in repositories.values())

@@ -775,8 +775,8 @@ def test_a_setting_outside_the_choices_is_a_configuration_error(settings: Any) -
         admission_views.policy()
 
 
-def test_defaults_are_enforce_and_warn(settings: Any) -> None:
-    del settings.ADMISSION_MODE, settings.ADMISSION_UNKNOWN
+def test_defaults_are_enforce_and_warn() -> None:
+    # portal/settings.py's defaults when CUSTOMS_ADMISSION_MODE and _UNKNOWN are not set.
     assert admission_views.policy() == Policy(mode=Mode.ENFORCE, unknown=UnknownImages.WARN)
 
 

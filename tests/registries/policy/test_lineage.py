@@ -719,22 +719,6 @@ def test_an_index_gets_one_finding_listing_its_platforms(estate: dict[str, Any])
     assert not ArtifactLineage.objects.filter(artifact__platform="unknown/unknown").exists()
 
 
-def test_built_on_lists_the_images_built_on_an_entry(estate: dict[str, Any]) -> None:
-    single = stored_image(estate["apps"], "team/api", "1", chain("d1", "d2", "p1", "x"))
-    repository = factories.repository(estate["apps"], name="team/multi")
-    index = factories.artifact(repository, media_type=INDEX)
-    factories.tag(index, name="1")
-    factories.artifact(
-        repository, index=index, platform="linux/amd64", diff_ids=list(chain("d1", "d2", "p1", "y"))
-    )
-    stored_image(estate["apps"], "team/other", "1", chain("n1", "x"))
-
-    lineage.refresh_lineage()
-
-    assert set(lineage.built_on(estate["entries"]["python"])) == {single, index}
-    assert set(lineage.built_on(estate["entries"]["debian"].pk)) == {estate["stored"]["python"]}
-
-
 def test_a_second_refresh_decides_the_same_and_writes_nothing(estate: dict[str, Any]) -> None:
     stored_image(estate["apps"], "team/api", "1", chain("d1", "d2", "p1", "x"))
     stored_image(estate["apps"], "team/web", "1", chain("n1", "x"))
