@@ -22,7 +22,7 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal import exports, findings
 from portal.api.filters import FINDING_STATES, FindingFilter, chosen_findings
-from portal.api.serializers import AuditEventSerializer
+from portal.api.serializers import AuditEventSerializer, audit_json_line
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from portal.forms import AssignForm, AuditSearchForm, BulkFindingsForm, SuppressForm, start_of
@@ -288,5 +288,4 @@ def _audit_row(event: AuditEvent) -> list[object]:
 
 
 def _json_lines(events: Iterator[AuditEvent]) -> Iterator[str]:
-    for event in events:
-        yield json.dumps(AuditEventSerializer(event).data, sort_keys=True) + "\n"
+    return map(audit_json_line, events)

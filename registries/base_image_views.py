@@ -2,7 +2,8 @@
 set how the mirror job reads an entry upstream, and download the catalog as the YAML file
 import_base_images reads.
 
-Developers browse the catalog on its own pages (views.base_image_list); these are the keepers' pages.
+Developers browse the catalog on its own pages (base_image_pages.base_image_list); these are the
+keepers' pages.
 Every change goes through registries/policy/catalog_io.py, which checks and audits it exactly as it does
 an imported file. The upstream (endpoint and login, registries.models.MirrorSource) is not part of the
 catalog file, since a file kept in version control must hold no password: it is saved, and audited

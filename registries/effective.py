@@ -291,6 +291,9 @@ def access_report(
     rule reaches on paper but grants nothing to (disabled and departed people).
     """
     rules = AccessRule.objects.in_force(now=now)
+    if now is not None:
+        # As of a past moment: rules written since were not in force then.
+        rules = rules.filter(created_at__lte=now)
     if registry is not None:
         rules = rules.for_registry(registry)
     if group is not None:

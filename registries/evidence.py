@@ -29,13 +29,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit, exports, pdf
-from portal.api.serializers import AuditEventSerializer
+from portal.api.serializers import audit_json_line
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from portal.models import AuditEvent, Finding
 from registries import effective, offboarding_report, reviews
 from registries.access_views import report_lines
-from registries.models import AccessReviewCampaign, AccessRule, Offboarding
+from registries.models import AccessReviewCampaign, Offboarding
 
 MAX_DAYS = 400  # a year and some: an audit period, not the whole history in one request
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: entries must not carry the export time
@@ -188,16 +188,13 @@ def access(bundle: Bundle) -> None:
     # Customs keeps no history of memberships: the rows pair today's memberships with the rules that
     # existed at the period's end (or now, for a period still running) and were in force then.
     as_of = min(bundle.period.until, bundle.export.at)
-    later = set(AccessRule.objects.filter(created_at__gt=as_of).values_list("pk", flat=True))
-    rule_id = effective.REPORT_COLUMNS.index("rule_id")
     username = effective.REPORT_COLUMNS.index("username")
     people: set[str] = set()
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for row in effective.access_report(now=as_of, chunk_size=CHUNK):
-            if row[rule_id] not in later:
-                people.add(row[username])
-                yield row
+            people.add(row[username])
+            yield row
 
     written = bundle.lines(
         "access.csv",
@@ -454,15 +451,17 @@ def _campaign_row(campaign: AccessReviewCampaign) -> list[Any]:
 def audit_trail(bundle: Bundle) -> None:
     """The period's audit events as JSON lines, and the verdict on the whole chain."""
     events = AuditEvent.objects.filter(bundle.period.holds("at")).order_by("sequence")
-    sequences: list[int] = []
+    # The period's first and last sequence, as written: an event recorded during the export is not
+    # named unless it is in the file.
+    ends: list[int] = []
 
     def lines() -> Iterator[str]:
         for event in events.iterator(chunk_size=CHUNK):
-            if not sequences:
-                sequences.append(event.sequence)
+            ends[1:] = [event.sequence] if ends else []
+            if not ends:
+                ends.append(event.sequence)
             bundle.audit_actions[event.action] += 1
-            # The same lines as the audit page's JSONL export, so one parser reads both.
-            yield json.dumps(AuditEventSerializer(event).data, sort_keys=True) + "\n"
+            yield audit_json_line(event)  # the audit page's JSONL export, so one parser reads both
 
     total = bundle.lines(
         "audit-events.jsonl",
@@ -470,10 +469,10 @@ def audit_trail(bundle: Bundle) -> None:
         lines(),
         header=False,
     )
-    last = events.values_list("sequence", flat=True).last() if total else None
     checked, broken = audit.verify_chain()
     bundle.chain_events_checked = checked
-    bundle.chain = chain_verdict(broken, first=sequences[0] if sequences else None, last=last, count=total)
+    first, last = (ends[0], ends[-1]) if ends else (None, None)
+    bundle.chain = chain_verdict(broken, first=first, last=last, count=total)
     bundle.data(
         "audit-chain.json",
         "The audit chain's verification (as manage.py verify_audit), and whether it covers the period.",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC
 from typing import Any
 
@@ -30,6 +31,11 @@ class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
             "hash",
         ]
         read_only_fields = fields
+
+
+def audit_json_line(event: AuditEvent) -> str:
+    """One event as a line of the audit JSONL export (the audit page's and the evidence bundle's)."""
+    return json.dumps(AuditEventSerializer(event).data, sort_keys=True) + "\n"
 
 
 class FindingSerializer(serializers.ModelSerializer[Finding]):

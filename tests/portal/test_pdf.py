@@ -163,7 +163,7 @@ def test_without_a_unicode_font_unencodable_characters_become_question_marks(tmp
     text = pdf_text(data, tmp_path)
     assert "Zürich ??????" in text
     assert "?ód?" in text
-    assert "??" in text
+    assert "??" in text.replace("Zürich ??????", "")  # the cell, not the title again
 
 
 def test_the_same_input_gives_the_same_bytes() -> None:

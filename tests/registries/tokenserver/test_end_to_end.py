@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import pytest
 from django.test import Client
@@ -19,9 +18,6 @@ from tests import factories
 from tests.accounts.scim.conftest import connection
 from tests.registries.harness import RunningRegistry, Skopeo
 from tests.registries.tokenserver.helpers import REPOSITORY, forgotten_after, push, registry_token, rule
-
-if TYPE_CHECKING:
-    pass
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
