@@ -18,12 +18,13 @@ from typing import Any
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Window
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.request import Request
 
 from accounts.access import signed_in_user
 from accounts.models import User
@@ -31,8 +32,10 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal.querystring import query_without
 from registries.inventory import pull_host
+from registries.mirror import jobs
 from registries.mirror.status import entry_status
-from registries.models import ArtifactLineage, BaseImage, BaseImageMirror, Registry, Tag
+from registries.models import ArtifactLineage, BaseImage, Registry, Tag
+from registries.policy import catalog_io
 from registries.policy.catalog import Catalog
 from registries.policy.dockerfile import DockerfileError, check
 
@@ -122,14 +125,10 @@ def registry_host(endpoint: str) -> str:
     return "docker.io" if host in DOCKER_HUB_HOSTS else host
 
 
-def _mirror_region(mirror: BaseImageMirror) -> str:
-    return mirror.region or mirror.registry.region
-
-
 def locations_of(entry: BaseImage, hosts: dict[str, tuple[int, ...]], region: str) -> list[Location]:
     """The entry's places as pulls prefer them: the region's mirror, other mirrors, its own repository."""
     mirrors = [
-        Location(_mirror_region(m), registry_host(m.registry.endpoint), m.repository, (m.registry_id,), True)
+        Location(m.serving_region, registry_host(m.registry.endpoint), m.repository, (m.registry_id,), True)
         for m in entry.mirrors.all()
     ]
     mirrors.sort(key=lambda place: place.region != region)  # stable: the rest keep the mirrors' order
@@ -257,13 +256,6 @@ def _newest_first(row: TagRow) -> tuple[float, str]:
 # --- Regions, replacements, counts ---------------------------------------------------------------
 
 
-def regions() -> list[str]:
-    """Every region some mirror serves, sorted: the choices, and the first one is the default."""
-    # order_by(): the model's ordering would join its columns into the DISTINCT.
-    pairs = BaseImageMirror.objects.order_by().values_list("region", "registry__region").distinct()
-    return sorted({region or fallback for region, fallback in pairs if region or fallback})
-
-
 def chosen_region(request: HttpRequest, choices: list[str]) -> str:
     """`?region=` when it names a region (and remember it), else the remembered one, else the first."""
     asked = request.GET.get("region", "")
@@ -319,11 +311,7 @@ def catalog_entries(user: User) -> QuerySet[BaseImage]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return (
-        BaseImage.objects.select_related("owner_group")
-        .annotate(built_on_count=Coalesce(Subquery(built_on), 0))
-        .prefetch_related(Prefetch("mirrors", queryset=BaseImageMirror.objects.select_related("registry")))
-    )
+    return catalog_io.entries().annotate(built_on_count=Coalesce(Subquery(built_on), 0))
 
 
 def entry_views(entries: list[BaseImage], region: str, *, tags_per_repository: int) -> list[EntryView]:
@@ -358,7 +346,7 @@ def base_image_list(request: HttpRequest) -> HttpResponse:
     text = request.GET.get("q", "").strip()
     status = request.GET.get("status", "")
     status = status if status in STATUS_FILTERS else ""
-    choices = regions()
+    choices = jobs.regions()
     region = chosen_region(request, choices)
     entries = _searched(catalog_entries(signed_in_user(request)), text, status)
     page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -383,7 +371,7 @@ def base_image_detail(request: HttpRequest, base_image_id: int) -> HttpResponse:
     """One entry: every allowed tag the inventory holds, its mirrors, pins and what is built on it."""
     user = signed_in_user(request)
     entry = get_object_or_404(catalog_entries(user), pk=base_image_id)
-    choices = regions()
+    choices = jobs.regions()
     region = chosen_region(request, choices)
     (view,) = entry_views([entry], region, tags_per_repository=DETAIL_TAGS_READ)
     built_on = (
@@ -441,7 +429,8 @@ def parse_build_args(text: str) -> dict[str, str]:
     return values
 
 
-def _too_large(request: HttpRequest) -> bool:
+def body_too_large(request: HttpRequest | Request) -> bool:
+    """Whether the declared body is over the check's limit (the page's form and the API alike)."""
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0) > MAX_CHECK_BYTES
     except ValueError:
@@ -469,7 +458,7 @@ def base_image_check(request: HttpRequest) -> HttpResponse:
     """The Dockerfile box: htmx swaps the verdict in; without JavaScript this page shows the form and it."""
     if request.method == "GET":
         return render(request, "registries/base_images/check.html", {"check_form": DockerfileForm()})
-    if _too_large(request):
+    if body_too_large(request):
         form, outcome, status = DockerfileForm(), {"problem": TOO_LARGE}, 413
     else:
         form = DockerfileForm(request.POST)

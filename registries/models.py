@@ -819,6 +819,11 @@ class BaseImageMirror(models.Model):
     def __str__(self) -> str:
         return f"{self.base_image} in {self.registry} ({self.region or 'no region'})"
 
+    @property
+    def serving_region(self) -> str:
+        """Its own region, else its registry's."""
+        return self.region or self.registry.region
+
 
 class ArtifactLineage(models.Model):
     """What an artifact in the inventory is built on, and how Customs decided it."""

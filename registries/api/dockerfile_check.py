@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, parsers, permissions, serializers, status
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import PersonalToken
 from accounts.roles import Role
 from portal.errors import RequestRejected
+from registries.base_image_pages import MAX_CHECK_BYTES as MAX_BODY_BYTES
+from registries.base_image_pages import body_too_large
 from registries.policy.catalog import Catalog
 from registries.policy.dockerfile import DockerfileError, check
 
 # A Dockerfile is a few kilobytes; the body is refused past this, before it is parsed.
-MAX_BODY_BYTES = 1_000_000
 VERDICTS = "approved, deprecated, banned, unapproved, stage, scratch, invalid"
 
 
@@ -30,21 +30,6 @@ class BodyTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "the request body is over 1 MB; a Dockerfile is rarely over a few kilobytes"
     default_code = "too_large"
-
-
-class ChecksNothingChanges(permissions.BasePermission):
-    """The view's read role, whatever the method; a token with the read or the write scope will do."""
-
-    message = "your role does not allow this"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated and user.has_role(view.read_role)):
-            return False
-        token = request.auth
-        if isinstance(token, PersonalToken):
-            return token.allows("read") or token.allows("write")
-        return True
 
 
 class DockerfileSerializer(serializers.Serializer[Any]):
@@ -84,18 +69,11 @@ class DockerfileCheckSerializer(serializers.Serializer[Any]):
     stages = DockerfileStageSerializer(many=True)
 
 
-def _too_large(request: Request) -> bool:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES
-    except ValueError:
-        return False
-
-
 class DockerfileCheckView(APIView):
     """Judge every stage of a Dockerfile against the base-image catalog."""
 
     read_role = Role.DEVELOPER
-    permission_classes = [ChecksNothingChanges]
+    changes_nothing = True  # POSTed for its answer: a read-scoped token may call it
     parser_classes = [parsers.JSONParser]
 
     @extend_schema(
@@ -104,7 +82,7 @@ class DockerfileCheckView(APIView):
         responses={200: DockerfileCheckSerializer},
     )
     def post(self, request: Request) -> Response:
-        if _too_large(request):
+        if body_too_large(request):
             raise BodyTooLarge
         payload = DockerfileSerializer(data=request.data)
         payload.is_valid(raise_exception=True)

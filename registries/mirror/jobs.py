@@ -206,14 +206,10 @@ class Target:
         return self.region or self.mirror.registry.name
 
 
-def mirror_region(mirror: BaseImageMirror) -> str:
-    return mirror.region or mirror.registry.region
-
-
 def targets(entry: BaseImage, *, region: str = "") -> list[Target]:
     """The entry's mirrors (only `region`'s, when given), each with its endpoint or why it has none."""
     mirrors = [
-        m for m in entry.mirrors.select_related("registry") if not region or mirror_region(m) == region
+        m for m in entry.mirrors.select_related("registry") if not region or m.serving_region == region
     ]
     chosen = []
     for mirror in mirrors:
@@ -224,9 +220,9 @@ def targets(entry: BaseImage, *, region: str = "") -> list[Target]:
                 mirror.registry, mirror.repository, mount_from=neighbours.values_list("repository", flat=True)
             )
         except ConfigError as exc:
-            chosen.append(Target(mirror, mirror_region(mirror), None, str(exc)))
+            chosen.append(Target(mirror, mirror.serving_region, None, str(exc)))
             continue
-        chosen.append(Target(mirror, mirror_region(mirror), endpoint))
+        chosen.append(Target(mirror, mirror.serving_region, endpoint))
     return chosen
 
 

@@ -250,7 +250,7 @@ def _arrival(row: MirrorArrival) -> Arrival:
         base_image=mirror.base_image.name,
         tag=row.tag,
         digest=row.digest,
-        region=mirror.region or mirror.registry.region,
+        region=mirror.serving_region,
         registry=mirror.registry.name,
         repository=mirror.repository,
         pull=f"{pull_host(mirror.registry.endpoint)}/{mirror.repository}@{row.digest}",
@@ -364,10 +364,10 @@ class EntryStatus:
 
 def entry_status(entry: BaseImage) -> EntryStatus:
     """The entry's mirrors by region with their states: two queries, plus the mirrors' unless prefetched."""
-    mirrors = sorted(entry.mirrors.all(), key=lambda m: (m.region or m.registry.region, m.registry.name))
+    mirrors = sorted(entry.mirrors.all(), key=lambda m: (m.serving_region, m.registry.name))
     by_mirror = {
         mirror.pk: MirrorStatus(
-            mirror.region or mirror.registry.region,
+            mirror.serving_region,
             mirror.registry.name,
             mirror.repository,
             pull_host(mirror.registry.endpoint),

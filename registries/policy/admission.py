@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from django.db.models import Model, Q, QuerySet
 
 from registries.connectors.artifact_registry import GCR_HOSTS
-from registries.models import Artifact, ArtifactLineage, BaseImage, Registry, Tag
-from registries.policy.catalog import Catalog, Entry, Judgement, Verdict
+from registries.models import Artifact, ArtifactLineage, Registry, Tag
+from registries.policy.catalog import Catalog, Judgement, judge_status
 from registries.policy.references import InvalidReference, Reference, parse, with_default_tag
 
 API_VERSION = "admission.k8s.io/v1"
@@ -512,7 +512,7 @@ class InventoryJudge:
             except InvalidReference:
                 pass  # fall back to the catalog entry, when the lineage names one
         entry = self.catalog.entry(lineage.base_image_id) if lineage.base_image_id else None
-        return _entry_status(entry) if entry is not None else None
+        return judge_status(entry, entry.name) if entry is not None else None
 
 
 def _in_repositories(
@@ -529,18 +529,6 @@ def _in_repositories(
 
 def _worst(verdicts: Sequence[ImageVerdict]) -> ImageVerdict:
     return max(verdicts, key=lambda verdict: SEVERITY[verdict.status])
-
-
-def _entry_status(entry: Entry) -> Judgement:
-    """A base known only as a catalog entry (no reference recorded): judged by the entry's status."""
-    instead = f"; use {entry.replacement} instead" if entry.replacement else ""
-    if entry.status == BaseImage.Status.BANNED:
-        return Judgement(Verdict.BANNED, f"{entry.name} is banned{instead}", entry.replacement, entry.id)
-    if entry.status == BaseImage.Status.DEPRECATED:
-        return Judgement(
-            Verdict.DEPRECATED, f"{entry.name} is deprecated{instead}", entry.replacement, entry.id
-        )
-    return Judgement(Verdict.APPROVED, f"{entry.name} is approved", entry_id=entry.id)
 
 
 def _verdict(prefix: str, judgement: Judgement) -> ImageVerdict:

@@ -106,11 +106,16 @@ def policy_repository(reference: Reference) -> str:
 
 def _judge_entry(entry: Entry, reference: Reference) -> Judgement:
     shown = str(reference)
+    if entry.status != BaseImage.Status.BANNED and (refusal := _outside_entry(entry, reference)):
+        return Judgement(Verdict.UNAPPROVED, f"{shown}: {refusal}", entry.replacement, entry.id)
+    return judge_status(entry, shown)
+
+
+def judge_status(entry: Entry, shown: str) -> Judgement:
+    """The entry's status as the judgement of `shown`, tag patterns and pinned digests aside."""
     instead = f"; use {entry.replacement} instead" if entry.replacement else ""
     if entry.status == BaseImage.Status.BANNED:
         return Judgement(Verdict.BANNED, f"{shown} is banned{instead}", entry.replacement, entry.id)
-    if refusal := _outside_entry(entry, reference):
-        return Judgement(Verdict.UNAPPROVED, f"{shown}: {refusal}", entry.replacement, entry.id)
     if entry.status == BaseImage.Status.DEPRECATED:
         return Judgement(Verdict.DEPRECATED, f"{shown} is deprecated{instead}", entry.replacement, entry.id)
     return Judgement(Verdict.APPROVED, f"{shown} is approved", entry_id=entry.id)

@@ -47,7 +47,7 @@ from portal.audit import AuditAction
 from portal.errors import RequestRejected
 from registries.models import BaseImage, BaseImageMirror, Registry
 from registries.patterns import is_valid_repository_name
-from registries.policy.references import InvalidReference, Reference, parse
+from registries.policy.references import DIGEST_HEX_LENGTH, InvalidReference, Reference, parse
 
 KNOWN_KEYS = (
     "name",
@@ -215,14 +215,10 @@ def check_tag_pattern(text: str) -> str:
     return text
 
 
-# As go-digest validates them (and so registries/policy/references.py): a registered algorithm and
-# exactly its length of lowercase hex. A pinned digest no reference can carry would never match.
-_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
-
-
 def check_digest(text: str) -> str:
     algorithm, _, encoded = text.partition(":")
-    length = _DIGEST_HEX_LENGTH.get(algorithm)
+    # As references (go-digest) validate them: a pinned digest no reference can carry would never match.
+    length = DIGEST_HEX_LENGTH.get(algorithm)
     if length is None or not re.fullmatch(f"[0-9a-f]{{{length}}}", encoded):
         raise InvalidValue(
             f"{text!r} is not a digest: sha256:, sha384: or sha512: and that many lowercase hex digits"

@@ -42,7 +42,7 @@ _ANCHORED_NAME = re.compile(rf"(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})", re.A
 _IDENTIFIER = re.compile(r"[a-f0-9]{64}", re.ASCII)
 
 # go-digest's registered algorithms and the length of their lowercase hex encoding.
-_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
 class InvalidReference(ValueError):
@@ -139,7 +139,7 @@ def _parse_qualified(qualified: str, written: str) -> Reference:
 def _check_digest(digest: str, written: str) -> None:
     """go-digest's Validate: a registered algorithm and its exact lowercase hex length."""
     algorithm, _, encoded = digest.partition(":")
-    length = _DIGEST_HEX_LENGTH.get(algorithm)
+    length = DIGEST_HEX_LENGTH.get(algorithm)
     if length is None:
         raise InvalidReference(
             f"{written!r}: unsupported digest algorithm {algorithm!r} (sha256, sha384 or sha512)"

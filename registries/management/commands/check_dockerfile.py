@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from registries.policy.catalog import Catalog
-from registries.policy.dockerfile import CheckResult, DockerfileError, check
+from registries.policy.dockerfile import NON_COMPLIANT, CheckResult, DockerfileError, check
 
 # CI reads the exit status: 0 compliant, 1 not, 2 the input is unreadable or not a Dockerfile.
 NOT_COMPLIANT = 1
@@ -44,9 +44,7 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: {exc}", returncode=NOT_A_DOCKERFILE) from None
         self.stdout.write(json.dumps(result.as_dict(), indent=2) if format == "json" else _text(result))
         if not result.compliant:
-            refused = sum(
-                1 for stage in result.stages if stage.verdict in ("unapproved", "banned", "invalid")
-            )
+            refused = sum(stage.verdict in NON_COMPLIANT for stage in result.stages)
             raise CommandError(f"{path}: not compliant ({refused} FROM refused)", returncode=NOT_COMPLIANT)
 
 

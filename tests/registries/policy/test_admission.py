@@ -330,13 +330,6 @@ def test_the_pre_122_ephemeral_containers_kind_is_read() -> None:
     assert judged(body, FakeJudge().table({"busybox:1.36": BANNED}))["allowed"] is False
 
 
-def test_a_dry_run_gets_the_same_verdict() -> None:
-    body = load("deployment-create.json")
-    dry = copy.deepcopy(body)
-    dry["request"]["dryRun"] = True
-    assert judged(dry, FakeJudge().table({API: BANNED})) == judged(body, FakeJudge().table({API: BANNED}))
-
-
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [
