@@ -17,12 +17,12 @@ from rest_framework.views import APIView
 
 from accounts.roles import Role
 from portal.errors import RequestRejected
-from registries.base_image_pages import MAX_CHECK_BYTES as MAX_BODY_BYTES
-from registries.base_image_pages import body_too_large
+from registries.base_image_pages import MAX_CHECK_BYTES, body_too_large
 from registries.policy.catalog import Catalog
 from registries.policy.dockerfile import DockerfileError, check
 
-# A Dockerfile is a few kilobytes; the body is refused past this, before it is parsed.
+# A Dockerfile is a few kilobytes; the body is refused past the page's limit, before it is parsed.
+MAX_BODY_BYTES = MAX_CHECK_BYTES
 VERDICTS = "approved, deprecated, banned, unapproved, stage, scratch, invalid"
 
 
