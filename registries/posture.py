@@ -131,6 +131,11 @@ def title_of(check: str) -> str:
     return kind.title if kind else "Credential without expiry"
 
 
+def findings_url(slug: str, registry_id: int) -> str:
+    """The findings list filtered to one kind in one registry."""
+    return f"{reverse('portal:findings')}?kind={slug}&scope=registry-{registry_id}"
+
+
 # --- which repositories are production ------------------------------------------------------------
 
 
@@ -233,14 +238,23 @@ def customs_rows(registry: Registry, now: datetime) -> list[PostureFact]:
     never = never_expiring.count()
     expiring = held.exclude(expires_at=None).count()
     unknown = held.filter(expiry_known=False, expires_at=None).count()
-    findings_url = f"{reverse('portal:findings')}?kind={NEVER_EXPIRES_SLUG}&scope=registry-{registry.pk}"
     credentials_url = f"{reverse('registries:credentials')}?registry={registry.pk}&gone=false"
     check, rows = PostureCheck.NO_EXPIRY, []
     if never:
         names = never_expiring.order_by("name").values_list("name", flat=True)[:SAMPLE]
         shown = ", ".join(names) + ("…" if never > SAMPLE else "")
         evidence = f"{never} enabled credentials never expire: {shown}"
-        rows.append(_row(registry, check, PostureState.FAILING, evidence, "", findings_url, count=never))
+        rows.append(
+            _row(
+                registry,
+                check,
+                PostureState.FAILING,
+                evidence,
+                "",
+                findings_url(NEVER_EXPIRES_SLUG, registry.pk),
+                count=never,
+            )
+        )
     if expiring:
         evidence = f"{expiring} enabled credentials expire"
         rows.append(_row(registry, check, PostureState.OK, evidence, "", credentials_url, count=expiring))

@@ -26,7 +26,7 @@ from portal.findings import finding_key
 from portal.models import Finding
 from registries import posture, sync
 from registries.access import get_registry_for_user
-from registries.connectors.base import Capability, PostureCheck, PostureState
+from registries.connectors.base import PostureCheck, PostureState, can_read_posture
 from registries.models import PostureFact, PostureSnapshot, Registry, SyncRun
 
 TREND_DAYS = 90
@@ -131,13 +131,9 @@ def _fact_row(fact: PostureFact, open_findings: dict[str, int]) -> FactRow:
         url = (
             reverse("portal:finding_detail", args=[found])
             if found
-            else _findings_list(kind.slug, fact.registry_id)
+            else posture.findings_url(kind.slug, fact.registry_id)
         )
     return FactRow(fact, posture.title_of(fact.check_name), posture.severity_of(fact.check_name), url)
-
-
-def _findings_list(kind: str, registry_id: int) -> str:
-    return f"{reverse('portal:findings')}?kind={kind}&scope=registry-{registry_id}"
 
 
 # --- the pages ------------------------------------------------------------------------------------
@@ -209,7 +205,6 @@ def registry_posture(request: HttpRequest, registry_id: int) -> HttpResponse:
         key=lambda f: (order[f.check_name], f.state != PostureState.FAILING, f.subject),
     )
     latest_run = SyncRun.objects.filter(registry=registry, replica=None).order_by("-started_at").first()
-    connector = sync.connector_class_for(registry)
     context = {
         "registry": registry,
         "score": posture.score(by_check),
@@ -221,7 +216,7 @@ def registry_posture(request: HttpRequest, registry_id: int) -> HttpResponse:
         "observed_at": max(
             (f.observed_at for f in facts if f.source == PostureFact.Source.REGISTRY), default=None
         ),
-        "reads_posture": connector is not None and Capability.POSTURE in connector.capabilities,
+        "reads_posture": can_read_posture(sync.connector_class_for(registry)),
         "not_read": (latest_run.not_read or {}).get("posture", "") if latest_run else "",
         "production": [p.text for p in posture.production_patterns()],
     }
@@ -232,5 +227,9 @@ def _check_row(registry: Registry, check: str, tally: posture.Tally) -> CheckRow
     kind = posture.KINDS.get(PostureCheck(check))
     slug = kind.slug if kind else posture.NEVER_EXPIRES_SLUG
     return CheckRow(
-        check, posture.title_of(check), posture.severity_of(check), tally, _findings_list(slug, registry.pk)
+        check,
+        posture.title_of(check),
+        posture.severity_of(check),
+        tally,
+        posture.findings_url(slug, registry.pk),
     )

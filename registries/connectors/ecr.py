@@ -278,6 +278,8 @@ class EcrConnector:
         self._registry_lock = threading.Lock()
         self._registry: DistributionConnector | None = None
         self._times: dict[tuple[str, str], _ImageTimes] = {}
+        # Repository policies read_grants fetched, for read_posture in the same sync to use once.
+        self._policies: dict[str, dict[str, Any] | None] = {}
 
     # --- inventory -------------------------------------------------------------------------------
 
@@ -404,7 +406,8 @@ class EcrConnector:
             name = str(repository["repositoryName"])
             url = self._console_url(f"ecr/repositories/private/{self.config.aws_account}/{name}")
             yield _scan_fact(name, repository, rules, url)
-            yield _public_fact(name, self._repository_policy(name), url)
+            policy = self._policies.pop(name) if name in self._policies else self._repository_policy(name)
+            yield _public_fact(name, policy, url)
             if name in production:
                 yield _mutability_fact(name, repository, url)
 
@@ -499,7 +502,7 @@ class EcrConnector:
         yield from self._group_grants()
 
     def _repository_grants(self, repository: str) -> Iterator[RemoteGrant]:
-        policy = self._repository_policy(repository)
+        policy = self._policies[repository] = self._repository_policy(repository)
         for index, statement in enumerate(_statements(policy)):
             if statement.get("Effect") != "Allow" or "NotPrincipal" in statement:
                 continue
