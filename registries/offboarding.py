@@ -495,7 +495,7 @@ def _execute(offboarding: Offboarding, step: OffboardingStep) -> str:
     if kind == "credential":
         return _credential_step(offboarding, step, int(pk))
     if kind == "grant":
-        return _remove_grant(int(place.removeprefix("registry-")), step)
+        return remove_grant(int(place.removeprefix("registry-")), step.evidence)
     if kind == "member":
         return _remove_member(int(place.removeprefix("registry-")), step)
     raise PermanentError(f"no way to carry out {step.action} on {step.key}")
@@ -525,11 +525,12 @@ def _credential_step(offboarding: Offboarding, step: OffboardingStep, credential
             Credential.objects.filter(pk=credential.pk).update(steward=steward)
             return f"kept: {steward} answers for it now"
         step.action = Action.DISABLE
-        return f"{_disable(credential)}: {_nobody_takes_over()}"
-    return _disable(credential)
+        return f"{disable_credential(credential)}: {_nobody_takes_over()}"
+    return disable_credential(credential)
 
 
-def _disable(credential: Credential) -> str:
+def disable_credential(credential: Credential) -> str:
+    """Disable a registry credential through its connector (idempotent), and record it disabled."""
     registry = credential.registry
     assert registry is not None
     connector = sync.connector_for(registry)
@@ -570,14 +571,15 @@ def _nobody_takes_over() -> str:
     return "no one was named, the group has no owner and no steward is configured"
 
 
-def _remove_grant(registry_id: int, step: OffboardingStep) -> str:
+def remove_grant(registry_id: int, evidence: dict[str, Any], *, reason: str = "offboarding") -> str:
+    """Remove one grant, as a plan recorded it (principal, scope, actions, source), through the connector."""
     registry = Registry.objects.filter(pk=registry_id).first()
     if registry is None:
         return "the registry is no longer connected"
     connector = sync.connector_for(registry)
     if not can_write_grants(connector):
         raise PermanentError(f"{registry.kind} cannot change grants through its API")
-    removal = _grant_change(step.evidence)
+    removal = _grant_change(evidence, reason=reason)
     # Idempotent by the connector's contract: a grant already gone is success.
     list(connector.apply_access_plan(AccessPlan(registry=registry.name, removals=(removal,))))
     return f"removed {', '.join(removal.actions)} on {removal.scope}"
@@ -598,7 +600,7 @@ def _remove_member(registry_id: int, step: OffboardingStep) -> str:
     return f"removed from {', '.join(where)}"
 
 
-def _grant_change(evidence: dict[str, Any]) -> GrantChange:
+def _grant_change(evidence: dict[str, Any], *, reason: str = "offboarding") -> GrantChange:
     return GrantChange(
         op=ChangeOp.REMOVE,
         principal=Principal(
@@ -609,7 +611,7 @@ def _grant_change(evidence: dict[str, Any]) -> GrantChange:
         scope=str(evidence["scope"]),
         actions=tuple(evidence["actions"]),
         source=str(evidence["source"]),
-        reason="offboarding",
+        reason=reason,
     )
 
 

@@ -247,15 +247,12 @@ class Row:
 
 
 def _rows(user: User, campaign: Campaign, items: list[Item]) -> list[Row]:
-    ids = reviews.reviewer_ids(items)
-    return [
-        Row(
-            item,
-            reviews.may_decide(user, campaign, item, ids[item.pk]),
-            sorted(p.username for p in item.reviewers.all()),
-        )
-        for item in items
-    ]
+    rows = []
+    for item in items:
+        people = list(item.reviewers.all())  # prefetched by _listed()
+        may = reviews.may_decide(user, campaign, item, {person.pk for person in people})
+        rows.append(Row(item, may, sorted(person.username for person in people)))
+    return rows
 
 
 def _listed(queryset: QuerySet[Item]) -> QuerySet[Item]:

@@ -51,16 +51,10 @@ from accounts.scim.resources import ENTERPRISE_SCHEMA, scim_id
 from portal import audit, notify
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
-from registries import sync
+from registries import offboarding, sync
 from registries.connectors.base import (
-    AccessPlan,
     Capability,
-    ChangeOp,
-    GrantChange,
-    Principal,
     PrincipalKind,
-    can_disable_credentials,
-    can_write_grants,
 )
 from registries.connectors.errors import ConnectorError, PermanentError, TransientError
 from registries.models import (
@@ -81,10 +75,6 @@ Decision = AccessReviewCampaign.Decision
 ACTIONS = AccessRule.ACTIONS
 REMINDER_DAYS = (7, 1)  # reviewers with items left hear from Customs this many days before the due date
 MACHINE_PRINCIPALS = (PrincipalKind.ROBOT, PrincipalKind.SERVICE_ACCOUNT)
-
-
-def _record(actor: User | None, event: AuditAction, *, target: Any, **detail: Any) -> None:
-    audit.record(actor, event, target=target, **detail)
 
 
 class CampaignRefused(RequestRejected):
@@ -477,7 +467,7 @@ def create_campaign(request: CampaignRequest, *, actor: User | None) -> Campaign
         )
         campaign.registries.set(request.registries)
         campaign.reviewers.set(request.reviewers)
-        _record(actor, AuditAction.ACCESS_REVIEW_CREATED, target=campaign, scope=_scope_detail(campaign))
+        audit.record(actor, AuditAction.ACCESS_REVIEW_CREATED, target=campaign, scope=_scope_detail(campaign))
         if request.start_at is None or request.start_at <= now:
             open_campaign(campaign, actor=actor, now=now)
     return campaign
@@ -527,7 +517,9 @@ def open_campaign(campaign: Campaign, *, actor: User | None, now: datetime | Non
         locked.state, locked.opened_at = Campaign.State.OPEN, now
         locked.next_start_at = after_period(now, locked.recurrence)
         locked.save(update_fields=["state", "opened_at", "next_start_at"])
-        _record(actor, AuditAction.ACCESS_REVIEW_OPENED, target=locked, items=count, due_at=locked.due_at)
+        audit.record(
+            actor, AuditAction.ACCESS_REVIEW_OPENED, target=locked, items=count, due_at=locked.due_at
+        )
     campaign.refresh_from_db()
     return count
 
@@ -623,7 +615,7 @@ def _next_occurrence(campaign: Campaign, now: datetime) -> Campaign:
     )
     following.registries.set(campaign.registries.all())
     following.reviewers.set(campaign.reviewers.all())
-    _record(
+    audit.record(
         None,
         AuditAction.ACCESS_REVIEW_CREATED,
         target=following,
@@ -693,7 +685,7 @@ def decide(
             by_default=False,
         )
         if allowed:
-            _record(
+            audit.record(
                 actor,
                 AuditAction.ACCESS_REVIEW_DECIDED,
                 target=locked,
@@ -905,7 +897,7 @@ def close(campaign: Campaign, *, actor: User | None, now: datetime | None = None
         locked.state, locked.closed_at, locked.closed_by = Campaign.State.CLOSED, now, actor
         locked.save(update_fields=["state", "closed_at", "closed_by"])
         decisions = Counter(item.decision for item in items)
-        _record(
+        audit.record(
             actor,
             AuditAction.ACCESS_REVIEW_CLOSED,
             target=locked,
@@ -952,7 +944,7 @@ def _finish(campaign: Campaign) -> None:
         )
         if won:
             outcomes = Counter(campaign.items.values_list("outcome", flat=True))
-            _record(
+            audit.record(
                 campaign.closed_by,
                 AuditAction.ACCESS_REVIEW_APPLIED,
                 target=campaign,
@@ -992,7 +984,7 @@ def _apply_item(campaign: Campaign, item_id: int) -> TransientError | None:
         item.applied_at = now if item.outcome != Item.Outcome.PENDING else None
         item.save(update_fields=["steps", "outcome", "result", "applied_at"])
         if retry is None:
-            _record(
+            audit.record(
                 campaign.closed_by,
                 AuditAction.ACCESS_REVIEW_ITEM_APPLIED,
                 target=_target(item),
@@ -1035,9 +1027,13 @@ def _execute(campaign: Campaign, item: Item, step: dict[str, Any], now: datetime
         revoked = account_services.revoke_robot_token(robot, actor=campaign.closed_by)
         return "revoked" if revoked else "already revoked"
     if action == Step.DISABLE_CREDENTIAL:
-        return _disable(int(pk))
+        credential = Credential.objects.filter(pk=int(pk)).select_related("registry").first()
+        if credential is None or credential.gone_at is not None or credential.registry is None:
+            return "already gone from the registry"
+        return offboarding.disable_credential(credential)
     if action == Step.REMOVE_GRANT:
-        return _remove_grant(step["grant"], campaign)
+        grant = step["grant"]
+        return offboarding.remove_grant(grant["registry_pk"], grant, reason=f"access review: {campaign.name}")
     raise PermanentError(f"no way to carry out {step['action']} on {step['key']}")
 
 
@@ -1082,42 +1078,6 @@ def _remove_membership(item: Item, group_pk: int) -> str:
         )
     membership.delete()
     return "removed"
-
-
-def _disable(credential_id: int) -> str:
-    credential = Credential.objects.filter(pk=credential_id).select_related("registry").first()
-    if credential is None or credential.gone_at is not None or credential.registry is None:
-        return "already gone from the registry"
-    connector = sync.connector_for(credential.registry)
-    if not can_disable_credentials(connector):
-        raise PermanentError(f"{credential.registry.kind} cannot disable credentials through its API")
-    connector.disable_credential(credential.native_id)  # idempotent by the connector's contract
-    Credential.objects.filter(pk=credential.pk).update(enabled=False)
-    return "disabled"
-
-
-def _remove_grant(grant: dict[str, Any], campaign: Campaign) -> str:
-    registry = Registry.objects.filter(pk=grant["registry_pk"]).first()
-    if registry is None:
-        return "the registry is no longer connected"
-    connector = sync.connector_for(registry)
-    if not can_write_grants(connector):
-        raise PermanentError(f"{registry.kind} cannot change grants through its API")
-    removal = GrantChange(
-        op=ChangeOp.REMOVE,
-        principal=Principal(
-            kind=PrincipalKind(grant["principal_kind"]),
-            id=grant["principal_id"],
-            name=grant["principal_name"],
-        ),
-        scope=grant["scope"],
-        actions=tuple(grant["actions"]),
-        source=grant["source"],
-        reason=f"access review: {campaign.name}",
-    )
-    # Idempotent by the connector's contract: a grant already gone is success.
-    list(connector.apply_access_plan(AccessPlan(registry=registry.name, removals=(removal,))))
-    return f"removed {', '.join(removal.actions)} on {removal.scope}"
 
 
 # --- reminders ------------------------------------------------------------------------------------------
