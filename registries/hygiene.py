@@ -466,12 +466,12 @@ def credential_facts(
 
 def _people(credentials: Any) -> dict[int, Person]:
     """Every person a credential names, read once: status and name are all the rules need."""
-    ids = set(credentials.exclude(owner_user=None).values_list("owner_user_id", flat=True).distinct())
-    ids |= set(
-        credentials.exclude(created_by_user=None).values_list("created_by_user_id", flat=True).distinct()
+    named = (
+        Q(pk__in=credentials.values("owner_user_id"))
+        | Q(pk__in=credentials.values("created_by_user_id"))
+        | Q(pk__in=credentials.values("steward_id"))
     )
-    ids |= set(credentials.exclude(steward=None).values_list("steward_id", flat=True).distinct())
-    rows = User.objects.filter(pk__in=ids).values_list("pk", "username", "display_name", "status")
+    rows = User.objects.filter(named).values_list("pk", "username", "display_name", "status")
     return {
         pk: Person(pk, display or username, status) for pk, username, display, status in rows.iterator(CHUNK)
     }

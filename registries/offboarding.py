@@ -44,6 +44,8 @@ from registries.connectors.errors import ConnectorError, PermanentError, Transie
 from registries.models import AccessRule, Credential, Grant, Offboarding, OffboardingStep, Registry
 
 CUSTOMS = "Customs"
+# The states offboarding_one_open_per_person counts: at most one of these per person.
+OPEN_STATES = (Offboarding.State.PLANNED, Offboarding.State.RUNNING)
 
 
 class Action(enum.StrEnum):
@@ -234,9 +236,7 @@ def _identities(person: User) -> dict[Registry, list[tuple[str, str]]]:
         if identity not in found.setdefault(grant.registry, []):
             found[grant.registry].append(identity)
     for registry in _registries_linking_usernames():
-        if (person.username, "") not in found.setdefault(registry, []) and not any(
-            principal_id == person.username for principal_id, _ in found[registry]
-        ):
+        if not any(principal_id == person.username for principal_id, _ in found.setdefault(registry, [])):
             found[registry].append((person.username, ""))
     for registry in _registries_linking_emails():
         if person.external_id and not found.get(registry):
@@ -329,6 +329,10 @@ def start(
         raise OffboardingRefused("you cannot offboard yourself")
     if reassign_to is not None and (reassign_to.pk == person.pk or not reassign_to.may_sign_in):
         raise OffboardingRefused("re-assign to someone else who is still active")
+    if Offboarding.objects.filter(person=person, state__in=OPEN_STATES).exists():
+        # Said before planning, which reads every registry's configuration; the constraint below
+        # still settles a race.
+        raise OffboardingRefused(f"{person} already has an offboarding that has not finished")
     plan = plan_for(person)
     if plan.reassigned and reassign_to is None and trigger == Offboarding.Trigger.MANUAL:
         raise OffboardingRefused(
@@ -478,15 +482,13 @@ def _run_step(offboarding: Offboarding, step_id: int) -> None:
 
 
 def _execute(offboarding: Offboarding, step: OffboardingStep) -> str:
-    """Carry out one step; returns what was done. Raises ConnectorError when a registry refuses."""
+    """Carry out one step; returns what was done. Raises ConnectorError when a registry refuses.
+
+    Sessions and Customs tokens never come here: confirm() ends them with the status change.
+    """
     place, _, subject = step.key.partition("/")
     kind, _, pk = subject.rpartition("-")
     person = offboarding.person
-    if step.action == Action.END_SESSIONS:
-        return f"{account_services.end_sessions(person)} sessions ended"
-    if step.action == Action.REVOKE:
-        revoked = PersonalToken.objects.filter(pk=pk, owner=person).revoke()
-        return "revoked" if revoked else "already revoked"
     if step.action == Action.REMOVE_MEMBERSHIP:
         removed, _ = GroupMembership.objects.filter(user=person, group_id=int(pk)).delete()
         return "removed" if removed else "already gone"
@@ -592,12 +594,8 @@ def _remove_member(registry_id: int, step: OffboardingStep) -> str:
     connector = sync.connector_for(registry)
     if not can_remove_members(connector):
         raise PermanentError(f"{registry.kind} cannot remove members through its API")
-    principal_id = str(step.evidence["principal_id"])
-    where = connector.memberships_of(principal_id)
-    if not where:
-        return "not a member any more"
-    connector.remove_person(principal_id)
-    return f"removed from {', '.join(where)}"
+    where = connector.remove_person(str(step.evidence["principal_id"]))
+    return f"removed from {', '.join(where)}" if where else "not a member any more"
 
 
 def _grant_change(evidence: dict[str, Any], *, reason: str = "offboarding") -> GrantChange:

@@ -31,14 +31,13 @@ from portal.models import AuditEvent
 from portal.querystring import query_without
 from registries import offboarding, offboarding_report
 from registries.models import Offboarding, OffboardingStep
-from registries.offboarding import Action, Item, OffboardingRefused
+from registries.offboarding import OPEN_STATES, Action, Item, OffboardingRefused
 
 PAGE_SIZE = 50
 PEOPLE_SHOWN = 20  # search results; a longer list means the search should be narrower
 POLL_SECONDS = 3
 # How long a finished offboarding's page waits for the worker's verification before it stops asking.
 VERIFICATION_WAIT = timedelta(minutes=10)
-OPEN_STATES = (Offboarding.State.PLANNED, Offboarding.State.RUNNING)
 
 # The plan's actions in words; the steps store the bare value.
 ACTION_LABELS: dict[str, str] = {

@@ -143,15 +143,6 @@ def refresh_lineage(registry_id: int | None = None) -> dict[str, int]:
     return result.open_by_kind
 
 
-@shared_task(acks_late=True)
-def verify_offboarding(offboarding_id: int) -> str:
-    """Re-read the registries of a finished offboarding (an admin asked to check again)."""
-    found = Offboarding.objects.filter(pk=offboarding_id).select_related("person").first()
-    if found is None:
-        return "gone"
-    return offboarding.verify(found).state
-
-
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
 def offboard_from_directory(person_id: int, reason: str) -> str:
     """A person the directory disabled or removed (SCIM, or an admin's departure): offboard them.

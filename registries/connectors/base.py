@@ -388,8 +388,9 @@ class MemberRemover(Protocol):
     def memberships_of(self, principal_id: str) -> list[str]:
         """Where they are a member, read now ("organisation acme", "team acme/ci"); [] for nowhere."""
 
-    def remove_person(self, principal_id: str) -> None:
-        """Take them out of every organisation and team the connector manages. Idempotent."""
+    def remove_person(self, principal_id: str) -> list[str]:
+        """Take them out of every organisation and team the connector manages; returns where they
+        were, worded as memberships_of() words it ([] for nowhere). Idempotent."""
 
 
 def can_remove_members(connector: object) -> TypeGuard[MemberRemover]:

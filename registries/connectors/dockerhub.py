@@ -580,19 +580,23 @@ class DockerHubConnector:
     # --- writes: reconcile plans and offboarding -------------------------------------------------
 
     def memberships_of(self, principal_id: str) -> list[str]:
+        return self._memberships(principal_id)[1]
+
+    def remove_person(self, principal_id: str) -> list[str]:
+        username, where = self._memberships(principal_id)
+        if where:
+            self.remove_member(username)
+        return where
+
+    def _memberships(self, principal_id: str) -> tuple[str, list[str]]:
+        """The member a principal id names, and where they are one. The member listing names each
+        member's teams (org_member.groups), so no team is read."""
         members = self._members()
         username = self._username(principal_id, members or {})
         if members is None or username not in members:
-            return []  # a personal namespace has no members, only its owner
-        teams = sorted(
-            str(team["name"])
-            for team in self._pages(f"{self._org_path()}/groups")
-            if any(m.get("username") == username for m in self._pages(self._team_members_path(team["name"])))
-        )
-        return [f"organisation {self.config.namespace}", *(f"team {team}" for team in teams)]
-
-    def remove_person(self, principal_id: str) -> None:
-        self.remove_member(self._username(principal_id, self._members() or {}))
+            return username, []  # a personal namespace has no members, only its owner
+        teams = sorted(str(team) for team in members[username].get("groups") or [])
+        return username, [f"organisation {self.config.namespace}", *(f"team {team}" for team in teams)]
 
     def _username(self, principal_id: str, members: dict[str, dict[str, Any]]) -> str:
         """The member a principal id names: a username, or their e-mail where members are linked by it."""

@@ -345,10 +345,12 @@ class QuayConnector:
                     seats.append(f"team {organisation}/{team}")
         return seats
 
-    def remove_person(self, principal_id: str) -> None:
-        for seat in self.memberships_of(principal_id):
+    def remove_person(self, principal_id: str) -> list[str]:
+        seats = self.memberships_of(principal_id)
+        for seat in seats:
             organisation, team = seat.removeprefix("team ").split("/", 1)
             self.remove_team_member(organisation, team, principal_id)
+        return seats
 
     def remove_team_member(self, organisation: str, team: str, member: str) -> None:
         """Take a user or robot out of a team (offboarding). Someone already out is success."""
