@@ -111,12 +111,18 @@ def _snapshots(first: date, registry: Registry | None = None) -> list[tuple[int,
 # --- links to findings ----------------------------------------------------------------------------
 
 
-def _open_findings(registry: Registry | None = None) -> dict[str, int]:
-    """Finding key → id of the unresolved posture findings (one query)."""
-    rows = Finding.objects.unresolved().filter(kind__in=[k.slug for k in posture.KINDS.values()])
-    if registry is not None:
-        rows = rows.filter(scope=f"registry-{registry.pk}")
-    return dict(rows.values_list("key", "pk"))
+def _finding_key(fact: PostureFact) -> str:
+    """The key of the finding a failing fact opens; "" for facts that open none of posture's."""
+    kind = posture.KINDS.get(PostureCheck(fact.check_name))
+    if kind is None or fact.state != PostureState.FAILING:
+        return ""
+    return finding_key(kind, posture.finding_subject_key(fact.registry_id, fact.subject))
+
+
+def _open_findings(facts: list[PostureFact]) -> dict[str, int]:
+    """Finding key → id of the unresolved findings of these facts (one query), not of every one."""
+    keys = {key for fact in facts if (key := _finding_key(fact))}
+    return dict(Finding.objects.unresolved().filter(key__in=keys).values_list("key", "pk"))
 
 
 def _fact_row(fact: PostureFact, open_findings: dict[str, int]) -> FactRow:
@@ -126,8 +132,7 @@ def _fact_row(fact: PostureFact, open_findings: dict[str, int]) -> FactRow:
     if kind is None:  # no_expiry: hygiene's findings, one per credential
         url = fact.evidence_url if fact.state == PostureState.FAILING else ""
     elif fact.state == PostureState.FAILING:
-        key = finding_key(kind, posture.finding_subject_key(fact.registry_id, fact.subject))
-        found = open_findings.get(key)
+        found = open_findings.get(_finding_key(fact))
         url = (
             reverse("portal:finding_detail", args=[found])
             if found
@@ -158,9 +163,12 @@ def posture_overview(request: HttpRequest) -> HttpResponse:
     worst = sorted(
         (row for row in rows if row.score is not None), key=lambda row: (row.score, row.registry.name)
     )
-    failing = PostureFact.objects.filter(state=PostureState.FAILING).select_related("registry")
-    failing = failing.order_by("registry__name", "check_name", "subject")
-    open_findings = _open_findings()
+    failing = list(
+        PostureFact.objects.filter(state=PostureState.FAILING)
+        .select_related("registry")
+        .order_by("registry__name", "check_name", "subject")[:FAILING_SHOWN]
+    )
+    open_findings = _open_findings(failing)
     estate = _estate(series)
     context = {
         "rows": rows,
@@ -172,7 +180,7 @@ def posture_overview(request: HttpRequest) -> HttpResponse:
             for row in worst[:CHARTED]
         ],
         "charted": CHARTED,
-        "failing": [_fact_row(fact, open_findings) for fact in failing[:FAILING_SHOWN]],
+        "failing": [_fact_row(fact, open_findings) for fact in failing],
         "failing_total": sum(failing_counts.values()),
         "failing_shown": FAILING_SHOWN,
         "production": [p.text for p in posture.production_patterns()],
@@ -197,13 +205,13 @@ def registry_posture(request: HttpRequest, registry_id: int) -> HttpResponse:
     first = today - timedelta(days=TREND_DAYS - 1)
     facts = list(registry.posture_facts.order_by("check_name", "state", "subject", "pk"))
     by_check = posture.tallies(facts)
-    open_findings = _open_findings(registry)
     points = _series(_snapshots(first, registry), first, today).get(registry.pk, [])
     order = {check.value: index for index, check in enumerate(posture.ORDER)}
     shown = sorted(
         (f for f in facts if f.state != PostureState.OK),
         key=lambda f: (order[f.check_name], f.state != PostureState.FAILING, f.subject),
     )
+    open_findings = _open_findings(shown)
     latest_run = SyncRun.objects.filter(registry=registry, replica=None).order_by("-started_at").first()
     context = {
         "registry": registry,

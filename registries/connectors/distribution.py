@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import requests
 from pydantic import SecretStr, field_validator
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from portal.http import OutboundSession, TransientError, outbound_session
 from registries.connectors.base import (
@@ -402,22 +403,10 @@ class DistributionConnector:
 
     def _blob(self, repository: str, digest: str, *, limit: int) -> bytes:
         """A blob's bytes, given up past `limit` without reading the rest: a descriptor may lie."""
-        too_big = PermanentError(f"blob {repository}@{digest} is larger than {limit} bytes")
         with self._request(
             "GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository), stream=True
         ) as response:
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise too_big
-            body = bytearray()
-            try:
-                for chunk in response.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > limit:
-                        raise too_big
-            except requests.RequestException as exc:
-                raise TransientError(f"blob {repository}@{digest}: {exc.__class__.__name__}") from exc
-        return bytes(body)
+            return read_bounded(response, limit, what=f"blob {repository}@{digest}")
 
     def _config(self, repository: str, digest: str) -> dict[str, Any]:
         if not digest:
@@ -698,3 +687,21 @@ def _identifier(identifier: Any) -> str:
     if not identifier or identifier.startswith("docker-image://"):
         return identifier
     return identifier.partition("://")[0][:32] + "://"
+
+
+def read_bounded(response: requests.Response, limit: int, *, what: str) -> bytes:
+    """A streamed body, given up past `limit` bytes without reading the rest: a descriptor may lie."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PermanentError(f"{what} is {declared} bytes, more than the {limit} Customs reads")
+    parts: list[bytes] = []
+    total = 0
+    try:
+        for part in response.iter_content(64 * 1024):
+            total += len(part)
+            if total > limit:
+                raise PermanentError(f"{what} is more than the {limit} bytes Customs reads")
+            parts.append(part)
+    except (requests.RequestException, Urllib3Error, OSError) as exc:
+        raise TransientError(f"{what}: the connection broke while reading it") from exc
+    return b"".join(parts)

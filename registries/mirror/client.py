@@ -25,7 +25,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from portal.http import OutboundSession, describe_connection_error, outbound_session
 from registries.connectors.base import OCI_INDEX
-from registries.connectors.distribution import ACCEPT
+from registries.connectors.distribution import ACCEPT, read_bounded
 from registries.connectors.errors import (
     AuthError,
     PermanentError,
@@ -276,7 +276,7 @@ class RepositoryClient:
             "GET", self.path(f"manifests/{reference}"), expect=(200,), headers={"Accept": accept}, stream=True
         )
         with response:
-            data = _read_bounded(response, MAX_MANIFEST_BYTES, what=f"manifest {reference}")
+            data = read_bounded(response, MAX_MANIFEST_BYTES, what=f"manifest {reference}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if is_digest(reference):
             actual = digest_of(data, reference)
@@ -412,23 +412,6 @@ class DigestMismatch(TransientError):
 
     Transient: a proxy or a dropped connection is the usual cause, and the next run fetches again.
     """
-
-
-def _read_bounded(response: requests.Response, limit: int, *, what: str) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PermanentError(f"{what} is {declared} bytes, more than the {limit} a manifest may have")
-    parts: list[bytes] = []
-    total = 0
-    try:
-        for part in response.iter_content(64 * 1024):
-            total += len(part)
-            if total > limit:
-                raise PermanentError(f"{what} is more than the {limit} bytes a manifest may have")
-            parts.append(part)
-    except (requests.RequestException, Urllib3Error, OSError) as exc:
-        raise TransientError(f"{what}: the connection broke while reading it") from exc
-    return b"".join(parts)
 
 
 def _where(url: str) -> str:
