@@ -103,6 +103,7 @@ def copy_image(
     *,
     tag: str | None = None,
     progress: Progress | None = None,
+    reader: RepositoryClient | None = None,
 ) -> list[DestinationResult]:
     """Copy `reference` (a tag or a digest) from `source` into every destination; one result each, in order.
 
@@ -110,6 +111,7 @@ def copy_image(
     a digest with no tag is copied untagged. Raises the connector errors (NotFoundError,
     AuthError, TransientError, DigestMismatch…) for trouble upstream; a destination's trouble is
     its result's `error`. `progress` gets one-line messages, one call at a time, from any thread.
+    `reader`, a client the caller already holds for `source`, saves signing in upstream again.
     """
     say = _Reporter(progress)
     for name in (reference, tag):
@@ -117,7 +119,7 @@ def copy_image(
             raise ValueError(f"{name!r} is neither a tag nor a digest")
     if not destinations:
         return []
-    upstream = RepositoryClient(source, actions="pull")
+    upstream = reader or RepositoryClient(source, actions="pull")
     if is_digest(reference):
         digest = reference
     else:

@@ -372,7 +372,7 @@ def _mirror_tag(
         return False
     needing = _observe(run, chosen, clients, tag, digest, outcome, say)
     if needing and not run.dry_run:
-        _copy(entry, run, needing, upstream.endpoint, tag, digest, outcome, say)
+        _copy(entry, run, needing, upstream, tag, digest, outcome, say)
     return True
 
 
@@ -411,7 +411,7 @@ def _copy(
     entry: BaseImage,
     run: MirrorRun,
     needing: list[Target],
-    source: Endpoint,
+    upstream: RepositoryClient,
     tag: str,
     digest: str,
     outcome: Outcome,
@@ -419,7 +419,15 @@ def _copy(
 ) -> None:
     endpoints = [target.endpoint for target in needing if target.endpoint is not None]
     try:
-        results = copy_image(source, digest, endpoints, tag=tag, progress=lambda line: say(f"    {line}"))
+        # The listing's client, token and all: each tag copied does not sign in upstream again.
+        results = copy_image(
+            upstream.endpoint,
+            digest,
+            endpoints,
+            tag=tag,
+            progress=lambda line: say(f"    {line}"),
+            reader=upstream,
+        )
     except OutboundError as exc:
         # Upstream trouble with this tag (a blob gone, a broken transfer): every region misses it alike.
         results = [DestinationResult(endpoint, error=f"upstream: {exc}") for endpoint in endpoints]
