@@ -281,13 +281,17 @@ class ArtifactRegistryConnector:
 
     def _repository_ids(self) -> list[str]:
         if self._repo_ids is None:
-            ids = []
-            for item in self._pages(f"{self._parent}/repositories", "repositories"):
-                # Virtual repositories only point at others (listing them would count images twice).
-                if item.get("format") == "DOCKER" and item.get("mode") != "VIRTUAL_REPOSITORY":
-                    ids.append(str(item["name"]).rsplit("/", 1)[-1])
-            self._repo_ids = sorted(ids)
+            self._repo_ids = sorted(self._docker_repositories())
         return self._repo_ids
+
+    def _docker_repositories(self) -> dict[str, dict[str, Any]]:
+        """Repository id → the listing's item, docker repositories only. Virtual ones are left out:
+        they only point at others and store nothing of their own (listing them would count twice)."""
+        return {
+            str(item["name"]).rsplit("/", 1)[-1]: item
+            for item in self._pages(f"{self._parent}/repositories", "repositories")
+            if item.get("format") == "DOCKER" and item.get("mode") != "VIRTUAL_REPOSITORY"
+        }
 
     def _list_images(self, repo: str) -> list[_Image]:
         url = f"{self._parent}/repositories/{quote(repo, safe='')}/dockerImages"
@@ -341,10 +345,7 @@ class ArtifactRegistryConnector:
     def read_replication(self) -> Iterator[RemoteReplication]:
         """Each docker repository's location. Artifact Registry has no replicas: a multi-region
         location (us, europe, asia) is Google's own redundancy, reported in the location's name."""
-        for item in self._pages(f"{self._parent}/repositories", "repositories"):
-            if item.get("format") != "DOCKER" or item.get("mode") == "VIRTUAL_REPOSITORY":
-                continue  # a virtual repository stores nothing of its own
-            repo = str(item["name"]).rsplit("/", 1)[-1]
+        for repo, item in self._docker_repositories().items():
             gcr = repo in GCR_HOSTS
             url = (
                 f"{self.config.gcr_url.format(host=repo)}/{self.config.project}"
@@ -367,11 +368,7 @@ class ArtifactRegistryConnector:
     def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
         """Per docker repository: IAM bindings open to everyone, vulnerability scanning and (where a
         production image path lies) immutable tags; the project's policy for registry-wide access."""
-        repositories = {
-            str(item["name"]).rsplit("/", 1)[-1]: item
-            for item in self._pages(f"{self._parent}/repositories", "repositories")
-            if item.get("format") == "DOCKER" and item.get("mode") != "VIRTUAL_REPOSITORY"
-        }
+        repositories = self._docker_repositories()
         for repo, item in sorted(repositories.items()):
             url = self._repository_url(repo)
             policy = self._get(f"{url}:getIamPolicy", params=_V3)

@@ -289,14 +289,16 @@ class EcrConnector:
         self._distribution().check()
 
     def repositories(self) -> Iterator[RemoteRepository]:
-        paginator = self._ecr.get_paginator("describe_repositories")
-        pages = paginator.paginate(
+        for repository in self._describe_repositories():
+            yield RemoteRepository(name=repository["repositoryName"])
+
+    def _describe_repositories(self) -> Iterator[dict[str, Any]]:
+        pages = self._ecr.get_paginator("describe_repositories").paginate(
             registryId=self.config.aws_account, PaginationConfig={"PageSize": self.config.page_size}
         )
         with _aws("ECR DescribeRepositories"):
             for page in pages:
-                for repository in page.get("repositories", []):
-                    yield RemoteRepository(name=repository["repositoryName"])
+                yield from (dict(repository) for repository in page.get("repositories", []))
 
     def tags(self, repository: str) -> list[RemoteTag]:
         tags = []
@@ -395,14 +397,7 @@ class EcrConnector:
         production ones) tag mutability. A private ECR registry has no anonymous access of its own."""
         yield self._root_keys_fact()
         rules = self._scan_on_push_rules()
-        pages = self._ecr.get_paginator("describe_repositories").paginate(
-            registryId=self.config.aws_account, PaginationConfig={"PageSize": self.config.page_size}
-        )
-        with _aws("ECR DescribeRepositories"):
-            repositories: list[dict[str, Any]] = [
-                dict(r) for page in pages for r in page.get("repositories", [])
-            ]
-        for repository in repositories:
+        for repository in list(self._describe_repositories()):
             name = str(repository["repositoryName"])
             url = self._console_url(f"ecr/repositories/private/{self.config.aws_account}/{name}")
             yield _scan_fact(name, repository, rules, url)
