@@ -27,7 +27,7 @@ from django.utils import timezone
 from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RobotToken, User
 from portal import bulkread, findings
 from portal.findings import FindingKind, Observation, Severity
-from registries import connectors, sync
+from registries import connectors
 from registries.connectors.base import Capability
 from registries.models import AccessRule, Credential, Registry, Repository
 
@@ -511,7 +511,7 @@ def copy_customs_tokens(now: datetime | None = None) -> int:
 
 
 # The same columns a sync writes: Customs' rows have no sync run, shared admin or usage log (defaults).
-_CUSTOMS_FIELDS: list[str] = sync.CREDENTIAL_FIELDS
+_CUSTOMS_FIELDS: list[str] = Credential.SYNCED_FIELDS
 
 
 def _gone_at(revoked_at: datetime | None, expires_at: datetime, now: datetime) -> datetime | None:

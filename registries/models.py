@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from django.db import models
 from django.db.models import F, Q, Value
@@ -496,6 +496,33 @@ class Credential(models.Model):
     KINDS = [(kind.value, kind.value.replace("_", " ")) for kind in CredentialKind] + CUSTOMS_KINDS
     PRINCIPAL_KINDS = Grant.PRINCIPAL_KINDS
     ACTIONS = Grant.ACTIONS
+    # What a complete read writes, by a sync or by hygiene copying Customs' own tokens in.
+    SYNCED_FIELDS: ClassVar[list[str]] = [
+        "kind",
+        "name",
+        "enabled",
+        "owner_kind",
+        "owner_id",
+        "owner_name",
+        "owner_user",
+        "created_by_id",
+        "created_by_name",
+        "created_by_user",
+        "created_at",
+        "expires_at",
+        "expiry_known",
+        "last_used_at",
+        "usage_known",
+        "last_used_source",
+        "scopes",
+        "shared_admin",
+        "actions",
+        "actions_seen",
+        "actions_seen_source",
+        "observed_at",
+        "gone_at",
+        "run",
+    ]
 
     # None for Customs' own tokens, which open every registry Customs is the token server of.
     registry = models.ForeignKey(

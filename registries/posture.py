@@ -25,14 +25,18 @@ from django.utils import timezone
 
 from portal import findings
 from portal.findings import FindingKind, Observation, Severity
+from registries import hygiene
 from registries.connectors import base
 from registries.connectors.base import PostureCheck, PostureState
 from registries.models import Credential, PostureFact, PostureSnapshot, Registry, SyncRun
 from registries.patterns import InvalidPattern, Pattern, compile_pattern
 
-# Hygiene's kind for credentials without expiry (registries/hygiene.py, LOW): posture counts those
-# credentials and links to hygiene's findings rather than raising findings of its own.
-NEVER_EXPIRES_SLUG = "credential_never_expires"
+# Checks whose failing subjects are credentials that hygiene already judges one by one: posture
+# scores them and links to hygiene's findings rather than opening a second finding for one cause.
+HYGIENE_KINDS: dict[PostureCheck, FindingKind] = {
+    PostureCheck.NO_EXPIRY: hygiene.NEVER_EXPIRES,
+    PostureCheck.ACR_ADMIN_USER: hygiene.SHARED_ADMIN,
+}
 WEIGHTS = {
     Severity.CRITICAL: 8,
     Severity.HIGH: 4,
@@ -98,15 +102,6 @@ KINDS: dict[PostureCheck, FindingKind] = {
             "nothing opens a door by itself, but a vulnerable image goes unnoticed until someone looks.",
         )
     ),
-    PostureCheck.ACR_ADMIN_USER: findings.register(
-        FindingKind(
-            slug="posture_acr_admin_user",
-            severity=Severity.HIGH,
-            title="ACR admin user enabled",
-            explanation="The registry's admin user is a shared login with push and delete on every "
-            "repository, outside Entra ID: disable it and use tokens or role assignments.",
-        )
-    ),
     PostureCheck.MEMBERS_WITHOUT_SSO: findings.register(
         FindingKind(
             slug="posture_members_without_sso",
@@ -121,14 +116,10 @@ KINDS: dict[PostureCheck, FindingKind] = {
 ORDER = list(PostureCheck)
 
 
-def severity_of(check: str) -> str:
-    kind = KINDS.get(PostureCheck(check))
-    return kind.severity if kind else Severity.LOW  # no_expiry: hygiene's credential_never_expires
-
-
-def title_of(check: str) -> str:
-    kind = KINDS.get(PostureCheck(check))
-    return kind.title if kind else "Credential without expiry"
+def kind_of(check: str) -> FindingKind:
+    """The finding kind a failing check stands for: posture's own, or hygiene's."""
+    key = PostureCheck(check)
+    return KINDS.get(key) or HYGIENE_KINDS[key]
 
 
 def findings_url(slug: str, registry_id: int) -> str:
@@ -251,7 +242,7 @@ def customs_rows(registry: Registry, now: datetime) -> list[PostureFact]:
                 PostureState.FAILING,
                 evidence,
                 "",
-                findings_url(NEVER_EXPIRES_SLUG, registry.pk),
+                findings_url(hygiene.NEVER_EXPIRES.slug, registry.pk),
                 count=never,
             )
         )
@@ -309,7 +300,7 @@ def score(by_check: dict[str, Tally]) -> int | None:
         share = tally.share
         if share is None:
             continue
-        weight = WEIGHTS.get(Severity(severity_of(check)), 1)
+        weight = WEIGHTS.get(Severity(kind_of(check).severity), 1)
         weighted, total = weighted + weight * share, total + weight
     return round(100 * weighted / total) if total else None
 

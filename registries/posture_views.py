@@ -129,8 +129,9 @@ def _fact_row(fact: PostureFact, open_findings: dict[str, int]) -> FactRow:
     check = PostureCheck(fact.check_name)
     kind = posture.KINDS.get(check)
     url = ""
-    if kind is None:  # no_expiry: hygiene's findings, one per credential
-        url = fact.evidence_url if fact.state == PostureState.FAILING else ""
+    if kind is None:  # hygiene judges these credentials: its findings, one per credential
+        if fact.state == PostureState.FAILING:
+            url = posture.findings_url(posture.kind_of(check).slug, fact.registry_id)
     elif fact.state == PostureState.FAILING:
         found = open_findings.get(_finding_key(fact))
         url = (
@@ -138,7 +139,8 @@ def _fact_row(fact: PostureFact, open_findings: dict[str, int]) -> FactRow:
             if found
             else posture.findings_url(kind.slug, fact.registry_id)
         )
-    return FactRow(fact, posture.title_of(fact.check_name), posture.severity_of(fact.check_name), url)
+    shown = posture.kind_of(fact.check_name)
+    return FactRow(fact, shown.title, shown.severity, url)
 
 
 # --- the pages ------------------------------------------------------------------------------------
@@ -232,12 +234,5 @@ def registry_posture(request: HttpRequest, registry_id: int) -> HttpResponse:
 
 
 def _check_row(registry: Registry, check: str, tally: posture.Tally) -> CheckRow:
-    kind = posture.KINDS.get(PostureCheck(check))
-    slug = kind.slug if kind else posture.NEVER_EXPIRES_SLUG
-    return CheckRow(
-        check,
-        posture.title_of(check),
-        posture.severity_of(check),
-        tally,
-        posture.findings_url(slug, registry.pk),
-    )
+    kind = posture.kind_of(check)
+    return CheckRow(check, kind.title, kind.severity, tally, posture.findings_url(kind.slug, registry.pk))

@@ -523,39 +523,11 @@ def apply_credentials(registry: Registry, run: SyncRun, credentials: list[Remote
         row.observed_at, row.gone_at, row.run = now, None, run
         changed.append(row)
     known = [row for row in changed if row.pk is not None]
-    Credential.objects.bulk_update(known, CREDENTIAL_FIELDS, batch_size=500)
+    Credential.objects.bulk_update(known, Credential.SYNCED_FIELDS, batch_size=500)
     Credential.objects.bulk_create([row for row in changed if row.pk is None], batch_size=500)
     Credential.objects.filter(pk__in=[row.pk for row in existing.values()], gone_at=None).update(gone_at=now)
     run.credentials_seen = len(credentials)
     run.save(update_fields=["credentials_seen"])
-
-
-CREDENTIAL_FIELDS: list[str] = [
-    "kind",
-    "name",
-    "enabled",
-    "owner_kind",
-    "owner_id",
-    "owner_name",
-    "owner_user",
-    "created_by_id",
-    "created_by_name",
-    "created_by_user",
-    "created_at",
-    "expires_at",
-    "expiry_known",
-    "last_used_at",
-    "usage_known",
-    "last_used_source",
-    "scopes",
-    "shared_admin",
-    "actions",
-    "actions_seen",
-    "actions_seen_source",
-    "observed_at",
-    "gone_at",
-    "run",
-]
 
 
 def _copy_credential(row: Credential, credential: RemoteCredential, people: dict[str, int]) -> None:

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.db.models import Q
 
-from registries import connectors, drift, services, sync
+from portal.models import Finding
+from registries import connectors, drift, hygiene, posture, services, sync
 from registries.connectors.acr import AcrConnector, AcrTokenConnector
 from registries.connectors.base import (
     AccessPlan,
@@ -28,6 +30,7 @@ from registries.connectors.base import (
 from registries.connectors.errors import AuthError, ConfigError, PermanentError, RateLimited, TransientError
 from registries.demo import images as im
 from registries.models import Artifact, Credential, Grant, Registry, Repository, SyncRun
+from registries.models import PostureFact as FactRow
 from tests import factories
 from tests.fakes.acr import ACR_PULL, ACR_PUSH, FakeAcr, FakeToken, RoleAssignment
 from tests.fakes.server import Answer
@@ -185,6 +188,20 @@ def test_a_sync_records_inventory_credentials_and_grants(registry: RunningRegist
         True,
         False,
     )
+
+    # Posture scores the admin user, hygiene opens its finding: one cause, one finding.
+    hygiene.scan(registry=saved)
+    posture.evaluate(saved)
+    admin = str(credentials["admin-user"].pk)
+    about_admin = Finding.objects.unresolved().filter(
+        Q(kind__contains="admin") | Q(subject_type="registries.credential", subject_id=admin)
+    )
+    assert sorted(about_admin.values_list("kind", "severity")) == [
+        ("credential_never_expires", "low"),  # the admin user's passwords have no expiry
+        ("credential_orphaned", "medium"),  # and it belongs to nobody
+        ("credential_shared_admin", "high"),
+    ]
+    assert FactRow.objects.get(registry=saved, check_name="acr_admin_user").state == "failing"
 
 
 # --- credentials -------------------------------------------------------------------------------------

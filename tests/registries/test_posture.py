@@ -6,6 +6,7 @@ The fakes answer posture reads only in shapes their vendor's description allows 
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.utils import timezone
 from pydantic import SecretStr
 
@@ -693,3 +695,23 @@ def test_a_failed_posture_read_keeps_the_previous_facts(
     assert Finding.objects.filter(
         kind="posture_sso_not_enforced", scope=f"registry-{saved.pk}", resolved_at=None
     ).exists()
+
+
+@pytest.mark.django_db
+def test_the_retired_acr_admin_user_kind_is_resolved_by_its_migration() -> None:
+    from django.apps import apps
+
+    retire = importlib.import_module("registries.migrations.0021_retire_posture_acr_admin_user")
+    left = factories.finding(kind="posture_acr_admin_user")
+    done = factories.finding(kind="posture_acr_admin_user", resolved_at=timezone.now() - timedelta(days=3))
+    other = factories.finding(kind="posture_anonymous_pull")
+
+    retire.resolve_retired(apps, connection.schema_editor())
+
+    for row in (left, done, other):
+        row.refresh_from_db()
+    assert left.resolved_at is not None
+    three_days_ago = timezone.now() - timedelta(days=3)
+    assert done.resolved_at is not None
+    assert done.resolved_at < three_days_ago + timedelta(hours=1)  # its own time kept
+    assert other.resolved_at is None

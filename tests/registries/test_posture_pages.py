@@ -190,6 +190,22 @@ def test_the_registry_page_shows_each_check_its_score_and_what_is_not_passing(si
     ]
 
 
+def test_the_acr_admin_user_is_scored_here_and_found_by_hygiene(signed_in: Client) -> None:
+    registry = scored("posture-acr", [fact(PostureCheck.ACR_ADMIN_USER, PostureState.FAILING)], 0)
+
+    response = signed_in.get(registry_page(registry))
+
+    (row,) = [row for row in response.context["facts"] if row.fact.check_name == "acr_admin_user"]
+    hygiene_list = f"/findings/?kind=credential_shared_admin&scope=registry-{registry.pk}"
+    assert (row.title, row.severity, row.finding_url) == (
+        "Shared admin account enabled",
+        "high",
+        hygiene_list,
+    )
+    assert not Finding.objects.filter(scope=f"registry-{registry.pk}").exists()  # none of posture's
+    assert response.context["score"] == 0
+
+
 def test_the_registry_page_says_when_the_last_sync_could_not_read_the_settings(signed_in: Client) -> None:
     registry = scored("posture-unread", [fact(PostureCheck.ANONYMOUS_PULL, PostureState.OK)], 0)
     factories.sync_run(registry, not_read={"posture": "403 from /api/v2.0/systeminfo"})
