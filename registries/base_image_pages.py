@@ -38,6 +38,7 @@ from registries.models import ArtifactLineage, BaseImage, Registry, Tag
 from registries.policy import catalog_io
 from registries.policy.catalog import Catalog
 from registries.policy.dockerfile import DockerfileError, check
+from registries.policy.references import registry_host
 
 PAGE_SIZE = 20  # entries a page: each shows its tags, so fewer than the inventory's 50
 BUILT_ON_PAGE_SIZE = 50
@@ -49,8 +50,6 @@ MAX_CHECK_BYTES = 1_000_000
 TOO_LARGE = "The Dockerfile and build args are over 1 MB; a Dockerfile is rarely over a few kilobytes."
 EPOCH_YEAR = 1970  # reproducible builds stamp `created` with the epoch: that says nothing about age
 
-# Docker Hub answers under several host names; catalog entries name it docker.io.
-DOCKER_HUB_HOSTS = frozenset({"registry-1.docker.io", "index.docker.io", "registry.hub.docker.com"})
 
 STATUS_FILTERS = {
     # Banned entries are listed only when asked for: they are there to say "not this", and the
@@ -120,15 +119,15 @@ class EntryView:
         return [(digest, f"{self.chosen.prefix}@{digest}") for digest in self.entry.digests]
 
 
-def registry_host(endpoint: str) -> str:
-    host = pull_host(endpoint).lower()
-    return "docker.io" if host in DOCKER_HUB_HOSTS else host
+def endpoint_host(endpoint: str) -> str:
+    """The host catalog entries name a registry by: Docker Hub's endpoint (hub.docker.com) is docker.io."""
+    return registry_host(pull_host(endpoint))
 
 
 def locations_of(entry: BaseImage, hosts: dict[str, tuple[int, ...]], region: str) -> list[Location]:
     """The entry's places as pulls prefer them: the region's mirror, other mirrors, its own repository."""
     mirrors = [
-        Location(m.serving_region, registry_host(m.registry.endpoint), m.repository, (m.registry_id,), True)
+        Location(m.serving_region, endpoint_host(m.registry.endpoint), m.repository, (m.registry_id,), True)
         for m in entry.mirrors.all()
     ]
     mirrors.sort(key=lambda place: place.region != region)  # stable: the rest keep the mirrors' order
@@ -273,7 +272,7 @@ def registry_hosts() -> dict[str, tuple[int, ...]]:
     """Inventory registries by host, to find an entry's own repository among them."""
     hosts: dict[str, tuple[int, ...]] = {}
     for registry_id, endpoint in Registry.objects.values_list("pk", "endpoint"):
-        host = registry_host(endpoint)
+        host = endpoint_host(endpoint)
         hosts[host] = (*hosts.get(host, ()), registry_id)
     return hosts
 

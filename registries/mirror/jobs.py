@@ -47,15 +47,12 @@ from registries.mirror import status
 from registries.mirror.client import RepositoryClient
 from registries.mirror.copy import DestinationResult, Endpoint, copy_image
 from registries.models import BaseImage, BaseImageMirror, MirrorRun, MirrorSource, MirrorState, Registry
-from registries.policy.references import DEFAULT_DOMAIN, parse
+from registries.policy.references import DEFAULT_DOMAIN, parse, registry_host
 
 Progress = Callable[[str], None]
 
 TAGS_PAGE = 1000  # tags/list page size; distribution refuses n > 1000
 DOCKER_HUB_REGISTRY = "https://registry-1.docker.io"
-DOCKER_HUB_HOSTS = frozenset(
-    {DEFAULT_DOMAIN, "registry-1.docker.io", "index.docker.io", "registry.hub.docker.com"}
-)
 # Docker itself talks plain HTTP to these without being told; anything else is HTTPS.
 LOOPBACK_HOSTS = ("localhost", "127.", "[::1]")
 # Tags a signing tool or the referrers fallback writes (`sha256-<hex>`, cosign's `.sig`/`.att`):
@@ -134,14 +131,13 @@ def registry_endpoint(registry: Registry, repository: str, *, mount_from: Iterab
 
 def registry_url(host: str) -> str:
     """The /v2/ URL of a registry a reference names: Docker Hub's, plain HTTP on loopback, else HTTPS."""
-    if host in DOCKER_HUB_HOSTS:
+    if registry_host(host) == DEFAULT_DOMAIN:
         return DOCKER_HUB_REGISTRY
     return f"http://{host}" if host.startswith(LOOPBACK_HOSTS) else f"https://{host}"
 
 
 def _host_of(url: str) -> str:
-    host = url.split("://", 1)[-1].split("/", 1)[0].lower()
-    return DEFAULT_DOMAIN if host in DOCKER_HUB_HOSTS else host
+    return registry_host(url.split("://", 1)[-1].split("/", 1)[0])
 
 
 def upstream_endpoint(entry: BaseImage) -> Endpoint:

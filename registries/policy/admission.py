@@ -23,7 +23,14 @@ from django.db.models import Model, Q, QuerySet
 from registries.connectors.artifact_registry import GCR_HOSTS
 from registries.models import Artifact, ArtifactLineage, Registry, Tag
 from registries.policy.catalog import Catalog, Judgement, judge_status
-from registries.policy.references import InvalidReference, Reference, parse, with_default_tag
+from registries.policy.references import (
+    InvalidReference,
+    Reference,
+    on_docker_hub,
+    parse,
+    registry_host,
+    with_default_tag,
+)
 
 API_VERSION = "admission.k8s.io/v1"
 REVIEW_KIND = "AdmissionReview"
@@ -542,25 +549,16 @@ def _verdict(prefix: str, judgement: Judgement) -> ImageVerdict:
     return ImageVerdict(status, message)
 
 
-# Docker Hub's registry hosts, as image references name them (docs A4: Customs folds both).
-_DOCKER_HUB_HOSTS = {"index.docker.io": "docker.io", "registry-1.docker.io": "docker.io"}
-
-
-def _fold(host: str) -> str:
-    return _DOCKER_HUB_HOSTS.get(host, host)
-
-
 def _comparable(reference: Reference) -> Reference:
     """Hosts compare case-insensitively, and Docker Hub's hosts as docker.io (docs A4)."""
-    return replace(reference, domain=_fold(reference.domain.lower()))
+    return on_docker_hub(replace(reference, domain=reference.domain.lower()))
 
 
 def _host(url: str) -> str:
-    """`registry.example.com:5000` from `https://registry.example.com:5000/...`; lowercased, as
-    registry hosts compare (ports stay: they are part of what a reference names)."""
+    """`registry.example.com:5000` from `https://registry.example.com:5000/...`, as hosts compare."""
     url = url.strip()
     host = urlsplit(url).netloc if "://" in url else url.split("/", 1)[0]
-    return _fold(host.rsplit("@", 1)[-1].lower())
+    return registry_host(host.rsplit("@", 1)[-1])
 
 
 def _hosts(registry: Registry, config: Mapping[str, Any]) -> set[str]:

@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from registries.models import BaseImage, BaseImageMirror
-from registries.policy.references import Reference
+from registries.policy.references import Reference, on_docker_hub
 
 
 class Verdict(enum.StrEnum):
@@ -92,16 +92,9 @@ class Catalog:
 
 
 def policy_repository(reference: Reference) -> str:
-    """The repository the catalog knows the reference by.
-
-    distribution folds index.docker.io into docker.io but leaves registry-1.docker.io, Docker
-    Hub's registry host, as written; for policy both are Docker Hub (a mirror of a banned image
-    must not pass by naming the other host).
-    """
-    if reference.domain != "registry-1.docker.io":
-        return reference.repository
-    path = reference.path if "/" in reference.path else f"library/{reference.path}"
-    return f"docker.io/{path}"
+    """The repository the catalog knows the reference by: Docker Hub under any of its hosts is
+    docker.io, so a banned image cannot pass by naming another of them."""
+    return on_docker_hub(reference).repository
 
 
 def _judge_entry(entry: Entry, reference: Reference) -> Judgement:

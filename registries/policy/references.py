@@ -24,6 +24,20 @@ DEFAULT_TAG = "latest"
 LOCALHOST = "localhost"
 PATH_LENGTH_MAX = 255
 
+# Every host Docker Hub answers under, as references and registry endpoints name it: its registry
+# (registry-1.docker.io, registry.hub.docker.com), the legacy index and the Hub API that a Docker
+# Hub registry's endpoint names. distribution folds only index.docker.io into docker.io; for policy,
+# pages and mirrors they are all one registry, or a banned image would pass under another host.
+DOCKER_HUB_HOSTS = frozenset(
+    {
+        DEFAULT_DOMAIN,
+        LEGACY_DEFAULT_DOMAIN,
+        "registry-1.docker.io",
+        "registry.hub.docker.com",
+        "hub.docker.com",
+    }
+)
+
 # The grammar of regexp.go, piece by piece. re.ASCII matters: Go's \w is ASCII-only, Python's is not.
 _ALPHANUMERIC = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
@@ -89,6 +103,22 @@ def with_default_tag(reference: Reference) -> Reference:
     if reference.tag is None and reference.digest is None:
         return replace(reference, tag=DEFAULT_TAG)
     return reference
+
+
+def registry_host(host: str) -> str:
+    """A host as Customs compares hosts: lowercased (hosts are case-insensitive), Docker Hub's as
+    docker.io. Ports stay: they are part of what a reference names."""
+    lowered = host.lower()
+    return DEFAULT_DOMAIN if lowered in DOCKER_HUB_HOSTS else lowered
+
+
+def on_docker_hub(reference: Reference) -> Reference:
+    """The reference as docker.io names it when it names Docker Hub under another host:
+    `registry-1.docker.io/centos:7` is `docker.io/library/centos:7`. Other references are unchanged."""
+    if reference.domain == DEFAULT_DOMAIN or reference.domain.lower() not in DOCKER_HUB_HOSTS:
+        return reference
+    path = reference.path if "/" in reference.path else f"{OFFICIAL_REPO_PREFIX}{reference.path}"
+    return replace(reference, domain=DEFAULT_DOMAIN, path=path)
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:

@@ -191,10 +191,12 @@ def test_a_tag_the_chosen_region_lacks_is_pulled_from_where_it_is_and_says_so(
     assert f"{host(eu)}/base/python@" not in page
 
 
+# A Docker Hub registry's endpoint is its API host (README); older records name the registry host.
+@pytest.mark.parametrize("endpoint", ["https://hub.docker.com", "https://registry-1.docker.io"])
 def test_an_entry_without_mirrors_is_pulled_from_its_own_repository_found_in_the_inventory(
-    client: Client, developer: User
+    client: Client, developer: User, endpoint: str
 ) -> None:
-    hub = factories.registry(kind="dockerhub", endpoint="https://registry-1.docker.io")
+    hub = factories.registry(kind="dockerhub", endpoint=endpoint)
     node = entry("docker.io/acme/node", tags=["20-*"])
     repository = factories.repository(hub, name="acme/node")
     pinned = image(repository, "20-alpine")

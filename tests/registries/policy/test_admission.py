@@ -467,6 +467,9 @@ def test_an_image_is_judged_by_its_lineage(
         ("docker.io/library/python", Status.UNAPPROVED, "tag latest is not allowed"),  # latest implied
         ("index.docker.io/library/openjdk:17", Status.DEPRECATED, "eclipse-temurin:21-jre"),
         ("registry-1.docker.io/library/centos:7", Status.BANNED, "almalinux:9"),
+        # Docker Hub under another host still adds library/ to an official image's name
+        ("registry-1.docker.io/centos:7", Status.BANNED, "almalinux:9"),
+        ("Registry.Hub.Docker.com/centos:7", Status.BANNED, "almalinux:9"),
     ],
 )
 def test_a_catalog_image_run_directly_is_judged_by_the_catalog(

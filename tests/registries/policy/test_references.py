@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from registries.policy.references import InvalidReference, Reference, parse, with_default_tag
+from registries.policy.references import (
+    InvalidReference,
+    Reference,
+    on_docker_hub,
+    parse,
+    registry_host,
+    with_default_tag,
+)
 
 SHA256 = "sha256:" + "f" * 64
 SHA512 = "sha512:" + "f" * 128
@@ -357,3 +364,32 @@ def test_pathological_input_fails_fast() -> None:
         with pytest.raises(InvalidReference):
             parse(text)
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("written", "as_hub"),
+    [
+        ("registry-1.docker.io/centos:7", "docker.io/library/centos:7"),
+        ("registry.hub.docker.com/acme/app@sha256:" + "a" * 64, "docker.io/acme/app@sha256:" + "a" * 64),
+        ("REGISTRY-1.docker.io/library/debian", "docker.io/library/debian"),
+        ("docker.io/library/debian", "docker.io/library/debian"),  # already as docker.io names it
+        ("ghcr.io/acme/app:1", "ghcr.io/acme/app:1"),  # not Docker Hub: unchanged
+        ("localhost:5000/centos", "localhost:5000/centos"),
+    ],
+)
+def test_docker_hub_under_any_of_its_hosts_is_named_as_docker_io(written: str, as_hub: str) -> None:
+    assert str(on_docker_hub(parse(written))) == as_hub
+
+
+@pytest.mark.parametrize(
+    ("host", "compared"),
+    [
+        ("hub.docker.com", "docker.io"),
+        ("Registry-1.Docker.IO", "docker.io"),
+        ("index.docker.io", "docker.io"),
+        ("Registry.Example.com:5000", "registry.example.com:5000"),
+        ("docker.io:443", "docker.io:443"),  # a port makes another registry, as for references
+    ],
+)
+def test_hosts_compare_lowercased_with_docker_hub_as_docker_io(host: str, compared: str) -> None:
+    assert registry_host(host) == compared
