@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,14 +84,26 @@ def check_connection(registry: Registry) -> ConnectionResult:
         steps = tuple(connector.check_permissions()) if can_check_permissions(connector) else ()
     except ConnectorError as exc:
         return ConnectionResult(ok=False, reason=str(exc))
-    missing = [step for step in steps if not step.ok]
-    if missing:
-        return ConnectionResult(
-            ok=False,
-            reason=f"the registry answered, but {len(missing)} of {len(steps)} permissions are missing",
-            steps=steps,
+    return ConnectionResult(ok=not _missing(steps, required=True), reason=_verdict(steps), steps=steps)
+
+
+def _missing(steps: Sequence[PermissionCheck], *, required: bool) -> list[PermissionCheck]:
+    return [step for step in steps if step.missing and step.required is required]
+
+
+def _verdict(steps: Sequence[PermissionCheck]) -> str:
+    """One line: what is missing for reading, then what only plans and offboarding would miss."""
+    required = [step for step in steps if step.required]
+    if missing := _missing(steps, required=True):
+        return (
+            f"the registry answered, but {len(missing)} of {len(required)} required permissions are missing"
         )
-    return ConnectionResult(ok=True, reason="the registry answered with these credentials", steps=steps)
+    said = "the registry answered with these credentials"
+    if optional := _missing(steps, required=False):
+        said += f"; {len(optional)} write permissions are missing (plans and offboarding cannot write)"
+    if untried := [step for step in steps if not step.tried]:
+        said += f"; {len(untried)} write permissions could not be tried without changing anything"
+    return said
 
 
 def rotate_webhook_secret(registry: Registry, *, actor: User | None) -> str:

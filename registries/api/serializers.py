@@ -102,8 +102,10 @@ class RegistryWriteSerializer(serializers.ModelSerializer[Registry]):
 
 class PermissionCheckSerializer(serializers.Serializer[Any]):
     permission = serializers.CharField()
-    ok = serializers.BooleanField()
+    ok = serializers.BooleanField(help_text="Meaningless when `tried` is false.")
     detail = serializers.CharField()
+    required = serializers.BooleanField(help_text="False: only reconcile plans and offboarding need it.")
+    tried = serializers.BooleanField(help_text="False: no harmless request could prove it.")
 
 
 class ConnectionResultSerializer(serializers.Serializer[Any]):

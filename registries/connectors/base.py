@@ -404,11 +404,23 @@ def can_remove_members(connector: object) -> TypeGuard[MemberRemover]:
 
 @dataclass(frozen=True)
 class PermissionCheck:
-    """One permission the connector needs, and whether these credentials have it."""
+    """One permission the connector needs, and whether these credentials have it.
+
+    Reading the inventory, credentials and grants is required. Writes (disabling a credential,
+    editing grants) are optional: a read-only account is the least-privilege set-up, and only
+    reconcile plans and offboarding need them. A write that no harmless request can prove is
+    reported as not tried rather than guessed either way.
+    """
 
     permission: str  # in the registry's words, e.g. "list repositories (registry:catalog:*)"
     ok: bool
     detail: str = ""  # why not, or what was seen
+    required: bool = True  # False: only plans and offboarding need it
+    tried: bool = True  # False: no harmless request proves it; `ok` then says nothing
+
+    @property
+    def missing(self) -> bool:
+        return self.tried and not self.ok
 
 
 class PermissionChecker(Protocol):

@@ -229,10 +229,50 @@ def test_test_connection_reports_each_permission(upstream: Upstream) -> None:
     ]
     result = services.check_connection(registry)
     assert not result.ok
-    assert result.reason == "the registry answered, but 1 of 2 permissions are missing"
+    assert result.reason == "the registry answered, but 1 of 2 required permissions are missing"
     assert [(s.permission, s.ok) for s in result.steps] == [("read robots", True), ("read members", False)]
     upstream.permissions = [PermissionCheck("read robots", ok=True)]
     assert services.check_connection(registry).ok
+
+
+def test_missing_writes_and_untried_ones_do_not_fail_a_least_privilege_account(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.permissions = [
+        PermissionCheck("read robots", ok=True),
+        PermissionCheck("disable robots", ok=False, detail="403", required=False),
+        PermissionCheck("edit members", ok=False, required=False, tried=False),
+    ]
+    result = services.check_connection(registry)
+    assert result.ok
+    assert result.reason == (
+        "the registry answered with these credentials; 1 write permissions are missing (plans and "
+        "offboarding cannot write); 1 write permissions could not be tried without changing anything"
+    )
+    upstream.permissions = [
+        PermissionCheck("read robots", ok=False, detail="403"),
+        PermissionCheck("disable robots", ok=True, required=False),
+    ]
+    refused = services.check_connection(registry)
+    assert not refused.ok
+    assert refused.reason == "the registry answered, but 1 of 1 required permissions are missing"
+
+
+def test_the_check_shows_optional_and_untried_permissions_apart(
+    upstream: Upstream, client: Any, admin: Any
+) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    upstream.permissions = [
+        PermissionCheck("read robots", ok=True),
+        PermissionCheck("disable robots", ok=False, detail="403", required=False),
+        PermissionCheck("edit members", ok=False, required=False, tried=False),
+    ]
+    client.force_login(admin)
+    page = client.post(f"/registries/{registry.pk}/check/").content.decode()
+    assert '<li class="ok">✓ read robots</li>' in page
+    assert (
+        '<li class="warning">✗ disable robots <span class="muted">(optional: plans and offboarding)' in page
+    )
+    assert '<li class="muted">? edit members <span class="muted">(optional' in page
 
 
 def test_distribution_checks_catalog_and_pull_on_a_real_registry(registry: RunningRegistry) -> None:
