@@ -60,6 +60,9 @@ class Endpoint:
     username: str = ""  # basic or token auth; "" is anonymous
     password: str = field(default="", repr=False)  # never logged, never in exceptions
     mount_from: tuple[str, ...] = ()
+    # False only for a connected registry whose admin switched TLS verification off (a lab registry
+    # with a self-signed certificate); upstreams are always verified.
+    verify_tls: bool = True
 
     @property
     def base_url(self) -> str:
@@ -189,6 +192,8 @@ class RepositoryClient:
         session: OutboundSession | None = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = outbound_session(purpose=self._purpose)
+            if not self.endpoint.verify_tls:
+                session.verify = False
         return session
 
     # --- authentication ---------------------------------------------------------------------------

@@ -126,7 +126,9 @@ def registry_endpoint(registry: Registry, repository: str, *, mount_from: Iterab
         registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets()
     )
     url, username, password = login(config)
-    return Endpoint(url, repository, username, password, mount_from=tuple(mount_from))
+    # As the connector reads it: only distribution registries may skip TLS verification.
+    verify_tls = config.verify_tls if isinstance(config, DistributionConfig) else True
+    return Endpoint(url, repository, username, password, mount_from=tuple(mount_from), verify_tls=verify_tls)
 
 
 def registry_url(host: str) -> str:

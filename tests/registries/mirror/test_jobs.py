@@ -11,9 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import Callable
+import ssl
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,13 +29,14 @@ from django.utils import timezone
 from responses import matchers
 
 from portal.models import AuditEvent
-from registries.connectors.errors import ConfigError
+from registries.connectors.errors import ConfigError, ConnectorError
 from registries.demo import images as im
 from registries.mirror import jobs, tasks
 from registries.mirror.client import RepositoryClient
 from registries.mirror.copy import Endpoint, copy_image
 from registries.models import BaseImage, BaseImageMirror, MirrorRun, MirrorSource, MirrorState, Registry
 from tests import factories
+from tests.certificates import LOOPBACK, loopback_tls_files
 from tests.registries.conftest import StartRegistry
 from tests.registries.harness import BASIC_PASSWORD, BASIC_USER, PUSHER, PUSHER_PASSWORD, RunningRegistry
 
@@ -514,6 +519,50 @@ def test_each_supported_kind_signs_in_to_its_registry_api_as_its_connector_does(
     assert (made.url, made.username, made.password) == login
     assert (made.repository, made.mount_from) == ("base/python", ("base/debian",))
     assert "password" not in repr(made)  # the secret stays out of logs and tracebacks
+
+
+@pytest.fixture
+def lab_registry(tmp_path: Path) -> Iterator[str]:
+    """An HTTPS /v2/ on loopback with a self-signed certificate, knowing no manifest."""
+    cert, key = loopback_tls_files(tmp_path, "lab-registry")
+
+    class NoManifests(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), NoManifests)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://{LOOPBACK}:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # what the admin chose
+@pytest.mark.parametrize("verify_tls", [True, False])
+def test_a_distribution_registry_without_tls_verification_is_mirrored_into_as_its_connector_reads_it(
+    lab_registry: str, verify_tls: bool
+) -> None:
+    registry = factories.registry(
+        kind="distribution", endpoint=lab_registry, config={"verify_tls": verify_tls}
+    )
+
+    made = jobs.registry_endpoint(registry, "base/python")
+    client = RepositoryClient(made, actions="pull,push")
+
+    assert made.verify_tls is verify_tls
+    if verify_tls:
+        with pytest.raises(ConnectorError, match="certificate"):
+            client.manifest_digest("3.12")
+    else:
+        assert client.manifest_digest("3.12") is None  # reached over TLS: the registry has no such tag
 
 
 @pytest.mark.parametrize("kind", ["ecr", "gar"])
