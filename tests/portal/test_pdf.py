@@ -48,8 +48,11 @@ def pdf_pages(data: bytes) -> int:
 
 
 def _content_streams(data: bytes) -> Iterator[bytes]:
-    for raw in re.findall(rb"stream\r?\n(.*?)endstream", data, re.S):
-        yield zlib.decompress(base64.a85decode(raw.strip().removesuffix(b"~>")))
+    """Text-bearing streams as reportlab writes them (ASCII85, then Flate); images and fonts,
+    written otherwise, are skipped."""
+    for head, raw in re.findall(rb"<<(.*?)>>\s*stream\r?\n(.*?)endstream", data, re.S):
+        if b"/ASCII85Decode" in head:
+            yield zlib.decompress(base64.a85decode(raw.strip().removesuffix(b"~>")))
 
 
 def _shown_text(stream: bytes) -> str:
