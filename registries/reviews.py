@@ -222,14 +222,35 @@ def _people(scope: Scope, by_group: dict[int, list[tuple[AccessRule, list[str]]]
         subject.rules += [
             _rule_evidence(rule, actions, membership) for rule, actions in by_group[membership.group_id]
         ]
-    for grant in _grants(scope).filter(active, principal_kind=PrincipalKind.USER).select_related("user"):
-        if grant.user is not None and (
-            actions := scope.reached(grant.registry_id, grant.scope, grant.actions)
-        ):
-            people.setdefault(grant.user.pk, _person(grant.user)).grants.append(
-                _grant_evidence(grant, actions)
-            )
+    for grant, user in _personal_grants(scope):
+        if actions := scope.reached(grant.registry_id, grant.scope, grant.actions):
+            people.setdefault(user.pk, _person(user)).grants.append(_grant_evidence(grant, actions))
     return people
+
+
+def _personal_grants(scope: Scope) -> Iterator[tuple[Grant, User]]:
+    """Grants to active people: linked by directory id, or by username where the registry's admin
+    says its usernames are the directory's (as offboarding finds them)."""
+    active = Q(user__status=User.Status.ACTIVE, user__is_active=True)
+    by_user = _grants(scope).filter(active, principal_kind=PrincipalKind.USER).select_related("user")
+    for grant in by_user:
+        assert grant.user is not None  # the filter on the user's status keeps only linked grants
+        yield grant, grant.user
+    unlinked = list(
+        _grants(scope).filter(
+            principal_kind=PrincipalKind.USER,
+            user=None,
+            registry__in=offboarding.registries_linking_usernames(),
+        )
+    )
+    named = {grant.principal_id for grant in unlinked}
+    people = {
+        user.username: user
+        for user in User.objects.filter(username__in=named, status=User.Status.ACTIVE, is_active=True)
+    }
+    for grant in unlinked:
+        if person := people.get(grant.principal_id):
+            yield grant, person
 
 
 def _person(user: User) -> Subject:

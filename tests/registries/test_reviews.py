@@ -209,6 +209,24 @@ def test_everyone_who_can_push_to_prod_is_an_item_and_nobody_else(estate: dict[s
     ]
 
 
+def test_a_quay_seat_linked_by_username_is_reviewed_like_one_linked_by_directory_id() -> None:
+    quay = factories.registry(kind="quay", config={"link_users_by_username": True})
+    unlinking = factories.registry(kind="quay")  # its usernames are not the directory's
+    jane, left = factories.user(username="jane"), factories.user(username="lefty")
+    account_services.deactivate_user(left, actor=None, reason="left", departed=True)
+    for registry in (quay, unlinking):
+        for name in ("jane", "lefty", "stranger"):
+            factories.grant(
+                registry, principal_kind="user", principal_id=name, scope="prod/api", can_push=True
+            )
+
+    found = campaign(registries=(quay, unlinking))
+
+    (item,) = found.items.filter(kind="person")
+    assert item.person == jane  # not the departed one, not a name nobody in the directory has
+    assert [(g["registry"], g["principal_id"]) for g in item.access["grants"]] == [(quay.name, "jane")]
+
+
 def test_an_item_carries_its_evidence_and_last_use(estate: dict[str, Any]) -> None:
     alice = estate["people"]["alice"]
     token, _ = factories.token(alice, kind="registry")
