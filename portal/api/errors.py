@@ -15,7 +15,9 @@ from portal.errors import RequestRejected
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestRejected):
-        exc = exceptions.ValidationError(str(exc), code="rejected")
+        # Not a field's fault: the request was well formed, but cannot be carried out as asked.
+        body = {"code": "rejected", "message": str(exc), "fields": {}}
+        return Response({"error": body}, status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: let Django log it and answer 500
@@ -33,7 +35,7 @@ def _body(exc: Exception, response: Response) -> dict[str, Any]:
     if isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         return {"code": codes if isinstance(codes, str) else "error", "message": str(exc.detail)}
-    return {"code": "error", "message": status.HTTP_400_BAD_REQUEST}
+    return {"code": "error", "message": str(exc)}
 
 
 def _fields(detail: Any) -> dict[str, list[str]]:

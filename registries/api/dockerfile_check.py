@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import Role
-from portal.errors import RequestRejected
 from registries.base_image_pages import MAX_CHECK_BYTES, body_too_large
 from registries.policy.catalog import Catalog
 from registries.policy.dockerfile import DockerfileError, check
@@ -89,6 +88,6 @@ class DockerfileCheckView(APIView):
         text, build_args = payload.validated_data["dockerfile"], payload.validated_data["build_args"]
         try:
             result = check(text, build_args, Catalog.load())
-        except DockerfileError as exc:
-            raise RequestRejected(str(exc)) from exc
+        except DockerfileError as exc:  # the text is not a Dockerfile: the field's fault
+            raise exceptions.ValidationError({"dockerfile": [str(exc)]}) from exc
         return Response(result.as_dict())

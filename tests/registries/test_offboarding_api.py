@@ -260,7 +260,7 @@ def test_refusals_are_400s_with_the_reason(client: Client, admin: User, leaver: 
 
     def refused(body: dict[str, Any]) -> str:
         error = error_of(post(client, OFFBOARDINGS, {"reason": "left"} | body))
-        assert (error["code"], error["fields"]) == ("invalid", {})
+        assert (error["code"], error["fields"]) == ("rejected", {})
         return str(error["message"])
 
     assert refused({"person": admin.pk}) == "you cannot offboard yourself"
