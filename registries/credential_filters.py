@@ -108,12 +108,32 @@ def _date_filter(field_name: str, lookup: str, label: str, help_text: str) -> dj
     )
 
 
-def _yes_no_widget() -> forms.Select:
-    return forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
+class YesNoField(forms.NullBooleanField):
+    """true or false (1 or 0); empty for either. Anything else is an error: Django's NullBooleanField
+    reads a typo as "either", which would widen a filter, and an export, to rows nobody asked for."""
+
+    widget = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
+    default_error_messages = {"invalid": "Enter true or false."}
+
+    # The stubs type BooleanField.to_python as bool; NullBooleanField's own stub ignores it the same way.
+    def to_python(self, value: Any) -> bool | None:  # type: ignore[override]
+        text = str(value).strip().lower() if value is not None else ""
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        if text:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return None
+
+
+class YesNoFilter(django_filters.BooleanFilter):
+    field_class = YesNoField
 
 
 class CredentialFilter(django_filters.FilterSet):
-    """Credentials by any column: registry, kind, state, owner, dates, scopes, actions and findings."""
+    """Credentials by any column the list shows: registry, kind, name, shared admin, state, owner and
+    their status, dates, last-use source, scopes, actions and open findings."""
 
     registry = RegistryOrCustomsFilter(
         choices=_registry_choices,
@@ -121,14 +141,21 @@ class CredentialFilter(django_filters.FilterSet):
         help_text="A registry's id, or \"customs\" for Customs' own tokens.",
     )
     kind = django_filters.ChoiceFilter(choices=Credential.KINDS)
+    name = django_filters.CharFilter(
+        method="filter_name", label="Name", help_text="Part of the name, in any case."
+    )
+    shared_admin = YesNoFilter(
+        label="Shared admin",
+        help_text="One admin login shared by whoever knows it (ACR admin user, Harbor's local admin).",
+    )
     state = django_filters.ChoiceFilter(
         choices=CREDENTIAL_STATES,
         method="filter_state",
         label="State",
         help_text="enabled and disabled are still held by the registry; gone ones no longer are.",
     )
-    enabled = django_filters.BooleanFilter(help_text="As the registry last reported it.")
-    gone = django_filters.BooleanFilter(
+    enabled = YesNoFilter(help_text="As the registry last reported it.")
+    gone = YesNoFilter(
         field_name="gone_at", lookup_expr="isnull", exclude=True, help_text="No longer in the registry."
     )
     owner = django_filters.CharFilter(
@@ -165,6 +192,11 @@ class CredentialFilter(django_filters.FilterSet):
         "Last used before",
         "Last used before (never used and unknown are not included: ask for last_used=never).",
     )
+    last_used_source = django_filters.CharFilter(
+        method="filter_last_used_source",
+        label="Last-use source",
+        help_text="Part of where its last use was read, in any case: audit log, Customs.",
+    )
     scope = django_filters.CharFilter(
         method="filter_scope", label="Scope", help_text="Part of any scope, as the registry wrote it."
     )
@@ -174,11 +206,10 @@ class CredentialFilter(django_filters.FilterSet):
         label="Action granted",
         help_text="Credentials that may do this; unknown: the registry does not say what they may do.",
     )
-    has_open_findings = django_filters.BooleanFilter(
+    has_open_findings = YesNoFilter(
         method="filter_has_open_findings",
         label="Open findings",
         help_text="Whether any finding about the credential is open (unresolved and not suppressed).",
-        widget=_yes_no_widget(),
     )
     ordering = django_filters.ChoiceFilter(
         choices=[(key, label) for key, (label, _) in CREDENTIAL_ORDERINGS.items()],
@@ -195,6 +226,10 @@ class CredentialFilter(django_filters.FilterSet):
         if value == CUSTOMS:
             return queryset.filter(registry=None)
         return queryset.filter(registry_id=int(value))
+
+    def filter_name(self, queryset: QuerySet[Credential], name: str, value: str) -> QuerySet[Credential]:
+        text = value.strip()
+        return queryset.filter(name__icontains=text) if text else queryset
 
     def filter_state(self, queryset: QuerySet[Credential], name: str, value: str) -> QuerySet[Credential]:
         if value == "gone":
@@ -244,6 +279,12 @@ class CredentialFilter(django_filters.FilterSet):
         if value == "never":
             return queryset.filter(usage_known=True, last_used_at=None)
         return queryset.filter(usage_known=False)
+
+    def filter_last_used_source(
+        self, queryset: QuerySet[Credential], name: str, value: str
+    ) -> QuerySet[Credential]:
+        text = value.strip()
+        return queryset.filter(last_used_source__icontains=text) if text else queryset
 
     def filter_scope(self, queryset: QuerySet[Credential], name: str, value: str) -> QuerySet[Credential]:
         text = value.strip()

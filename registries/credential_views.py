@@ -43,6 +43,8 @@ ExportFormat = Literal["csv", "json"]
 PAGE_FILTERS = [
     "registry",
     "kind",
+    "name",
+    "shared_admin",
     "state",
     "owner",
     "owner_status",
@@ -55,6 +57,7 @@ PAGE_FILTERS = [
     "last_used",
     "last_used_after",
     "last_used_before",
+    "last_used_source",
     "scope",
     "action",
     "has_open_findings",

@@ -186,21 +186,23 @@ class CredentialFacts:
     def label(self) -> str:
         return f"{self.where}: {self.kind.replace('_', ' ')} {self.name}"
 
-    @functools.cached_property
-    def observed(self) -> str:
-        return self.observed_at.isoformat()
-
     @property
     def responsible(self) -> tuple[Person | None, str]:
         """Who answers for it: the owning person, else (robots, service accounts, groups) whoever
         took it over from its creator at an offboarding, else its creator."""
+        person, reference, _ = self.answerer
+        return person, reference
+
+    @functools.cached_property
+    def answerer(self) -> tuple[Person | None, str, str]:
+        """`responsible`, and which of the credential's fields names them (evidence for orphaned)."""
         if self.owner_kind == "user" or self.owner is not None:
-            return self.owner, self.owner_ref
+            return self.owner, self.owner_ref, "owner"
         if self.steward is not None:
-            return self.steward, self.steward.label
+            return self.steward, self.steward.label, "steward"
         if self.creator is not None or self.creator_ref:
-            return self.creator, self.creator_ref
-        return None, self.owner_ref
+            return self.creator, self.creator_ref, "created_by"
+        return None, self.owner_ref, "owner"
 
 
 # --- the rules: each a pure function of one credential, the thresholds and the time ----------------------
@@ -210,16 +212,26 @@ Rule = Callable[[CredentialFacts, Thresholds, datetime], Observation | None]
 
 
 def _observation(
-    facts: CredentialFacts, summary: str, detail: dict[str, Any], severity: str = ""
+    facts: CredentialFacts,
+    summary: str,
+    detail: dict[str, Any],
+    *,
+    field: str,
+    source: str,
+    observed_at: datetime,
+    severity: str = "",
 ) -> Observation:
+    """A finding about one credential with its evidence: the `field` the rule read, who reported it
+    (`source`: the registry, the log it read, "directory" or "Customs") and when that was read."""
     person, reference = facts.responsible
+    evidence = {"field": field, "source": source, "observed_at": observed_at.isoformat()}
     return Observation(
         subject_key=facts.subject_key,
         summary=f"{facts.label}: {summary}",
         subject_type="registries.credential",
         subject_id=str(facts.pk),
         subject_label=facts.label,
-        detail={"credential": facts.pk, "observed_at": facts.observed, **detail},
+        detail={"credential": facts.pk, **detail, **evidence},
         severity=severity,
         owner_id=person.pk if person else None,
         owner_label=person.label if person else reference,
@@ -242,7 +254,9 @@ def _idle_since(facts: CredentialFacts) -> _Since:
     """Last use where the registry records it; creation when it was never used or the registry cannot
     say; when Customs first saw it when even the creation time is unknown."""
     if facts.usage_known and facts.last_used_at is not None:
-        return _Since(facts.last_used_at, "last_used_at", facts.last_used_source, "last used")
+        # A connector that cannot name the log it read leaves the source blank: the registry said so.
+        source = facts.last_used_source or facts.where
+        return _Since(facts.last_used_at, "last_used_at", source, "last used")
     if facts.created_at is not None:
         wording = "never used since it was created" if facts.usage_known else "last use unknown; created"
         return _Since(facts.created_at, "created_at", facts.where, wording)
@@ -263,14 +277,19 @@ def stale(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Observat
         facts,
         f"{since.wording} {_days(idle)} days ago",
         {
-            "field": since.field,
             "value": since.at.isoformat(),
-            "source": since.source,
             "usage_known": facts.usage_known,
             "idle_days": _days(idle),
             "threshold_days": _days(limits.stale),
         },
+        field=since.field,
+        source=since.source,
+        observed_at=facts.observed_at,
     )
+
+
+# The credential field that links each kind of answerer to a person.
+_LINK_FIELDS = {"owner": "owner_user", "steward": "steward", "created_by": "created_by_user"}
 
 
 def orphaned(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Observation | None:
@@ -278,33 +297,55 @@ def orphaned(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Obser
     renamed owner is the same person and a rehired one (a new identity) does not adopt old keys."""
     if not facts.enabled:
         return None
-    person, reference = facts.responsible
+    person, reference, role = facts.answerer
     if person is not None and person.status == User.Status.ACTIVE:
         return None
     if person is None and facts.owner_group_known:
         return None  # a group's robot: the group answers for it
+    link = _LINK_FIELDS[role]
     if person is not None:
         reason = "departed" if person.status == User.Status.DEPARTED else "disabled"
+        # The status is the directory's as Customs holds it now, not as it was when the sync ran.
         return _observation(
             facts,
             f"its owner {person.label} is {reason} in the directory",
             {"reason": f"owner_{reason}", "owner": person.label, "owner_status": person.status},
+            field=f"{link}.status",
+            source="directory",
+            observed_at=now,
         )
+    # No person: the sync that read the credential found nobody with the directory id it names.
     if reference:
         return _observation(
             facts,
             f"its owner {reference} is unknown to the directory",
             {"reason": "owner_unknown", "owner_reference": reference, "owner_kind": facts.owner_kind},
+            field=link,
+            source=facts.where,
+            observed_at=facts.observed_at,
             severity=Severity.MEDIUM,
         )
-    return _observation(facts, "it has no owner", {"reason": "no_owner"}, severity=Severity.MEDIUM)
+    return _observation(
+        facts,
+        "it has no owner",
+        {"reason": "no_owner"},
+        field=link,
+        source=facts.where,
+        observed_at=facts.observed_at,
+        severity=Severity.MEDIUM,
+    )
 
 
 def never_expires(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Observation | None:
     if not facts.enabled or not facts.expiry_known or facts.expires_at is not None:
         return None  # an expiry the registry does not report is unknown, not never
     return _observation(
-        facts, "it never expires", {"field": "expires_at", "value": None, "source": "registry"}
+        facts,
+        "it never expires",
+        {"value": None},
+        field="expires_at",
+        source=facts.where,
+        observed_at=facts.observed_at,
     )
 
 
@@ -323,12 +364,14 @@ def expires_soon(facts: CredentialFacts, limits: Thresholds, now: datetime) -> O
         facts,
         f"expires in {days_left} day{'s' if days_left != 1 else ''} ({facts.expires_at:%Y-%m-%d %H:%M} UTC)",
         {
-            "field": "expires_at",
             "value": facts.expires_at.isoformat(),
             "expires_at": facts.expires_at.isoformat(),
             "days_left": days_left,
             "stage": stage,
         },
+        field="expires_at",
+        source=facts.where,
+        observed_at=facts.observed_at,
     )
 
 
@@ -338,21 +381,32 @@ def expired(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Observ
     return _observation(
         facts,
         f"expired {_days(now - facts.expires_at)} days ago but is still present",
-        {"field": "expires_at", "value": facts.expires_at.isoformat(), "enabled": facts.enabled},
+        {"value": facts.expires_at.isoformat(), "enabled": facts.enabled},
+        field="expires_at",
+        source=facts.where,
+        observed_at=facts.observed_at,
     )
 
 
 def shared_admin(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Observation | None:
     if not facts.shared_admin or not facts.enabled:
         return None
-    return _observation(facts, "a shared admin account is enabled", {"field": "enabled", "value": True})
+    return _observation(
+        facts,
+        "a shared admin account is enabled",
+        {"value": True, "enabled": True},
+        field="shared_admin",
+        source=facts.where,
+        observed_at=facts.observed_at,
+    )
 
 
 WRITE_ACTIONS = frozenset({"push", "delete"})
 
 
 def over_privileged(facts: CredentialFacts, limits: Thresholds, now: datetime) -> Observation | None:
-    """Push or delete granted, pulls seen in the window, and no push or delete seen in it.
+    """Push or delete granted, pulls seen in the window, and no push or delete seen in it. A use at
+    exactly the window's start is in it, as a credential unused for exactly 45 days is stale.
 
     Only where the registry's records say what the credential did (`actions_seen_source`); a
     credential with no recorded use at all is stale, not over-privileged."""
@@ -370,9 +424,11 @@ def over_privileged(facts: CredentialFacts, limits: Thresholds, now: datetime) -
         {
             "granted": sorted(facts.actions),
             "seen": {action: facts.actions_seen[action] for action in sorted(facts.actions_seen)},
-            "source": facts.actions_seen_source,
             "window_days": _days(limits.over_privileged),
         },
+        field="actions_seen",
+        source=facts.actions_seen_source,
+        observed_at=facts.observed_at,
     )
 
 
@@ -671,9 +727,9 @@ def unused_repositories(registry_id: int | None, limits: Thresholds, now: dateti
         Q(last_pushed_at__lte=pushed_before) | Q(last_pushed_at=None, first_seen__lte=pushed_before)
     )
     rows = repositories.values_list(
-        "pk", "registry_id", "name", "last_pulled_at", "last_pushed_at", "first_seen"
+        "pk", "registry_id", "name", "last_pulled_at", "last_pushed_at", "first_seen", "synced_at"
     )
-    for pk, registry, name, pulled, pushed, first_seen in rows.iterator(CHUNK):
+    for pk, registry, name, pulled, pushed, first_seen, synced in rows.iterator(CHUNK):
         label = f"{registries[registry]}: {name}"
         pull_text = f"last pulled {pulled:%Y-%m-%d}" if pulled else "never pulled"
         push_text = f"last pushed {pushed:%Y-%m-%d}" if pushed else f"no push since {first_seen:%Y-%m-%d}"
@@ -687,7 +743,10 @@ def unused_repositories(registry_id: int | None, limits: Thresholds, now: dateti
                 "last_pulled_at": pulled.isoformat() if pulled else None,
                 "last_pushed_at": pushed.isoformat() if pushed else None,
                 "first_seen": first_seen.isoformat(),
-                "source": "registry",
+                # Without a push on record the push age counts from when Customs first met it.
+                "field": "last_pulled_at, last_pushed_at" if pushed else "last_pulled_at, first_seen",
+                "source": registries[registry],
+                "observed_at": synced.isoformat(),
                 "pull_threshold_days": _days(limits.unused_pull),
                 "push_threshold_days": _days(limits.unused_push),
             },
@@ -707,6 +766,8 @@ def expired_rules(now: datetime) -> Iterator[Observation]:
             subject_label=f"rule #{rule.pk}",
             detail={
                 "field": "expires_at",
+                "source": "Customs",  # the rule is Customs' own, read by this scan
+                "observed_at": now.isoformat(),
                 "value": rule.expires_at.isoformat(),
                 "group": rule.group.external_id,
                 "registry": rule.registry.name if rule.registry else None,

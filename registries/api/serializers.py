@@ -104,7 +104,10 @@ class PermissionCheckSerializer(serializers.Serializer[Any]):
     permission = serializers.CharField()
     ok = serializers.BooleanField(help_text="Meaningless when `tried` is false.")
     detail = serializers.CharField()
-    required = serializers.BooleanField(help_text="False: only reconcile plans and offboarding need it.")
+    # Not `required`: a serializer's own attribute of that name says whether it must be present.
+    is_required = serializers.BooleanField(
+        source="required", help_text="False: only reconcile plans and offboarding need it."
+    )
     tried = serializers.BooleanField(help_text="False: no harmless request could prove it.")
 
 

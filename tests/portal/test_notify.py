@@ -28,6 +28,7 @@ from portal import findings, notify
 from portal.audit import AuditAction
 from portal.findings import FindingKind, Observation, Severity
 from portal.models import AuditEvent, Finding, Notice
+from registries import hygiene
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -554,6 +555,36 @@ def test_an_owner_is_told_once_at_each_stage(owners_only: Any) -> None:
     assert "robot$deploy on harbor-eu expires soon" in first.body
     assert "in 1 day," in mail.outbox[2].body  # counted when sent: half a day left
     assert "<strong>robot$deploy</strong>" in _html(first)
+
+
+def test_scans_and_sends_tell_an_owner_at_each_expiry_stage_once(owners_only: Any) -> None:
+    """End to end: the hygiene scan opens and moves the finding through its stages, the notifier sends."""
+    owner = factories.user(first_name="Ada", last_name="Lovelace")
+    expires = T0 + timedelta(days=14)
+    factories.registry_credential(
+        factories.registry(kind="harbor"),
+        name="robot$deploy",
+        owner_user=owner,
+        owner_kind="user",
+        owner_id=owner.external_id,
+        created_at=T0 - timedelta(days=30),
+        expires_at=expires,
+        last_used_at=T0,
+        observed_at=T0,
+    )
+    sent: list[notify.NoticeResult] = []
+    # 14, 7 and 1 days left, then the hourly scan again later on the last day.
+    for offset in (timedelta(0), timedelta(days=7), timedelta(days=13), timedelta(days=13, hours=5)):
+        hygiene.scan(now=T0 + offset)
+        sent.append(notify.send_pending(now=T0 + offset + timedelta(minutes=1)))
+    assert sent == [notify.NoticeResult(sent=1)] * 3 + [notify.NoticeResult()]
+    assert [message.to for message in mail.outbox] == [[owner.email]] * 3
+    assert "in 14 days" in mail.outbox[0].body
+    assert "in 7 days" in mail.outbox[1].body
+    assert "in 1 day," in mail.outbox[2].body
+    keys = list(Notice.objects.values_list("key", flat=True))
+    assert sorted(int(key.rsplit(":", 1)[1]) for key in keys) == [1, 7, 14]
+    assert len({key.rsplit(":", 1)[0] for key in keys}) == 1  # one finding, one episode
 
 
 def test_owner_notices_ignore_the_digest_minimum_severity(owners_only: Any) -> None:

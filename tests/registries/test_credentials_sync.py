@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from registries import connectors, services, sync
+from accounts import services as account_services
+from accounts.models import User
+from accounts.scim import services as scim_services
+from accounts.scim.resources import UserFields
+from portal.models import Finding
+from registries import connectors, hygiene, services, sync
 from registries.connectors.base import (
     Capability,
     ConnectorConfig,
@@ -201,6 +206,74 @@ def test_owners_link_to_people_only_through_a_unique_directory_id(upstream: Upst
     assert rows["d"].owner_user is None
 
 
+def _open_orphaned() -> list[Finding]:
+    return list(Finding.objects.open().filter(kind=hygiene.ORPHANED.slug))
+
+
+def test_a_renamed_owner_stays_linked_and_nothing_is_orphaned(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    ana = factories.user(
+        username="ana.old", display_name="Ana Old", email="ana.old@example.test", external_id="oid-ana"
+    )
+    upstream.credentials = [
+        robot(
+            "ci",
+            owner=Principal(PrincipalKind.USER, "hub-ana", "ana.old@example.test", directory_id="oid-ana"),
+        )
+    ]
+    run_sync(registry)
+    hygiene.scan(registry=registry)
+    assert _open_orphaned() == []
+
+    # The directory renames her (name, username and address); her immutable id stays.
+    directory = scim_services.create_token(name="idp", directory_name=ana.directory, actor=None).token
+    renamed = UserFields(
+        username="ana.new",
+        external_id="oid-ana",
+        display_name="Ana New",
+        first_name="Ana",
+        last_name="New",
+        email="ana.new@example.test",
+        attributes={},
+        active=True,
+    )
+    scim_services.update_user(directory, ana, renamed)
+    upstream.credentials = [
+        robot(
+            "ci",
+            owner=Principal(PrincipalKind.USER, "hub-ana", "ana.new@example.test", directory_id="oid-ana"),
+        )
+    ]
+    run_sync(registry)
+    row = Credential.objects.get(registry=registry, native_id="ci")
+    assert (row.owner_user_id, row.owner_name) == (ana.pk, "ana.new@example.test")
+    result = hygiene.scan(registry=registry)
+    assert result.by_kind[hygiene.ORPHANED.slug].opened == 0
+    assert _open_orphaned() == []
+
+
+def test_a_rehired_person_does_not_take_over_the_leavers_credential(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    leaver = factories.user(username="erin", email="erin@example.test", external_id="oid-erin-1")
+    # The registry keeps naming her by the id she had when she made the robot.
+    reported = Principal(PrincipalKind.USER, "hub-erin", "erin@example.test", directory_id="oid-erin-1")
+    upstream.credentials = [robot("deploy", owner=reported)]
+    run_sync(registry)
+    account_services.deactivate_user(leaver, actor=None, reason="left", departed=True)
+    # Rehired: a new person in the directory, with a new immutable id and the same address.
+    rehired = factories.user(username="erin.again", email="erin@example.test", external_id="oid-erin-2")
+    run_sync(registry)
+
+    row = Credential.objects.get(registry=registry, native_id="deploy")
+    assert row.owner_user_id == leaver.pk != rehired.pk
+    hygiene.scan(registry=registry)
+    [finding] = _open_orphaned()
+    assert finding.subject_id == str(row.pk)
+    assert finding.detail["reason"] == "owner_departed"
+    assert finding.detail["owner_status"] == User.Status.DEPARTED
+    assert finding.owner_id == leaver.pk
+
+
 def test_a_failed_read_changes_nothing(upstream: Upstream) -> None:
     registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
     upstream.credentials = [robot("ci")]
@@ -267,6 +340,11 @@ def test_the_check_shows_optional_and_untried_permissions_apart(
         PermissionCheck("edit members", ok=False, required=False, tried=False),
     ]
     client.force_login(admin)
+    steps = client.post(f"/api/v1/registries/{registry.pk}/test-connection/").json()["steps"]
+    assert steps[1:] == [
+        {"permission": "disable robots", "ok": False, "detail": "403", "is_required": False, "tried": True},
+        {"permission": "edit members", "ok": False, "detail": "", "is_required": False, "tried": False},
+    ]
     page = client.post(f"/registries/{registry.pk}/check/").content.decode()
     assert '<li class="ok">✓ read robots</li>' in page
     assert (

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import User
@@ -210,6 +216,24 @@ def test_over_privileged_when_only_pulls_were_seen() -> None:
     )
 
 
+def test_over_privileged_window_includes_its_first_instant() -> None:
+    # A use exactly 90 days ago is in the 90-day window, as a credential idle for exactly 45 days is stale.
+    writer = facts(actions=frozenset({"pull", "push"}), actions_seen_source="log")
+    window = LIMITS.over_privileged
+    at_edge = (NOW - window).isoformat()
+    just_out = (NOW - window - timedelta(seconds=1)).isoformat()
+    pull_at_edge = {"pull": at_edge, "push": just_out}
+    assert hygiene.over_privileged(dataclasses.replace(writer, actions_seen=pull_at_edge), LIMITS, NOW)
+    pull_just_out = {"pull": just_out}
+    assert (
+        hygiene.over_privileged(dataclasses.replace(writer, actions_seen=pull_just_out), LIMITS, NOW) is None
+    )
+    push_at_edge = {"pull": _seen(pull=1)["pull"], "push": at_edge}
+    assert (
+        hygiene.over_privileged(dataclasses.replace(writer, actions_seen=push_at_edge), LIMITS, NOW) is None
+    )
+
+
 def test_over_privileged_needs_usage_evidence_and_write_rights() -> None:
     no_evidence = facts(actions=frozenset({"pull", "push"}), actions_seen={}, actions_seen_source="")
     assert hygiene.over_privileged(no_evidence, LIMITS, NOW) is None
@@ -401,6 +425,23 @@ def test_unused_repositories_only_where_the_registry_reports_pulls() -> None:
 
 
 @pytest.mark.django_db
+def test_unused_repository_at_exactly_the_thresholds_and_not_one_second_inside() -> None:
+    harbor = factories.registry(kind="harbor")
+    old, second = NOW - timedelta(days=400), timedelta(seconds=1)
+    pull_edge, push_edge = NOW - LIMITS.unused_pull, NOW - LIMITS.unused_push
+    at_edges = factories.repository(
+        harbor, first_seen=old, last_pulled_at=pull_edge, last_pushed_at=push_edge
+    )
+    factories.repository(harbor, first_seen=old, last_pulled_at=pull_edge + second, last_pushed_at=push_edge)
+    factories.repository(harbor, first_seen=old, last_pulled_at=pull_edge, last_pushed_at=push_edge + second)
+    # Never pushed: the push age counts from when Customs first met the repository.
+    met_at_edge = factories.repository(harbor, first_seen=push_edge)
+    factories.repository(harbor, first_seen=push_edge + second)
+    found = list(hygiene.unused_repositories(harbor.pk, LIMITS, NOW))
+    assert sorted(int(o.subject_id) for o in found) == sorted([at_edges.pk, met_at_edge.pk])
+
+
+@pytest.mark.django_db
 def test_time_bound_rules_past_their_end() -> None:
     team = factories.group()
     ended = factories.access_rule(team, "team/**", expires_in=timedelta(days=1))
@@ -467,3 +508,187 @@ def test_a_successful_sync_queues_a_scan_of_its_registry(
     failing = factories.registry(kind="distribution")  # nothing listens there: the sync fails
     tasks.sync_registry(failing.pk)
     assert queued == [connected.pk]
+
+
+# --- evidence: every finding says which field, from which source, read when -------------------------
+
+
+@pytest.mark.django_db
+def test_every_finding_names_its_field_source_and_when_that_was_read() -> None:
+    """What a sync read was read at the sync (the credential's observed_at, the repository's
+    synced_at); the directory's statuses and Customs' own tokens and rules are read by the scan."""
+    scan_at = timezone.now().replace(microsecond=0) + timedelta(days=2)  # past the end of the rule below
+    read_at = scan_at - timedelta(hours=3)
+    harbor = factories.registry(kind="harbor")
+    active, leaver = factories.user(), factories.user(status=User.Status.DEPARTED)
+
+    def held(**fields: Any) -> str:
+        defaults: dict[str, Any] = {
+            "owner_user": active,
+            "owner_kind": "user",
+            "expires_at": scan_at + timedelta(days=60),
+            "last_used_at": scan_at - timedelta(days=1),
+            "last_used_source": "Harbor audit log",
+            "observed_at": read_at,
+        }
+        return str(factories.registry_credential(harbor, **(defaults | fields)).pk)
+
+    token, _ = factories.token(active, days=5)
+    repository = factories.repository(
+        harbor, first_seen=scan_at - timedelta(days=400), last_pushed_at=scan_at - timedelta(days=200)
+    )
+    Repository.objects.filter(pk=repository.pk).update(synced_at=read_at)
+    rule = factories.access_rule(factories.group(), "team/**", expires_in=timedelta(days=1))
+    sync, scan = read_at.isoformat(), scan_at.isoformat()
+    writes_rarely = {"pull": (scan_at - timedelta(days=2)).isoformat(), "push": "2020-01-01T00:00:00+00:00"}
+    expected = {
+        (hygiene.STALE, held(last_used_at=scan_at - timedelta(days=60))): (
+            "last_used_at",
+            "Harbor audit log",
+            sync,
+        ),
+        # A registry that does not name the log it read: the registry itself is the source.
+        (hygiene.STALE, held(last_used_at=scan_at - timedelta(days=50), last_used_source="")): (
+            "last_used_at",
+            harbor.name,
+            sync,
+        ),
+        (hygiene.ORPHANED, held(owner_user=leaver)): ("owner_user.status", "directory", scan),
+        (hygiene.ORPHANED, held(owner_user=None, owner_kind="group", created_by_user=leaver)): (
+            "created_by_user.status",
+            "directory",
+            scan,
+        ),
+        (hygiene.ORPHANED, held(owner_user=None, owner_id="ghost")): ("owner_user", harbor.name, sync),
+        (hygiene.ORPHANED, held(owner_user=None, owner_kind="")): ("owner_user", harbor.name, sync),
+        (hygiene.NEVER_EXPIRES, held(expires_at=None)): ("expires_at", harbor.name, sync),
+        (hygiene.EXPIRES_SOON, held(expires_at=scan_at + timedelta(days=5))): (
+            "expires_at",
+            harbor.name,
+            sync,
+        ),
+        (hygiene.EXPIRES_SOON, str(_customs_row(token.pk).pk)): ("expires_at", "Customs", scan),
+        (hygiene.EXPIRED, held(expires_at=scan_at - timedelta(days=2))): ("expires_at", harbor.name, sync),
+        (hygiene.SHARED_ADMIN, held(shared_admin=True)): ("shared_admin", harbor.name, sync),
+        (
+            hygiene.OVER_PRIVILEGED,
+            held(actions=["pull", "push"], actions_seen=writes_rarely, actions_seen_source="Harbor log"),
+        ): ("actions_seen", "Harbor log", sync),
+        (hygiene.UNUSED_REPOSITORY, str(repository.pk)): (
+            "last_pulled_at, last_pushed_at",
+            harbor.name,
+            sync,
+        ),
+        (hygiene.RULE_EXPIRED, str(rule.pk)): ("expires_at", "Customs", scan),
+    }
+    hygiene.scan(now=scan_at)
+
+    evidence = {
+        (finding.kind, finding.subject_id): (
+            finding.detail.get("field"),
+            finding.detail.get("source"),
+            finding.detail.get("observed_at"),
+        )
+        for finding in Finding.objects.open(now=scan_at)
+    }
+    for (kind, subject), wanted in expected.items():
+        assert evidence.get((kind.slug, subject)) == wanted, (kind.slug, subject)
+    # Every rule ran, and every finding it opened (not only those above) carries all three.
+    assert {kind for kind, _ in evidence} == {kind.slug for kind, _ in expected}
+    subject_models = {finding.kind: finding.subject_type for finding in Finding.objects.all()}
+    for (slug, _), (field, source, observed) in evidence.items():
+        model = apps.get_model(subject_models[slug])
+        for name in str(field).split(", "):
+            model._meta.get_field(name.split(".")[0])  # a field the subject has, or FieldDoesNotExist
+        assert source in {harbor.name, "Harbor audit log", "Harbor log", "directory", "Customs"}, slug
+        assert datetime.fromisoformat(str(observed)) in (read_at, scan_at), slug
+
+
+def _customs_row(token_pk: int) -> Credential:
+    # The scan copies tokens in; this one exists before it so its expected evidence can be written down.
+    hygiene.copy_customs_tokens()
+    return Credential.objects.get(native_id=f"customs:personal-token:{token_pk}")
+
+
+# --- thresholds come from settings ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_scan_follows_the_threshold_settings(settings: Any) -> None:
+    harbor = factories.registry(kind="harbor")
+    owner = factories.user()
+    factories.registry_credential(
+        harbor,
+        owner_user=owner,
+        owner_kind="user",
+        last_used_at=NOW - timedelta(days=20),
+        last_used_source="log",
+        expires_at=NOW + timedelta(days=20),
+        actions=["pull", "push"],
+        actions_seen={
+            "pull": (NOW - timedelta(days=1)).isoformat(),
+            "push": (NOW - timedelta(days=40)).isoformat(),
+        },
+        actions_seen_source="log",
+    )
+    repository = factories.repository(
+        harbor,
+        first_seen=NOW - timedelta(days=400),
+        last_pulled_at=NOW - timedelta(days=40),
+        last_pushed_at=NOW - timedelta(days=70),
+    )
+    kinds = (hygiene.STALE, hygiene.EXPIRES_SOON, hygiene.OVER_PRIVILEGED, hygiene.UNUSED_REPOSITORY)
+    hygiene.scan(now=NOW)
+    assert [_open(kind) for kind in kinds] == [[], [], [], []]  # the defaults: 45, 14/7/1, 90, 90/180 days
+
+    settings.HYGIENE_STALE_DAYS = 15
+    settings.HYGIENE_EXPIRY_NOTICE_DAYS = [30, 21]
+    settings.HYGIENE_OVERPRIVILEGED_DAYS = 30
+    settings.HYGIENE_UNUSED_PULL_DAYS = 30
+    settings.HYGIENE_UNUSED_PUSH_DAYS = 60
+    hygiene.scan(now=NOW + timedelta(minutes=1))
+    [stale], [soon], [over], [unused] = (_open(kind) for kind in kinds)
+    assert stale.detail["threshold_days"] == 15
+    assert soon.detail["stage"] == 21
+    assert over.detail["window_days"] == 30
+    assert unused.subject_id == str(repository.pk)
+    assert (unused.detail["pull_threshold_days"], unused.detail["push_threshold_days"]) == (30, 60)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _read_setting(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Load the settings module afresh with these variables (the embedded defaults otherwise)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            f"from django.conf import settings; print(settings.{name})",
+        ],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "CUSTOMS_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_notice_days_are_read_as_whole_days_largest_first(tmp_path: Path) -> None:
+    result = _read_setting("HYGIENE_EXPIRY_NOTICE_DAYS", tmp_path, CUSTOMS_EXPIRY_NOTICE_DAYS="1, 30,7")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[30, 7, 1]"
+
+
+@pytest.mark.parametrize("value", ["0", "14,seven", "7,-1", "1.5"])
+def test_invalid_notice_days_stop_startup_naming_the_variable(tmp_path: Path, value: str) -> None:
+    result = _read_setting("HYGIENE_EXPIRY_NOTICE_DAYS", tmp_path, CUSTOMS_EXPIRY_NOTICE_DAYS=value)
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: CUSTOMS_EXPIRY_NOTICE_DAYS must list whole days of 1 or more, e.g. 14,7,1"
+        in result.stderr
+    )

@@ -441,6 +441,15 @@ def test_the_export_is_a_json_array_of_every_filtered_row(
     assert [row["name"] for row in json.loads(customs)] == ["echo-pat"]
 
 
+def test_the_export_honours_every_filter(client: Client, reviewer: User, estate: dict[str, Any]) -> None:
+    client.force_login(reviewer)
+    for query, expected in FILTER_CASES:
+        _, text = download(client, f"{EXPORT}?gone=false&{fill(query, estate)}")
+        assert {row["name"] for row in json.loads(text)} == expected, query
+        _, text = download(client, f"{EXPORT}?format=csv&gone=false&{fill(query, estate)}")
+        assert {row["name"] for row in csv.DictReader(io.StringIO(text))} == expected, query
+
+
 @pytest.mark.parametrize("ask", ["query", "accept"])
 def test_the_export_gives_csv_when_asked(
     client: Client, reviewer: User, estate: dict[str, Any], ask: str

@@ -378,7 +378,12 @@ def build_estate() -> dict[str, Any]:
             actions=["pull"],
         ),
         "charlie-key": credential(
-            eu, name="charlie-key", kind="access_key", expiry_known=False, usage_known=False
+            eu,
+            name="charlie-key",
+            kind="access_key",
+            expiry_known=False,
+            usage_known=False,
+            shared_admin=True,
         ),
         "delta-robot": credential(
             us,
@@ -434,6 +439,14 @@ FILTER_CASES: list[tuple[str, set[str]]] = [
     ("registry=999999", set()),
     ("kind=customs_api_token", {"echo-pat"}),
     ("kind=access_key", {"charlie-key"}),
+    ("name=robot", {"alpha-robot", "delta-robot"}),
+    ("name=ECHO-P", {"echo-pat"}),  # any case, any part
+    ("name=%20DELTA%20", {"delta-robot"}),  # spaces around it ignored
+    ("shared_admin=true", {"charlie-key"}),
+    ("shared_admin=false", {"alpha-robot", "bravo-token", "delta-robot", "echo-pat"}),
+    ("last_used_source=audit", {"alpha-robot"}),
+    ("last_used_source=Customs%20API", {"echo-pat"}),  # the whole value, in another case
+    ("last_used_source=harbor", set()),  # actions_seen_source is another column's
     ("state=enabled", {"alpha-robot", "bravo-token", "charlie-key", "echo-pat"}),
     ("state=disabled", {"delta-robot"}),
     ("owner=ann", {"alpha-robot"}),
@@ -477,6 +490,9 @@ BAD_FILTERS = [
     "expires=soon",
     "action=pull,push",
     "ordering=owner",
+    "shared_admin=maybe",
+    "has_open_findings=sometimes",
+    "gone=perhaps",
 ]
 
 # Rows without the date come last either way, in creation order.
@@ -564,6 +580,8 @@ def test_each_column_says_what_is_known(client: Client, reviewer: User, estate: 
     assert bravo.count("<td>never</td>") == 2  # never expires, never used
 
     charlie = row_of(page, "charlie-key")
+    assert "shared admin" in charlie
+    assert "shared admin" not in alpha
     assert "no owner" in charlie
     assert "unknown</span>" in charlie  # expiry
     assert escape("unknown — the registry keeps no record") in charlie
@@ -674,6 +692,7 @@ def test_the_csv_export_holds_every_column(client: Client, reviewer: User, estat
     )
     assert charlie["usage_known"] == "false"
     assert charlie["owner_status"] == "none"
+    assert (charlie["shared_admin"], alpha["shared_admin"]) == ("true", "false")
 
     echo = rows["echo-pat"]
     assert (echo["registry"], echo["registry_name"]) == ("", "Customs")
@@ -810,5 +829,8 @@ def test_the_filter_form_offers_customs_and_every_registry(
     page = body(client.get(f"{LIST}?registry=customs"))
     assert '<option value="customs" selected>Customs</option>' in page
     assert f'<option value="{estate["eu"].pk}">prod-eu</option>' in page
-    for name in ("owner_status", "expires_before", "last_used", "scope", "action", "has_open_findings"):
+    for name in credential_views.PAGE_FILTERS:
         assert f'name="{name}"' in page
+    assert {"name", "shared_admin", "last_used_source", "scope", "action"} <= set(
+        credential_views.PAGE_FILTERS
+    )
