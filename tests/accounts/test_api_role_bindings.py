@@ -49,7 +49,7 @@ def test_granting_a_role_the_group_already_holds_is_a_400(client: Client, admin:
     assert response.status_code == 400
     error = response.json()["error"]
     # The service's message, the same the access page shows, not a generic unique-together one.
-    assert (error["code"], error["message"]) == ("invalid", "Platform already holds the Admin role")
+    assert (error["code"], error["message"]) == ("rejected", "Platform already holds the Admin role")
     assert RoleBinding.objects.filter(group=group).count() == 1
     assert not AuditEvent.objects.filter(action=AuditAction.ROLE_BINDING_CREATED).exists()
 

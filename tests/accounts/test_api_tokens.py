@@ -91,25 +91,30 @@ def test_a_registry_token_can_be_created_for_docker_login(client: Client, develo
     assert (body["kind"], body["scopes"]) == ("registry", ["registry"])
 
 
+# "invalid": the serializer refused a field; "rejected": the token service refused the request.
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "code", "message"),
     [
-        ({"name": ""}, "name: This field may not be blank."),
-        ({}, "name: This field is required."),
-        ({"name": "x", "days": 366}, "a token lasts from 1 to 365 days"),
-        ({"name": "x", "days": 0}, "days: Ensure this value is greater than or equal to 1."),
-        ({"name": "x", "scopes": ["admin"]}, "api tokens accept the scopes read, write; not admin"),
-        ({"name": "x", "kind": "ssh"}, 'kind: "ssh" is not a valid choice.'),
+        ({"name": ""}, "invalid", "name: This field may not be blank."),
+        ({}, "invalid", "name: This field is required."),
+        ({"name": "x", "days": 366}, "rejected", "a token lasts from 1 to 365 days"),
+        ({"name": "x", "days": 0}, "invalid", "days: Ensure this value is greater than or equal to 1."),
+        (
+            {"name": "x", "scopes": ["admin"]},
+            "rejected",
+            "api tokens accept the scopes read, write; not admin",
+        ),
+        ({"name": "x", "kind": "ssh"}, "invalid", 'kind: "ssh" is not a valid choice.'),
     ],
 )
 def test_impossible_requests_get_400_with_a_reason(
-    client: Client, developer: User, body: dict[str, Any], message: str
+    client: Client, developer: User, body: dict[str, Any], code: str, message: str
 ) -> None:
     client.force_login(developer)
     response = create(client, **body)
     assert response.status_code == 400
     error = response.json()["error"]
-    assert (error["code"], error["message"]) == ("invalid", message)
+    assert (error["code"], error["message"]) == (code, message)
     assert not PersonalToken.objects.filter(owner=developer).exists()
 
 
