@@ -16,6 +16,7 @@ from django.utils import timezone
 from portal import audit
 from portal.audit import AuditAction
 from portal.errors import RequestRejected
+from portal.locks import transaction_lock
 from portal.models import Finding
 
 Severity = Finding.Severity
@@ -142,7 +143,8 @@ def reconcile(
     now = now or timezone.now()
     result = ReconcileResult()
     with transaction.atomic(), connection.cursor() as cursor:
-        _lock(cursor, kind)
+        # Two scans at once would both open the same new finding: one kind reconciles at a time.
+        transaction_lock(f"customs.findings.{kind.slug}")
         if _stage(cursor, kind, observations):
             result.refreshed = _refresh(cursor, now, reopening=False)
             result.reopened = _refresh(cursor, now, reopening=True)
@@ -187,13 +189,6 @@ def _column(name: str) -> str:
 
 def _table() -> str:
     return connection.ops.quote_name(Finding._meta.db_table)
-
-
-def _lock(cursor: Any, kind: FindingKind) -> None:
-    """Serialise reconciles of one kind: two scans at once would both open the same new finding."""
-    if connection.vendor == "postgresql":
-        # SQLite (the embedded default) serialises every write transaction anyway.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"customs.findings.{kind.slug}"])
 
 
 def _stage(cursor: Any, kind: FindingKind, observations: Iterable[Observation]) -> int:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, Count, Exists, IntegerField, Max, OuterRef, QuerySet, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -42,6 +42,7 @@ from portal.http import (
     describe_connection_error,
     outbound_session,
 )
+from portal.locks import transaction_lock
 from portal.models import Finding, Notice
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def send_pending(now: datetime | None = None) -> NoticeResult:
     now = now or timezone.now()
     destinations = {(d.channel, d.recipient): d for d in digest_destinations()}
     with transaction.atomic():
-        _lock()
+        # Two scans finishing together must not both write the same digest.
+        transaction_lock("customs.notify")
         for destination in destinations.values():
             _compose_digest(destination, now)
         if settings.NOTIFY_OWNERS_OF_EXPIRING:
@@ -136,14 +138,6 @@ def webhook_name(channel: str, url: str) -> str:
 
 def _webhook(channel: str, url: str) -> Destination:
     return Destination(channel, webhook_name(channel, url), url)
-
-
-def _lock() -> None:
-    """Serialise composing: two scans finishing together must not both write the same digest."""
-    if connection.vendor != "postgresql":
-        return  # SQLite (the embedded default) serialises every write transaction anyway
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ["customs.notify"])
 
 
 # --- composing: which conditions need a notice -------------------------------------------------

@@ -11,6 +11,9 @@ class RegistriesConfig(AppConfig):
     verbose_name = "Registries"
 
     def ready(self) -> None:
+        from accounts.models import PersonalToken, RobotToken
+        from portal.models import AuditEvent
+        from registries import signals
         from registries.models import Registry, TokenSigningKey
 
         # The token server keeps registries and the signing key in per-process memory for a few
@@ -22,6 +25,11 @@ class RegistriesConfig(AppConfig):
             post_delete.connect(
                 _forget_token_server_memory, sender=model, dispatch_uid=f"forget-{model.__name__}-d"
             )
+        # Customs' own tokens are listed with the registries' credentials: copy them in as they change.
+        for token in (PersonalToken, RobotToken):
+            post_save.connect(signals.token_changed, sender=token, dispatch_uid=f"copy-{token.__name__}")
+            post_delete.connect(signals.token_changed, sender=token, dispatch_uid=f"copy-{token.__name__}-d")
+        post_save.connect(signals.event_recorded, sender=AuditEvent, dispatch_uid="copy-revoked-tokens")
 
 
 def _forget_token_server_memory(**_: Any) -> None:

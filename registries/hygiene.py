@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RobotToken, User
 from portal import bulkread, findings
 from portal.findings import FindingKind, Observation, Severity
+from portal.locks import transaction_lock
 from registries import connectors
 from registries.connectors.base import Capability
 from registries.models import AccessRule, Credential, Registry, Repository
@@ -543,10 +544,14 @@ def copy_customs_tokens(now: datetime | None = None) -> int:
     disappear; expired ones too, since Customs refuses them and nothing can revive them.
     """
     now = now or timezone.now()
-    actions_of_user, actions_of_group = _actions_by_rules(now)
-    wanted = {row.native_id: row for row in _personal_rows(actions_of_user, now)}
-    wanted.update((row.native_id, row) for row in _robot_rows(actions_of_group, now))
     with transaction.atomic():
+        # Two copies at once (the hourly scan's and one a token change queued) would both insert a
+        # new token's row, and the second would fail on the unique constraint: they take turns, and
+        # the second reads the tokens and rows as the first left them.
+        transaction_lock("customs.copy_customs_tokens")
+        actions_of_user, actions_of_group = _actions_by_rules(now)
+        wanted = {row.native_id: row for row in _personal_rows(actions_of_user, now)}
+        wanted.update((row.native_id, row) for row in _robot_rows(actions_of_group, now))
         existing = {
             row.native_id: row
             for row in Credential.objects.filter(registry=None).only("pk", "native_id", "first_seen_at")

@@ -2,7 +2,8 @@
 and whose they are. Every number links to the list behind it.
 
 It lives in `registries` because the credential-age histogram reads `Credential`, which `portal`
-must not import; everything else here reads only `portal.models.Finding`.
+must not import; everything else here reads only `portal.models.Finding`. For the same reason
+its JSON twin, /api/v1/findings/summary/, is here and routed by registries/api/urls.py.
 Reviewers and admins only, like the findings list.
 """
 
@@ -19,10 +20,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.permissions import role_required
 from accounts.roles import Role
 from portal import charts, findings, notify
+from portal.api.serializers import FindingSummarySerializer
 from portal.models import Finding
 from registries import hygiene  # noqa: F401  (registers the credential finding kinds, for their titles)
 from registries.models import Credential
@@ -146,37 +152,45 @@ def trend_chart(today: date) -> charts.LineChart:
 # --- credential ages -------------------------------------------------------------------------------
 
 
-def credential_ages(today: date) -> list[charts.Datum]:
-    """Credentials still held, by age since creation; one query. Each bar links to the credentials list."""
+@dataclass(frozen=True)
+class AgeCount:
+    label: str
+    count: int
+    min_days: int | None  # both None: the creation date is unknown
+    max_days: int | None  # None: open-ended
+    created_after: date | None  # the credentials list's filters selecting exactly these
+    created_before: date | None
+
+
+def age_counts(today: date) -> list[AgeCount]:
+    """Credentials still held, by age since creation, "unknown" last; one query."""
     spans = [_age_span(today, low, high) for _, low, high in AGE_BUCKETS]
     counts = Credential.objects.filter(gone_at=None).aggregate(
         unknown=Count("pk", filter=Q(created_at=None)),
         **{f"bucket{i}": Count("pk", filter=_created_in(*span)) for i, span in enumerate(spans)},
     )
+    rows = [
+        AgeCount(label, counts[f"bucket{i}"], low, high, *span)
+        for i, ((label, low, high), span) in enumerate(zip(AGE_BUCKETS, spans, strict=True))
+    ]
+    rows.append(AgeCount("unknown", counts["unknown"], None, None, None, None))
+    return rows
+
+
+def credential_ages(today: date) -> list[charts.Datum]:
+    """The histogram's bars; each links to the credentials list holding exactly its count."""
+    return [_age_bar(row) for row in age_counts(today)]
+
+
+def _age_bar(row: AgeCount) -> charts.Datum:
     credentials = reverse("registries:credentials")
-    data = []
-    for i, ((label, _, _), (after, before)) in enumerate(zip(AGE_BUCKETS, spans, strict=True)):
-        query = urlencode(
-            {
-                name: day.isoformat()
-                for name, day in (("created_after", after), ("created_before", before))
-                if day
-            }
-        )
-        count = counts[f"bucket{i}"]
-        data.append(
-            charts.Datum(label, count, f"{credentials}?{query}", f"{count} credentials created {label} ago")
-        )
-    unknown = counts["unknown"]
-    data.append(
-        charts.Datum(
-            "unknown",
-            unknown,
-            f"{credentials}?created=unknown",
-            f"{unknown} credentials without a known creation date",
-        )
-    )
-    return data
+    if row.min_days is None:
+        title = f"{row.count} credentials without a known creation date"
+        return charts.Datum(row.label, row.count, f"{credentials}?created=unknown", title)
+    bounds = {"created_after": row.created_after, "created_before": row.created_before}
+    query = urlencode({name: day.isoformat() for name, day in bounds.items() if day})
+    title = f"{row.count} credentials created {row.label} ago"
+    return charts.Datum(row.label, row.count, f"{credentials}?{query}", title)
 
 
 def _age_span(today: date, low: int, high: int | None) -> tuple[date | None, date | None]:
@@ -247,3 +261,36 @@ def findings_dashboard(request: HttpRequest) -> HttpResponse:
         "notices": notify.recent_notices(10),
     }
     return render(request, "registries/findings_dashboard.html", context)
+
+
+# --- the same numbers for API clients -----------------------------------------------------------------
+
+
+def summary(today: date) -> dict[str, object]:
+    """Every panel's numbers, without the links: what GET /api/v1/findings/summary/ returns."""
+    severities = [severity for severity, _ in SEVERITIES]
+    return {
+        "by_kind": [
+            {
+                "kind": row.kind,
+                "title": row.title,
+                "total": row.total.count,
+                "by_severity": {sev: cell.count for sev, cell in zip(severities, row.cells, strict=True)},
+            }
+            for row in kind_severity_counts()
+        ],
+        "open_per_day": [{"date": day, "open": count} for day, count in open_per_day(today=today)],
+        "credential_ages": age_counts(today),
+        "top_owners": [{"owner": name, "open": count} for name, count in top_owners()],
+    }
+
+
+class FindingSummaryView(APIView):
+    """The findings dashboard's numbers: open findings by kind and severity, open findings per day,
+    credentials by age and the owners with most open findings. Reviewers and admins, as the page."""
+
+    read_role = Role.REVIEWER
+
+    @extend_schema(responses=FindingSummarySerializer)
+    def get(self, request: Request) -> Response:
+        return Response(FindingSummarySerializer(summary(timezone.localdate())).data)

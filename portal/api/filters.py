@@ -6,11 +6,13 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import BigIntegerField, Q, QuerySet
+from django.db.models.functions import Cast
 from django.http import QueryDict
 from django.utils import timezone
 
 from portal import findings
+from portal.audit import AuditAction
 from portal.models import AuditEvent, Finding
 
 
@@ -55,8 +57,16 @@ def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+# The changes to a finding that people make, which leave no time on the finding itself.
+PEOPLES_CHANGES = [
+    AuditAction.FINDING_SUPPRESSED,
+    AuditAction.FINDING_UNSUPPRESSED,
+    AuditAction.FINDING_ASSIGNED,
+]
+
+
 class FindingFilter(django_filters.FilterSet):
-    """Findings by kind, severity, state, scope, owner, assignee, subject and text.
+    """Findings by kind, severity, state, scope, owner, assignee, subject, text, day and change.
 
     Serves the findings page, /api/v1/findings/, the JSON-lines export and bulk changes alike, so
     a link copied from one means the same in the others.
@@ -106,6 +116,16 @@ class FindingFilter(django_filters.FilterSet):
         ),
         widget=forms.DateInput(attrs={"type": "date"}),
     )
+    changed_since = django_filters.IsoDateTimeFilter(
+        method="filter_changed_since",
+        label="Changed since",
+        help_text=(
+            "Changed at or after this moment (ISO 8601, e.g. 2025-05-01T08:00:00Z): seen again by a scan, "
+            "opened, resolved, suppressed, unsuppressed, assigned, or back from an ended suppression. "
+            "For pulling the export incrementally: pass the time the previous pull started."
+        ),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
 
     class Meta:
         model = Finding
@@ -138,6 +158,24 @@ class FindingFilter(django_filters.FilterSet):
     def filter_open_on(self, queryset: QuerySet[Finding], name: str, value: date) -> QuerySet[Finding]:
         end = _start_of(value + timedelta(days=1))
         return queryset.filter(opened_at__lt=end).exclude(resolved_at__lt=end)
+
+    def filter_changed_since(
+        self, queryset: QuerySet[Finding], name: str, value: datetime
+    ) -> QuerySet[Finding]:
+        # A finding keeps no time of its last suppression or assignment: their audit events say when.
+        changed_by_people = (
+            AuditEvent.objects.filter(
+                at__gte=value, action__in=PEOPLES_CHANGES, target_type=Finding._meta.label_lower
+            )
+            .annotate(finding=Cast("target_id", BigIntegerField()))
+            .values("finding")
+        )
+        return queryset.filter(
+            Q(last_seen__gte=value)  # opened, reopened or seen again: the scan sets last_seen
+            | Q(resolved_at__gte=value)
+            | Q(suppressed_until__gte=value, suppressed_until__lte=timezone.now())
+            | Q(pk__in=changed_by_people)
+        )
 
 
 def chosen_findings(

@@ -107,8 +107,8 @@ class FindingBulkSerializer(serializers.Serializer[Any]):
         required=False,
         help_text=(
             "Every finding matching these parameters of GET /api/v1/findings/ (kind, severity, "
-            "state, scope, owner, assignee, assigned, subject_type, subject_id, q, open_on); "
-            "without state, findings in every state."
+            "state, scope, owner, assignee, assigned, subject_type, subject_id, q, open_on, "
+            "changed_since); without state, findings in every state."
         ),
     )
     expected_count = serializers.IntegerField(
@@ -202,3 +202,63 @@ class FindingLineSerializer(serializers.Serializer[Finding]):
         path = reverse("portal:finding_detail", args=[finding.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+
+# --- the findings dashboard's numbers (the view is registries.hygiene_views.FindingSummaryView) --------
+
+
+class SeverityCountsSerializer(serializers.Serializer[Any]):
+    critical = serializers.IntegerField()
+    high = serializers.IntegerField()
+    medium = serializers.IntegerField()
+    low = serializers.IntegerField()
+    info = serializers.IntegerField()
+
+
+class KindCountsSerializer(serializers.Serializer[Any]):
+    kind = serializers.CharField(help_text="The kind's slug, as the findings list's `kind` filter takes it.")
+    title = serializers.CharField()
+    total = serializers.IntegerField(help_text="Open findings of this kind.")
+    by_severity = SeverityCountsSerializer(
+        help_text="Open findings of this kind by severity; zeros included."
+    )
+
+
+class DayCountSerializer(serializers.Serializer[Any]):
+    date = serializers.DateField()
+    open = serializers.IntegerField(
+        help_text="Findings open at the end of the day (server time), as the list's `open_on` counts them."
+    )
+
+
+class AgeCountSerializer(serializers.Serializer[Any]):
+    # A field named like Field.label: DRF takes declared fields off the class, which mypy cannot see.
+    label = serializers.CharField()  # type: ignore[assignment]
+    count = serializers.IntegerField(help_text="Credentials still held, created this long ago.")
+    min_days = serializers.IntegerField(
+        allow_null=True, help_text="Age from (days, inclusive); null in the bucket of unknown creation dates."
+    )
+    max_days = serializers.IntegerField(
+        allow_null=True, help_text="Age up to (days, exclusive); null when open-ended or unknown."
+    )
+
+
+class OwnerCountSerializer(serializers.Serializer[Any]):
+    owner = serializers.CharField(
+        help_text="The linked person's username; for an owner no person was linked to, the registry's name."
+    )
+    open = serializers.IntegerField(help_text="Their open findings.")
+
+
+class FindingSummarySerializer(serializers.Serializer[Any]):
+    """What the findings dashboard charts. Counts by kind and owner are of open findings as the list's
+    `state=open` means them (unresolved, not suppressed); the trend counts as its `open_on` does."""
+
+    by_kind = KindCountsSerializer(many=True, help_text="Kinds with open findings, the most first.")
+    open_per_day = DayCountSerializer(
+        many=True, help_text="Every day of the trend window, oldest first, ending today."
+    )
+    credential_ages = AgeCountSerializer(
+        many=True, help_text="Credentials still held (Customs' own tokens too) by age since creation."
+    )
+    top_owners = OwnerCountSerializer(many=True, help_text="The owners with most open findings, most first.")

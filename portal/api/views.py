@@ -51,6 +51,8 @@ class FindingViewSet(viewsets.ReadOnlyModelViewSet[Finding]):
     write_role = Role.REVIEWER  # suppressing is accepting a risk: the reviewers' call as much as admins'
     filterset_class = FindingFilter
     ordering_fields = ["last_seen", "first_seen", "opened_at", "severity"]
+    # Ids only: findings/summary/ (registries/api/urls.py, included after this) must not read as an id.
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self) -> QuerySet[Finding]:
         return Finding.objects.select_related("suppressed_by", "owner", "assignee")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from registries import hygiene_views
 from registries.api import base_images, dockerfile_check, evidence, offboarding, views
 
 router = SimpleRouter()
@@ -24,6 +25,8 @@ urlpatterns = [
     path("access/groups/<int:group_id>/reach/", views.GroupReachView.as_view(), name="access-group-reach"),
     path("access/me/", views.MyAccessView.as_view(), name="access-me"),
     path("access/report.csv", views.AccessReportView.as_view(), name="access-report"),
+    # Beside portal's findings routes, which cannot hold it: the credential ages read registries' rows.
+    path("findings/summary/", hygiene_views.FindingSummaryView.as_view(), name="finding-summary"),
     path("evidence/bundle.zip", evidence.EvidenceBundleView.as_view(), name="evidence-bundle"),
     # Before the router: its base-images/<pk>/ routes must not see this one.
     path(

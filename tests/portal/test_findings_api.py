@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -114,7 +115,10 @@ def test_the_api_takes_the_same_filters_as_the_list(
     assert _ids(api, **query) == {estate[name].pk for name in expected}
 
 
-@pytest.mark.parametrize("query", [{"severity": "urgent"}, {"state": "gone"}, {"open_on": "last week"}])
+@pytest.mark.parametrize(
+    "query",
+    [{"severity": "urgent"}, {"state": "gone"}, {"open_on": "last week"}, {"changed_since": "last week"}],
+)
 def test_an_invalid_filter_is_a_400_naming_it(api: Client, query: dict[str, str]) -> None:
     response = api.get(FINDINGS, query)
     assert response.status_code == 400
@@ -354,6 +358,76 @@ def test_the_export_is_in_the_openapi_schema(api: Client) -> None:
     schema = yaml.safe_load(api.get("/api/schema/").content)
     export = schema["paths"]["/api/v1/findings/export.jsonl"]["get"]
     assert "application/x-ndjson" in export["responses"]["200"]["content"]
-    assert {p["name"] for p in export["parameters"]} >= {"kind", "severity", "state", "owner", "q", "open_on"}
+    assert {p["name"] for p in export["parameters"]} >= {
+        "kind",
+        "severity",
+        "state",
+        "owner",
+        "q",
+        "open_on",
+        "changed_since",
+    }
     for path in ("/api/v1/findings/bulk/", "/api/v1/findings/{id}/assign/"):
         assert "post" in schema["paths"][path]
+
+
+# --- incremental pulls: changed_since ------------------------------------------------------------------
+
+
+@dataclass
+class Changes:
+    since: datetime
+    changed: dict[str, Finding]  # each changed in one way at or after `since`
+    unchanged: list[Finding]  # last changed before it
+
+
+@pytest.fixture
+def changes(reviewer: User) -> Changes:
+    long_ago = timezone.now() - timedelta(days=30)
+    quiet = {"first_seen": long_ago, "opened_at": long_ago, "last_seen": long_ago}
+
+    def suppressed(finding: Finding) -> Finding:
+        until = factories.days_from_now(30)
+        findings.suppress(finding, actor=reviewer, until=until, justification="accepted")
+        return finding
+
+    unchanged = [
+        factories.finding(**quiet),
+        suppressed(factories.finding(**quiet)),  # still suppressed, since before
+        factories.finding(**quiet, resolved_at=long_ago + timedelta(days=1)),
+    ]
+    to_unsuppress = suppressed(factories.finding(**quiet))
+    since = timezone.now()
+    findings.unsuppress(to_unsuppress, actor=reviewer)
+    to_assign = factories.finding(**quiet)
+    findings.assign(to_assign, reviewer, factories.user())
+    changed = {
+        "seen": factories.finding(first_seen=long_ago, opened_at=long_ago),  # a scan saw it again: now
+        "resolved": factories.finding(**quiet, resolved_at=timezone.now()),
+        "suppressed": suppressed(factories.finding(**quiet)),
+        "unsuppressed": to_unsuppress,
+        "assigned": to_assign,
+        "resurfaced": factories.finding(**quiet, suppressed_until=timezone.now()),  # its suppression ended
+    }
+    return Changes(since, changed, unchanged)
+
+
+def _zulu(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_changed_since_lists_what_changed_at_or_after_it(api: Client, changes: Changes) -> None:
+    assert _ids(api, changed_since=changes.since.isoformat()) == {f.pk for f in changes.changed.values()}
+    everything = {f.pk for f in [*changes.changed.values(), *changes.unchanged]}
+    assert _ids(api, changed_since=_zulu(changes.since - timedelta(days=31))) == everything
+
+
+def test_the_export_pulls_only_what_changed_since_the_last_pull(
+    api: Client, reviewer: User, changes: Changes
+) -> None:
+    pulled_at = timezone.now()
+    lines = _lines(api.get(EXPORT, {"changed_since": _zulu(changes.since)}))
+    assert [line["id"] for line in lines] == sorted(f.pk for f in changes.changed.values())
+    findings.unsuppress(changes.changed["suppressed"], actor=reviewer)
+    (line,) = _lines(api.get(EXPORT, {"changed_since": _zulu(pulled_at)}))
+    assert (line["id"], line["state"]) == (changes.changed["suppressed"].pk, "open")

@@ -303,6 +303,7 @@ MATRIX: dict[str, Row] = {
         (200, 200, 403, 403, 401), method="post", data=lambda w: {"action": "unassign", "ids": [w.finding.pk]}
     ),
     "api:finding-export": Row((200, 200, 403, 403, 401)),
+    "api:finding-summary": Row((200, 200, 403, 403, 401)),
     "api:schema": Row((200, 200, 200, 200, 401)),
     "api:docs": Row((200, 200, 200, 200, 401)),
     # Signed-in people are sent on from the sign-in page; the logout page asks to confirm.

@@ -1,6 +1,7 @@
-"""The findings dashboard: each chart's numbers, and that each links to a list holding exactly them.
+"""The findings dashboard: each chart's numbers, and that each links to a list holding exactly them;
+the same numbers at /api/v1/findings/summary/.
 
-Who may open it is tests/portal/test_url_matrix.py's job.
+Who may open either is tests/portal/test_url_matrix.py's job.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 from datetime import date, datetime, time, timedelta
 
 import pytest
+import yaml
 from django.test import Client
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
@@ -227,3 +229,83 @@ def test_the_dashboard_queries_do_not_grow_with_rows(
 def test_developers_are_refused(client: Client, developer: User) -> None:
     client.force_login(developer)
     assert client.get(DASHBOARD).status_code == 403
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+SUMMARY = "/api/v1/findings/summary/"
+
+
+def test_the_api_summary_holds_the_dashboards_numbers(signed_in: Client) -> None:
+    now, today = timezone.now(), timezone.localdate()
+    owner = factories.user(username="omar")
+    factories.finding(
+        kind="credential_stale",
+        severity=Finding.Severity.MEDIUM,
+        owner=owner,
+        opened_at=now - timedelta(days=3),
+    )
+    factories.finding(
+        kind="credential_stale", severity=Finding.Severity.HIGH, owner_label="ghost@old.example"
+    )
+    factories.finding(kind="credential_expired", severity=Finding.Severity.CRITICAL, owner=owner)
+    factories.finding(kind="credential_stale", resolved_at=now)  # not open
+    registry = factories.registry()
+    factories.registry_credential(registry, created_at=now - timedelta(days=40))
+    factories.registry_credential(registry, created_at=None)
+
+    response = signed_in.get(SUMMARY)
+    assert response.status_code == 200
+    body = response.json()
+    none: dict[str, int] = {"critical": 0, "high": 0, "medium": 0, "low": 0, "info": 0}
+    assert body["by_kind"] == [
+        {
+            "kind": "credential_stale",
+            "title": findings.KINDS["credential_stale"].title,
+            "total": 2,
+            "by_severity": none | {"high": 1, "medium": 1},
+        },
+        {
+            "kind": "credential_expired",
+            "title": findings.KINDS["credential_expired"].title,
+            "total": 1,
+            "by_severity": none | {"critical": 1},
+        },
+    ]
+    trend = body["open_per_day"]
+    assert len(trend) == hygiene_views.TREND_DAYS
+    assert trend[-1] == {"date": today.isoformat(), "open": 3}
+    assert [day["open"] for day in trend[-5:]] == [0, 1, 1, 1, 3]
+    assert body["credential_ages"] == [
+        {"label": "under 30 days", "count": 0, "min_days": 0, "max_days": 30},
+        {"label": "30–90 days", "count": 1, "min_days": 30, "max_days": 90},
+        {"label": "90–180 days", "count": 0, "min_days": 90, "max_days": 180},
+        {"label": "180–365 days", "count": 0, "min_days": 180, "max_days": 365},
+        {"label": "over a year", "count": 0, "min_days": 365, "max_days": None},
+        {"label": "unknown", "count": 1, "min_days": None, "max_days": None},
+    ]
+    assert body["top_owners"] == [{"owner": "omar", "open": 2}, {"owner": "ghost@old.example", "open": 1}]
+
+
+def test_the_api_summary_is_in_the_openapi_schema(signed_in: Client) -> None:
+    schema = yaml.safe_load(signed_in.get("/api/schema/").content)
+    response = schema["paths"][SUMMARY]["get"]["responses"]["200"]
+    reference = response["content"]["application/json"]["schema"]["$ref"]
+    summary = schema["components"]["schemas"][reference.rsplit("/", 1)[1]]
+    assert set(summary["properties"]) == {"by_kind", "open_per_day", "credential_ages", "top_owners"}
+
+
+def test_the_api_summary_queries_do_not_grow_with_rows(
+    signed_in: Client, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    # session, user, role; matrix; trend: before the window, opened, resolved; ages; owners
+    expected = 9
+    with django_assert_num_queries(expected):
+        signed_in.get(SUMMARY)
+    registry = factories.registry()
+    for n in range(30):
+        person = factories.user()
+        factories.finding(kind="credential_stale", owner=person, opened_at=timezone.now() - timedelta(days=n))
+        factories.registry_credential(registry, created_at=timezone.now() - timedelta(days=20 * n))
+    with django_assert_num_queries(expected):
+        signed_in.get(SUMMARY)

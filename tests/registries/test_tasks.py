@@ -6,11 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
-from registries import services, tasks
+from accounts import services as account_services
+from accounts.models import User
+from registries import services, signals, tasks
 from registries.demo import images as im
-from registries.models import ArtifactLineage, Offboarding, Registry, Replica, SyncRun, Tag
+from registries.models import ArtifactLineage, Credential, Offboarding, Registry, Replica, SyncRun, Tag
 from tests import factories
 from tests.registries.harness import RunningRegistry
 
@@ -95,3 +99,127 @@ def test_the_lineage_task_decides_a_registrys_artifacts_and_skips_a_deleted_one(
     assert tasks.refresh_lineage.apply(args=(999_999,)).get() == {}
     tasks.refresh_lineage.apply(args=(registry.pk,)).get()
     assert ArtifactLineage.objects.get(artifact=artifact).method == ArtifactLineage.Method.UNKNOWN
+
+
+# --- Customs' own tokens reach the credential list as they change, without a full scan -------------------
+
+
+class Copies:
+    """Token copies run here as they are queued, through the task, on a clock the test moves."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.now = 0.0
+
+    def queue(self, *, countdown: float) -> None:
+        self.delays.append(countdown)
+        signals.copy_tokens.apply().get()
+
+    def wait(self) -> None:
+        """As long as a queued copy waits to start: the next change queues another."""
+        self.now += signals.COPY_DELAY
+
+
+@pytest.fixture
+def copies(monkeypatch: pytest.MonkeyPatch) -> Copies:
+    made = Copies()
+    monkeypatch.setattr(signals.copy_tokens, "apply_async", made.queue)
+    monkeypatch.setattr(signals, "monotonic", lambda: made.now)
+    monkeypatch.setattr(signals, "PENDING", signals.Pending())
+    return made
+
+
+def customs_row(kind: str, pk: int) -> Credential:
+    return Credential.objects.get(registry=None, native_id=f"customs:{kind}:{pk}")
+
+
+def listed(client: Client, state: str) -> str:
+    return client.get("/registries/credentials/", {"registry": "customs", "state": state}).content.decode()
+
+
+def test_a_new_token_is_listed_at_once_and_gone_once_revoked(
+    client: Client,
+    reviewer: User,
+    copies: Copies,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
+    client.force_login(reviewer)
+    person = factories.user()
+    with django_capture_on_commit_callbacks(execute=True):
+        token, _ = factories.token(person, name="laptop-cli")
+    assert copies.delays == [signals.COPY_DELAY]
+    row = customs_row("personal-token", token.pk)
+    assert (row.name, row.owner_user_id, row.enabled, row.gone_at) == ("laptop-cli", person.pk, True, None)
+    assert "laptop-cli" in listed(client, "enabled")
+
+    copies.wait()
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.revoke_token(token, actor=person)
+    token.refresh_from_db()
+    row.refresh_from_db()
+    assert token.revoked_at is not None
+    assert (row.enabled, row.gone_at) == (False, token.revoked_at)
+    assert "laptop-cli" in listed(client, "gone")
+    assert "laptop-cli" not in listed(client, "enabled")
+
+
+def test_a_robot_token_is_listed_at_once_and_gone_once_revoked(
+    copies: Copies, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        robot, _ = factories.robot(name="ci-deploy")
+    row = customs_row("robot-token", robot.pk)
+    assert (row.name, row.gone_at) == ("robot$ci-deploy", None)
+    copies.wait()
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.revoke_robot_token(robot, actor=None)
+    robot.refresh_from_db()
+    row.refresh_from_db()
+    assert row.gone_at == robot.revoked_at is not None
+
+
+def test_a_departure_revoking_every_token_at_once_takes_them_off_the_list(
+    copies: Copies, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    person = factories.user()
+    with django_capture_on_commit_callbacks(execute=True):
+        tokens = [factories.token(person)[0] for _ in range(2)]
+    copies.wait()
+    # Only the copy runs: the departure's other follow-up (offboarding) is not this test's.
+    with django_capture_on_commit_callbacks() as follow_ups:
+        account_services.deactivate_user(person, actor=None, reason="left", departed=True)
+    assert signals.queue_copy in follow_ups
+    signals.queue_copy()
+    assert [customs_row("personal-token", token.pk).gone_at is not None for token in tokens] == [True, True]
+
+
+def test_a_token_deleted_with_its_owner_is_marked_gone(
+    copies: Copies, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    person = factories.user()
+    with django_capture_on_commit_callbacks(execute=True):
+        token, _ = factories.token(person)
+    copies.wait()
+    with django_capture_on_commit_callbacks(execute=True):
+        person.delete()
+    assert customs_row("personal-token", token.pk).gone_at is not None
+
+
+def test_changes_while_a_copy_waits_to_start_ride_on_it(
+    copies: Copies, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    person = factories.user()
+    with django_capture_on_commit_callbacks(execute=True):
+        first, _ = factories.token(person)
+        second, _ = factories.token(person)
+    assert copies.delays == [signals.COPY_DELAY]  # one copy for both
+    assert customs_row("personal-token", second.pk).gone_at is None
+    copies.now += signals.COALESCE - 0.5
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.revoke_token(first, actor=person)
+    assert len(copies.delays) == 1
+    copies.wait()
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.revoke_token(second, actor=person)
+    assert len(copies.delays) == 2
+    assert customs_row("personal-token", second.pk).gone_at is not None

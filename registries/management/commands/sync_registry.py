@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from registries import sync
+from registries import sync, tasks
 from registries.models import Registry, Repository, SyncRun
 
 BAR_WIDTH = 30
@@ -41,6 +41,18 @@ class Command(BaseCommand):
             f"{run.manifests_fetched} manifests read; {run.artifacts_added} artifacts added, "
             f"{run.artifacts_removed} removed, {run.repositories_added} repositories added, "
             f"{run.repositories_removed} removed in {time.monotonic() - started:.1f} s"
+        )
+        self._scan(registry)
+
+    def _scan(self, registry: Registry) -> None:
+        # The sync task queues this scan; here it runs before the command returns, so the findings
+        # already match what the sync read.
+        started = time.monotonic()
+        open_by_kind = tasks.scan_findings(registry.pk)
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(open_by_kind.items())) or "none"
+        self.stdout.write(
+            f"{registry.name}: hygiene scan: {sum(open_by_kind.values())} open findings ({kinds}) "
+            f"in {time.monotonic() - started:.1f} s"
         )
 
     def _draw(self, run: SyncRun, expected: int, started: float) -> None:
