@@ -65,6 +65,7 @@ def revoke_token(token: ScimToken, *, actor: User | None) -> bool:
 def create_user(token: ScimToken, fields: UserFields) -> User:
     """POST /Users: a new person, or the SSO-created person with this externalId, now provisioned."""
     with transaction.atomic():
+        _take_over(token, fields.external_id)
         linked = _linkable(token.directory, fields.external_id)
         if linked is not None:
             return update_user(token, linked, fields, linked=True)
@@ -90,6 +91,7 @@ def update_user(token: ScimToken, user: User, fields: UserFields, *, linked: boo
         _check_username(fields.username, exclude=user.pk)
         before = {column: getattr(user, column) for column in (*USER_COLUMNS, "external_id")}
         if fields.external_id is not None and fields.external_id != user.external_id:
+            _take_over(token, fields.external_id)
             _check_external_id(User, token.directory, fields.external_id, exclude=user.pk)
             user.external_id = fields.external_id
         _assign(user, fields)
@@ -121,12 +123,17 @@ def patch_user(token: ScimToken, user: User, edit: Callable[[User], UserFields])
 
 
 def delete_user(token: ScimToken, user: User) -> None:
-    """DELETE /Users/{id}: a departed tombstone. Its userName and externalId are freed for new people."""
+    """DELETE /Users/{id}: a departed tombstone. Its userName is freed for new people.
+
+    The tombstone keeps its externalId, the directory's immutable id: registries name people by
+    it, so their credentials stay linked to someone who departed (and are flagged as such) rather
+    than to nobody. Only that same directory object coming back takes the id over (_take_over).
+    """
     with transaction.atomic():
-        old_username, old_external_id = user.username, user.external_id
+        old_username = user.username
         memberships = GroupMembership.objects.filter(user=user).delete()[0]
-        user.username, user.external_id = f"deleted-{user.scim_id}", ""
-        user.save(update_fields=["username", "external_id"])
+        user.username = f"deleted-{user.scim_id}"
+        user.save(update_fields=["username"])
         account_services.deactivate_user(
             user, actor=None, reason=f"deleted by SCIM ({token.name})", departed=True
         )
@@ -137,8 +144,30 @@ def delete_user(token: ScimToken, user: User) -> None:
             via="scim",
             token=token.name,
             username=old_username,
-            external_id=old_external_id,
+            external_id=user.external_id,
             memberships_removed=memberships,
+        )
+
+
+def _take_over(token: ScimToken, external_id: str | None) -> None:
+    """A departed tombstone's externalId, provisioned again (the directory restored the object): the
+    new account takes it, and what registries name by it links to the person who is back."""
+    if not external_id:
+        return
+    tombstones = User.objects.filter(
+        directory=token.directory, external_id=external_id, status=User.Status.DEPARTED
+    )
+    for tombstone in tombstones.select_for_update():
+        tombstone.external_id = ""
+        tombstone.save(update_fields=["external_id"])
+        audit.record(
+            None,
+            AuditAction.USER_UPDATED,
+            target=tombstone,
+            via="scim",
+            token=token.name,
+            changed=["external_id"],
+            released_external_id=external_id,
         )
 
 

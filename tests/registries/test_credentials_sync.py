@@ -14,7 +14,8 @@ from accounts import services as account_services
 from accounts.models import User
 from accounts.scim import services as scim_services
 from accounts.scim.resources import UserFields
-from portal.models import Finding
+from portal.audit import AuditAction
+from portal.models import AuditEvent, Finding
 from registries import connectors, hygiene, services, sync
 from registries.connectors.base import (
     Capability,
@@ -272,6 +273,45 @@ def test_a_rehired_person_does_not_take_over_the_leavers_credential(upstream: Up
     assert finding.detail["reason"] == "owner_departed"
     assert finding.detail["owner_status"] == User.Status.DEPARTED
     assert finding.owner_id == leaver.pk
+
+
+def test_a_person_the_directory_deleted_still_answers_for_their_credential(upstream: Upstream) -> None:
+    registry = factories.registry(kind=KIND, endpoint="https://fake.example.test")
+    directory = scim_services.create_token(name="idp", directory_name="corp", actor=None).token
+    fields = UserFields(
+        username="gus@example.test",
+        external_id="oid-gus",
+        display_name="Gus",
+        first_name="Gus",
+        last_name="",
+        email="gus@example.test",
+        attributes={},
+        active=True,
+    )
+    gus = scim_services.create_user(directory, fields)
+    reported = Principal(PrincipalKind.USER, "hub-gus", "gus@example.test", directory_id="oid-gus")
+    upstream.credentials = [robot("release", owner=reported)]
+    run_sync(registry)
+
+    scim_services.delete_user(directory, gus)
+    run_sync(registry)  # the next sync links owners afresh
+
+    row = Credential.objects.get(registry=registry, native_id="release")
+    assert row.owner_user_id == gus.pk  # the departed tombstone, not nobody
+    hygiene.scan(registry=registry)
+    [finding] = _open_orphaned()
+    assert finding.detail["reason"] == "owner_departed"
+
+    # The directory restores the same object (same immutable id): the new account answers for it.
+    restored = scim_services.create_user(directory, fields)
+    run_sync(registry)
+    row.refresh_from_db()
+    assert row.owner_user_id == restored.pk != gus.pk
+    gus.refresh_from_db()
+    assert gus.external_id == ""
+    released = AuditEvent.objects.filter(target_id=str(gus.pk), action=AuditAction.USER_UPDATED).last()
+    assert released is not None
+    assert released.detail["released_external_id"] == "oid-gus"
 
 
 def test_a_failed_read_changes_nothing(upstream: Upstream) -> None:

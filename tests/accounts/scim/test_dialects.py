@@ -139,7 +139,7 @@ def test_entra_user_lifecycle(scim: Scim) -> None:
     assert user.last_name == "updatedFamilyName"
     assert user.email == "updatedEmail@contoso.example"
     assert user.directory_attributes[ENTERPRISE] == {"department": "Research"}
-    assert user.external_id == ""
+    assert user.external_id  # kept: registries still name the departed person by it
     assert user.username == f"deleted-{ids['user']}"
     actions = list(
         AuditEvent.objects.filter(target_id=str(user.pk), target_type="accounts.user")
