@@ -12,10 +12,10 @@ Authentication is a service-account JSON key. google-auth signs a JWT with it an
 key's own `token_uri` for an OAuth access token, which calls the REST APIs as a bearer and the
 docker host as the password of the user `oauth2accesstoken` (manifests come through the distribution
 connector, so digests are checked as everywhere else). Images, tags and push times come from the
-REST API's `dockerImages` listing (`uploadTime`; Artifact Registry keeps no pull time). An image on a
-gcr.io host that the REST API has no record of gets its times from gcr.io's own `tags/list`
-extension, where the host still sends it (§7.7). Wire shapes follow registry-apis.md §7: int64 values
-are JSON strings, times RFC 3339.
+REST API's `dockerImages` listing (`uploadTime`, or `updateTime` when a tag came later; Artifact
+Registry keeps no pull time). An image on a gcr.io host that the REST API has no record of gets its
+times from gcr.io's own `tags/list` extension, where the host still sends it (§7.7). Wire shapes
+follow registry-apis.md §7: int64 values are JSON strings, times RFC 3339.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import requests
 from google.auth import exceptions as google_exceptions
 from google.auth.transport.requests import Request as GoogleRequest
 from google.oauth2 import service_account
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from portal.http import OutboundSession, TransientError, outbound_session
 from registries.connectors.base import (
@@ -74,6 +74,8 @@ from registries.connectors.errors import (
 API = "https://artifactregistry.googleapis.com"
 IAM = "https://iam.googleapis.com"
 RESOURCE_MANAGER = "https://cloudresourcemanager.googleapis.com"
+# Where Google publishes the keys that sign ID tokens, such as those Pub/Sub push subscriptions send.
+GOOGLE_ID_TOKEN_CERTS = "https://www.googleapis.com/oauth2/v1/certs"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 DOCKER_USER = "oauth2accesstoken"  # the docker host takes the access token as this user's password
 GCR_HOSTS = frozenset({"gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io"})
@@ -109,6 +111,11 @@ _SOURCE = re.compile(r"^(?P<where>repository (?P<repo>\S+)|project \S+): (?P<rol
 _KEY_NAME = re.compile(r"^projects/[^/]+/serviceAccounts/[^/]+/keys/[^/:]+$")
 # IAM members that are not people or workloads of the organisation (registry-apis.md §7.2).
 EVERYONE = {"allUsers": "anyone on the internet", "allAuthenticatedUsers": "any Google account"}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]+$")
+# The optional writes, each proved with testIamPermissions (which changes nothing) where it applies.
+SET_REPOSITORY_POLICY = "artifactregistry.repositories.setIamPolicy"
+SET_PROJECT_POLICY = "resourcemanager.projects.setIamPolicy"
+DISABLE_KEYS = "iam.serviceAccountKeys.disable"
 
 
 class ArtifactRegistryConfig(ConnectorConfig):
@@ -123,8 +130,18 @@ class ArtifactRegistryConfig(ConnectorConfig):
     read_project_policy: bool = True
     directory_uses_emails: bool = False
     page_size: int = 100
+    push_service_account: str | None = Field(
+        default=None,
+        description="The service account a Pub/Sub push subscription with authentication signs its "
+        "deliveries as; its ID tokens are then accepted as well as the secret in the URL.",
+    )
+    push_audience: str | None = Field(
+        default=None,
+        description="The audience that subscription sets; empty: the notification URL (Pub/Sub's default).",
+    )
+    push_certs_url: str = GOOGLE_ID_TOKEN_CERTS  # Google's ID-token signing keys; tests serve their own
 
-    @field_validator("api_url", "iam_url", "resource_manager_url", "gcr_url")
+    @field_validator("api_url", "iam_url", "resource_manager_url", "gcr_url", "push_certs_url")
     @classmethod
     def _urls(cls, value: str) -> str:
         return http_url(value)
@@ -136,6 +153,21 @@ class ArtifactRegistryConfig(ConnectorConfig):
         if not re.fullmatch(r"[a-z][a-z0-9.:-]*", value):
             raise ValueError("use the id as Google writes it, e.g. acme-prod or europe-west1")
         return value
+
+    @field_validator("push_service_account")
+    @classmethod
+    def _push_account(cls, value: str | None) -> str | None:
+        value = (value or "").strip().lower()  # Google writes service-account emails in lower case
+        if value and not _EMAIL.match(value):
+            raise ValueError(
+                "use the service account's email, e.g. pubsub-push@acme-prod.iam.gserviceaccount.com"
+            )
+        return value or None
+
+    @field_validator("push_audience")
+    @classmethod
+    def _push_audience(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
     @field_validator("service_account_key")
     @classmethod
@@ -180,7 +212,17 @@ class _Image:
     digest: str
     tags: tuple[str, ...]
     uploaded: datetime | None
+    updated: datetime | None
     built: datetime | None
+
+    @property
+    def pushed(self) -> datetime | None:
+        """When the image last arrived under a tag. A tag added to or moved onto an image after its
+        upload moves updateTime, and Customs counts a tag push onto a known image as a push everywhere
+        (ACR's tag times, notifications). Google does not say what else moves updateTime: taking a
+        tag off may, and would then read as a push too."""
+        times = [moment for moment in (self.uploaded, self.updated) if moment is not None]
+        return max(times, default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,15 +262,22 @@ class ArtifactRegistryConnector:
             Capability.POSTURE,
         }
     )
+    # Least privilege: roles/artifactregistry.reader and roles/iam.securityReviewer on the project give
+    # every read (or one custom role with exactly these permissions); the writes are optional.
     needs: ClassVar[tuple[str, ...]] = (
         "list repositories and images, and pull: roles/artifactregistry.reader on the project",
-        "read each repository's IAM policy: artifactregistry.repositories.getIamPolicy",
-        "read the project's IAM policy: resourcemanager.projects.getIamPolicy (roles/iam.securityReviewer), "
-        "unless project-wide grants are turned off",
-        "list the keys of service accounts named in those policies: iam.serviceAccountKeys.list "
+        "read each repository's IAM policy: artifactregistry.repositories.getIamPolicy "
+        "(in roles/iam.securityReviewer on the project, or a custom role)",
+        "read the project's IAM policy: resourcemanager.projects.getIamPolicy "
+        "(in roles/iam.securityReviewer), unless project-wide grants are turned off",
+        "list the keys of service accounts named in those policies: iam.serviceAccountKeys.list and "
+        "iam.serviceAccountKeys.get (in roles/iam.securityReviewer, or a custom role with just these two)",
+        f"optional, only for reconcile plans: {SET_REPOSITORY_POLICY} on the repositories "
+        "(a custom role; roles/artifactregistry.admin also gives it, with far more)",
+        f"optional, only for reconcile plans that remove project-wide bindings: {SET_PROJECT_POLICY} "
+        "(it can change any access to the project: without it, remove those bindings in the console)",
+        f"optional, only for offboarding and plans that disable keys: {DISABLE_KEYS} on the project "
         "(roles/iam.serviceAccountKeyAdmin, or a custom role)",
-        "only to apply plans and offboard: artifactregistry.repositories.setIamPolicy and "
-        "iam.serviceAccountKeys.disable",
     )
 
     def __init__(self, config: ArtifactRegistryConfig) -> None:
@@ -269,9 +318,7 @@ class ArtifactRegistryConnector:
         record = self._registry(host).artifact(path, digest)
         image = self._image(repository, digest)
         if image is not None:
-            return dataclasses.replace(
-                record, pushed_at=image.uploaded, created=record.created or image.built
-            )
+            return dataclasses.replace(record, pushed_at=image.pushed, created=record.created or image.built)
         legacy = _NO_LEGACY_TIMES
         if _split(repository)[0] in GCR_HOSTS:
             legacy = self._legacy_times(host, path).get(digest, _NO_LEGACY_TIMES)
@@ -601,54 +648,72 @@ class ArtifactRegistryConnector:
     # --- permission checks -----------------------------------------------------------------------
 
     def check_permissions(self) -> list[PermissionCheck]:
-        checks = [self._try(self.needs[0], self._check_inventory)]
-        repo = next(iter(self._repository_ids()), None) if checks[0].ok else None
-        if repo is None:
-            return checks + [
-                PermissionCheck(n, ok=False, detail="no repository to try on") for n in self.needs[1:]
-            ]
-        checks.append(
-            self._try(
-                self.needs[1], lambda: self._get(f"{self._repository_url(repo)}:getIamPolicy", params=_V3)
-            )
-        )
-        if self.config.read_project_policy:
-            checks.append(self._try(self.needs[2], self._project_policy))
-        else:
-            checks.append(
-                PermissionCheck(self.needs[2], ok=True, detail="project-wide grants are turned off")
-            )
+        inventory = self._try(self.needs[0], self._check_inventory)
+        repo = next(iter(self._repository_ids()), None) if inventory.ok else None
         own = str(self.config.key_info()["client_email"])
-        checks.append(self._try(self.needs[3], lambda: self._keys(own)))
-        checks.append(self._check_writes(repo, own))
-        return checks
+        if self.config.read_project_policy:
+            project = self._try(self.needs[2], self._project_policy)
+        else:
+            project = PermissionCheck(self.needs[2], ok=True, detail="project-wide grants are turned off")
+        return [
+            inventory,
+            self._check_repository_policy(repo),
+            project,
+            self._try(self.needs[3], lambda: self._keys(own)),
+            *self._check_writes(repo),
+        ]
 
     def _check_inventory(self) -> None:
         for repo in self._repository_ids()[:1]:
             self._get(f"{self._repository_url(repo)}/dockerImages", params={"pageSize": 1})
         self._registry(self.config.url).check()
 
-    def _check_writes(self, repo: str, own: str) -> PermissionCheck:
+    def _check_repository_policy(self, repo: str | None) -> PermissionCheck:
+        permission = "artifactregistry.repositories.getIamPolicy"
+        if repo is not None:
+            url = f"{self._repository_url(repo)}:getIamPolicy"
+            return self._try(self.needs[1], lambda: self._get(url, params=_V3))
+        # No repository to read a policy of: ask the project, whose grants every repository inherits.
         try:
-            held = (
-                self._post(
-                    f"{self._repository_url(repo)}:testIamPermissions",
-                    {"permissions": ["artifactregistry.repositories.setIamPolicy"]},
-                ).get("permissions")
-                or []
-            )
-            held += (
-                self._post(
-                    f"{self._account_url(own)}:testIamPermissions",
-                    {"permissions": ["iam.serviceAccountKeys.disable"]},
-                ).get("permissions")
-                or []
-            )
+            held = self._held(self._project_url, [permission])
         except ConnectorError as exc:
-            return PermissionCheck(self.needs[4], ok=False, detail=str(exc))
-        missing = {"artifactregistry.repositories.setIamPolicy", "iam.serviceAccountKeys.disable"} - set(held)
-        detail = f"missing {', '.join(sorted(missing))}: plans and offboarding cannot run" if missing else ""
-        return PermissionCheck(self.needs[4], ok=not missing, detail=detail)
+            return PermissionCheck(self.needs[1], ok=False, detail=str(exc))
+        detail = "" if held else f"{permission} is not granted on project {self.config.project}"
+        return PermissionCheck(self.needs[1], ok=bool(held), detail=detail)
+
+    def _check_writes(self, repo: str | None) -> list[PermissionCheck]:
+        """The optional writes, each asked of the resource it applies to with testIamPermissions, which
+        changes nothing and answers with the subset of the permissions the caller holds there."""
+        asked = {self._project_url: [SET_PROJECT_POLICY, DISABLE_KEYS]}
+        if repo is None:  # nothing to try on: a grant on the project reaches every future repository
+            asked[self._project_url].append(SET_REPOSITORY_POLICY)
+        else:
+            asked[self._repository_url(repo)] = [SET_REPOSITORY_POLICY]
+        writes = (
+            (self.needs[4], SET_REPOSITORY_POLICY),
+            (self.needs[5], SET_PROJECT_POLICY),
+            (self.needs[6], DISABLE_KEYS),
+        )
+        held: set[str] = set()
+        try:
+            for url, permissions in asked.items():
+                held |= self._held(url, permissions)
+        except ConnectorError as exc:
+            detail = f"testIamPermissions failed, so this was not tried: {exc}"
+            return [
+                PermissionCheck(need, ok=False, detail=detail, required=False, tried=False)
+                for need, _ in writes
+            ]
+        lacking = "is not granted: plans and offboarding cannot use it"
+        return [
+            PermissionCheck(need, ok=p in held, detail="" if p in held else f"{p} {lacking}", required=False)
+            for need, p in writes
+        ]
+
+    def _held(self, resource_url: str, permissions: list[str]) -> set[str]:
+        # proto3 JSON leaves an empty list out: holding none of them is an answer without "permissions".
+        body = self._post(f"{resource_url}:testIamPermissions", {"permissions": permissions})
+        return {str(permission) for permission in body.get("permissions") or []} & set(permissions)
 
     @staticmethod
     def _try(permission: str, call: Callable[[], object]) -> PermissionCheck:
@@ -780,6 +845,7 @@ def _image(item: dict[str, Any]) -> _Image:
         digest=digest,
         tags=tuple(str(tag) for tag in item.get("tags") or []),
         uploaded=parse_rfc3339(item.get("uploadTime")),
+        updated=parse_rfc3339(item.get("updateTime")),
         built=parse_rfc3339(item.get("buildTime")),
     )
 

@@ -4,6 +4,10 @@ An EventBridge rule matching `source: aws.ecr`, `detail-type: ECR Image Action` 
 unchanged, as the body of one POST; the API destination's connection adds the `Authorization:
 Bearer` header with this registry's notification secret. Only successful pushes and deletes change
 the inventory; failed actions, scans and replication events are acknowledged and ignored.
+
+Every event names its `account` and `region`. A rule may send a whole account's events, in several
+regions, to one registry's endpoint, and an ECR registry is one account in one region: an event of
+another is not this registry's (registries/webhooks/views.py leaves it alone).
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from registries.connectors.base import parse_rfc3339
-from registries.webhooks.events import MalformedEvent, PushEvent
+from registries.connectors.base import ConnectorConfig, parse_rfc3339
+from registries.connectors.ecr import EcrConfig
+from registries.webhooks.events import MalformedEvent, Origin, PushEvent
 
 DETAIL_TYPE = "ECR Image Action"
 ACTIONS = {"PUSH": "push", "DELETE": "delete"}
@@ -52,4 +57,19 @@ def _event(raw: Any) -> PushEvent | None:
         tag=str(detail.get("image-tag", "")),
         media_type=str(detail.get("manifest-media-type", "")),
         at=parse_rfc3339(raw.get("time")),
+        origin=_origin(raw),
     )
+
+
+def origin(config: ConnectorConfig) -> Origin:
+    """Where this registry's events happen: its account and region."""
+    assert isinstance(config, EcrConfig)
+    return Origin(account=config.aws_account, region=config.aws_region)
+
+
+def _origin(raw: dict[str, Any]) -> Origin | None:
+    # An input transformer may have left them out; then the event cannot be told apart and is kept.
+    account, region = raw.get("account"), raw.get("region")
+    if isinstance(account, str) and account and isinstance(region, str) and region:
+        return Origin(account=account, region=region)
+    return None

@@ -1,7 +1,8 @@
 """Google Artifact Registry on loopback: REST APIs from in-memory state, the docker host from a real registry.
 
 The real service is several hosts: the OAuth token endpoint, artifactregistry.googleapis.com,
-cloudresourcemanager.googleapis.com (project policies), iam.googleapis.com (service-account keys)
+cloudresourcemanager.googleapis.com (project policies), iam.googleapis.com (service-account keys),
+www.googleapis.com (the keys that sign Google's ID tokens, which Pub/Sub push subscriptions send)
 and `<location>-docker.pkg.dev` (plus gcr.io). This fake serves them all from one address, telling
 them apart by path as the real URLs do (`/locations/`, `/serviceAccounts/`, `projects/<p>:verb`), and
 proxies `/v2/` to a real docker-registry whose repositories are named `<project>/<repository>/<path>`
@@ -20,13 +21,15 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from google.auth import jwt
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
 from jsonschema import Draft7Validator
 
 from tests.fakes.server import MANIFEST_TYPES, Answer, Environ, LoopbackFake, Request, StartResponse
@@ -155,6 +158,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "keys.list": _object(keys={"type": "array", "items": SERVICE_ACCOUNT_KEY}),
     "keys.get": SERVICE_ACCOUNT_KEY,
     "keys.disable": {"type": "object", "maxProperties": 0},  # google.protobuf.Empty
+    "projects.testIamPermissions": _object(permissions=STRINGS),  # cloudresourcemanager, as above
     "gcr.tags/list": GCR_TAG_LIST,
     # Not in §7: the OAuth 2.0 token response (RFC 6749 §5.1) google-auth reads.
     "token": _object(
@@ -163,11 +167,36 @@ SHAPES: dict[str, dict[str, Any]] = {
         expires_in={"type": "integer"},
         token_type={"const": "Bearer"},
     ),
+    # Not in §7: Google's ID-token signing keys, as google-auth's id_token.verify_token reads them:
+    # oauth2/v1/certs maps key ids to PEM certificates, oauth2/v3/certs is a JWK Set (RFC 7517).
+    "certs.x509": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {"type": "string", "pattern": "^-----BEGIN CERTIFICATE-----\n"},
+    },
+    "certs.jwks": _object(
+        ["keys"],
+        keys={
+            "type": "array",
+            "minItems": 1,
+            "items": _object(
+                ["kty", "kid", "n", "e", "alg", "use"],
+                kty={"const": "RSA"},
+                kid=STRING,
+                n=STRING,
+                e=STRING,
+                alg={"const": "RS256"},
+                use={"const": "sig"},
+            ),
+        },
+    ),
 }
 VALIDATORS = {operation: Draft7Validator(schema) for operation, schema in SHAPES.items()}
 
 PROJECT, LOCATION = "acme-prod", "us"
 ACCOUNT = f"customs-reader@{PROJECT}.iam.gserviceaccount.com"
+PUSHER = f"pubsub-push@{PROJECT}.iam.gserviceaccount.com"  # what a push subscription signs as
+CERTS_X509, CERTS_JWKS = "/oauth2/v1/certs", "/oauth2/v3/certs"
 GCR_HOSTS = ("gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io")
 NEVER = "9999-12-31T23:59:59Z"
 
@@ -196,6 +225,7 @@ class FakeArtifactRegistry(LoopbackFake):
         }
         self.accounts: dict[str, list[dict[str, Any]]] = {}  # service account email → its keys
         self.upload_times: dict[str, datetime] = {}  # digest → uploadTime
+        self.update_times: dict[str, datetime] = {}  # digest → updateTime; unset: the upload time
         self.unrecorded: set[str] = set()  # digests the REST API has no record of (dockerImages omits them)
         # gcr.io's tags/list extension (§7.7): off, the gcr.io host answers as plain distribution does.
         self.gcr_extension = False
@@ -210,6 +240,11 @@ class FakeArtifactRegistry(LoopbackFake):
         self._private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.key_id = secrets.token_hex(20)
         self.add_key(ACCOUNT, self.key_id)
+        # Google's own ID-token signing key, and the Cache-Control max-age its certificates are sent with.
+        self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.signing_key_id = secrets.token_hex(20)
+        self.certs_max_age = 19800
+        self.certs_requests = 0
 
     def start(self) -> FakeArtifactRegistry:
         super().start()
@@ -273,6 +308,35 @@ class FakeArtifactRegistry(LoopbackFake):
         """Every access token handed out stops working, as an hour later."""
         self._access_tokens.clear()
 
+    def id_token(
+        self,
+        audience: str,
+        email: str = PUSHER,
+        *,
+        issued: datetime | None = None,
+        email_verified: bool = True,
+        signed_by: rsa.RSAPrivateKey | None = None,
+    ) -> str:
+        """An ID token as Google signs one for a Pub/Sub push subscription (valid for an hour).
+        `signed_by` another key forges one: same key id, wrong signature."""
+        issued = issued or datetime.now(UTC)
+        claims = {
+            "iss": "https://accounts.google.com",
+            "aud": audience,
+            "azp": "101234567890123456789",
+            "sub": "101234567890123456789",
+            "email": email,
+            "email_verified": email_verified,
+            "iat": int(issued.timestamp()),
+            "exp": int((issued + timedelta(hours=1)).timestamp()),
+        }
+        pem = (signed_by or self._signing_key).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        signer = crypt.RSASigner.from_string(pem, key_id=self.signing_key_id)  # type: ignore[no-untyped-call]
+        token: bytes = jwt.encode(signer, claims)  # type: ignore[no-untyped-call]
+        return token.decode()
+
     # --- the shape check -------------------------------------------------------------------------
 
     def check(self, request: Request, answer: Answer) -> None:
@@ -292,6 +356,10 @@ class FakeArtifactRegistry(LoopbackFake):
             self.requests_seen.append(f"{environ['REQUEST_METHOD']} {self.oauth_path}")
             request = Request(environ["REQUEST_METHOD"], self.oauth_path, {}, environ)
             return self._send(request, self._oauth_token(environ), start_response)
+        if environ.get("PATH_INFO") in (CERTS_X509, CERTS_JWKS) and environ["REQUEST_METHOD"] == "GET":
+            path = str(environ["PATH_INFO"])
+            self.requests_seen.append(f"GET {path}")
+            return self._send(Request("GET", path, {}, environ), self._certs(path), start_response)
         path = str(environ.get("PATH_INFO", ""))
         gcr = re.fullmatch(r"/v2/(.+)/tags/list", path)
         if self.gcr_extension and gcr and environ["REQUEST_METHOD"] == "GET" and self._is_gcr(gcr.group(1)):
@@ -328,6 +396,12 @@ class FakeArtifactRegistry(LoopbackFake):
                 rf"/v1/projects/({self.project}):setIamPolicy",
                 "projects.setIamPolicy",
                 self._set_policy,
+            ),
+            (
+                "POST",
+                rf"/v1/projects/({self.project}):testIamPermissions",
+                "projects.testIamPermissions",
+                self._test,
             ),
             ("GET", account + "/keys", "keys.list", self._list_keys),
             ("GET", account + r"/keys/([^/:]+)", "keys.get", self._get_key),
@@ -368,6 +442,48 @@ class FakeArtifactRegistry(LoopbackFake):
             200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}, operation="token"
         )
 
+    # --- Google's ID-token signing keys -----------------------------------------------------------
+
+    def _certs(self, path: str) -> Answer:
+        self.certs_requests += 1
+        public = self._signing_key.public_key()
+        if path == CERTS_X509:
+            body: dict[str, Any] = {self.signing_key_id: self._certificate().decode()}
+            operation = "certs.x509"
+        else:
+            numbers = public.public_numbers()
+            body = {
+                "keys": [
+                    {
+                        "kty": "RSA",
+                        "kid": self.signing_key_id,
+                        "n": _base64url(numbers.n),
+                        "e": _base64url(numbers.e),
+                        "alg": "RS256",
+                        "use": "sig",
+                    }
+                ]
+            }
+            operation = "certs.jwks"
+        cache = f"public, max-age={self.certs_max_age}, must-revalidate, no-transform"
+        return Answer(200, body, headers={"Cache-Control": cache}, operation=operation)
+
+    def _certificate(self) -> bytes:
+        """A self-signed certificate of the signing key, as oauth2/v1/certs publishes each key."""
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.signing_key_id)])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._signing_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=14))
+            .sign(self._signing_key, hashes.SHA256())
+        )
+        return certificate.public_bytes(serialization.Encoding.PEM)
+
     # --- Artifact Registry -----------------------------------------------------------------------
 
     def _list_repositories(self, request: Request) -> Answer:
@@ -404,7 +520,8 @@ class FakeArtifactRegistry(LoopbackFake):
             for digest, tags in sorted(by_digest.items()):
                 if digest in self.unrecorded:
                     continue
-                uploaded = google_time(self.upload_times.setdefault(digest, datetime.now(UTC)))
+                upload = self.upload_times.setdefault(digest, datetime.now(UTC))
+                uploaded = google_time(upload)
                 items.append(
                     {
                         "name": f"{self.repository_name(repo)}/dockerImages/{quote(path, safe='')}@{digest}",
@@ -414,7 +531,7 @@ class FakeArtifactRegistry(LoopbackFake):
                         "uploadTime": uploaded,
                         "mediaType": "application/vnd.oci.image.manifest.v1+json",
                         "buildTime": "2026-01-01T00:00:00Z",
-                        "updateTime": uploaded,
+                        "updateTime": google_time(self.update_times.get(digest, upload)),
                     }
                 )
         return items
@@ -533,7 +650,9 @@ class FakeArtifactRegistry(LoopbackFake):
 
     def _test(self, request: Request, name: str) -> Answer:
         asked = (request.json() or {}).get("permissions") or []
-        return Answer(200, {"permissions": [p for p in asked if p not in self.lacking]})
+        held = [p for p in asked if p not in self.lacking]
+        # proto3 JSON leaves out an empty repeated field: holding none is an empty object.
+        return Answer(200, {"permissions": held} if held else {})
 
     # --- service-account keys --------------------------------------------------------------------
 
@@ -558,3 +677,9 @@ class FakeArtifactRegistry(LoopbackFake):
             return google_error(404, "NOT_FOUND", f"Key {key_id} not found")
         key["disabled"] = True
         return Answer(200, {})
+
+
+def _base64url(number: int) -> str:
+    """A JWK integer: big-endian bytes, base64url without padding (RFC 7518 §6.3.1)."""
+    raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

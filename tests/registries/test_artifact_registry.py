@@ -8,7 +8,7 @@ and proxies the docker host's /v2/ to a real docker-registry.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -124,6 +124,29 @@ def test_an_artifact_named_by_a_notification_gets_its_upload_time_from_dockerima
     assert fresh.resolve("images/team/app", "1.0") == images["app"].digest
     assert fresh.artifact("images/team/app", images["app"].digest).pushed_at == UPLOADED
     assert any("/dockerImages/team/app@sha256:" in seen for seen in gar.requests_seen)
+
+
+def test_a_tag_added_after_the_upload_makes_update_time_the_push_time(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
+    images = seed(registry)
+    undated = im.base_image("busybox", created="")  # its config does not say when it was built
+    registry.pusher().push_image(f"{PROJECT}/images/tools/box", undated, tags=["1"])
+    gar.upload_times[images["app"].digest] = UPLOADED
+    gar.update_times[images["app"].digest] = UPLOADED + timedelta(days=30)  # tagged "latest" later
+    gar.upload_times[images["base"].digest] = UPLOADED
+    gar.update_times[images["base"].digest] = UPLOADED - timedelta(days=1)  # never before the upload
+    gar_connector = connector(gar)
+    gar_connector.tags("images/team/app")
+
+    assert gar_connector.artifact("images/team/app", images["app"].digest).pushed_at == UPLOADED + timedelta(
+        days=30
+    )
+    assert gar_connector.artifact("images/base/debian", images["base"].digest).pushed_at == UPLOADED
+    # buildTime stands in for a creation time the image's config does not give.
+    assert gar_connector.artifact("images/tools/box", undated.digest).created == datetime(
+        2026, 1, 1, tzinfo=UTC
+    )
 
 
 def test_a_gcr_io_image_the_rest_api_has_no_record_of_gets_its_times_from_gcr_tags_list(
@@ -425,14 +448,92 @@ def test_permission_denied_and_a_refused_key_are_auth_errors(
         connector(gar).check()
 
 
-def test_check_permissions_tries_each_one(registry: RunningRegistry, gar: FakeArtifactRegistry) -> None:
+WRITES = (
+    "artifactregistry.repositories.setIamPolicy",
+    "resourcemanager.projects.setIamPolicy",
+    "iam.serviceAccountKeys.disable",
+)
+
+
+def test_the_form_states_least_privilege_reads_first_then_optional_writes() -> None:
+    needs = ArtifactRegistryConnector.needs
+    reads, writes = needs[:4], needs[4:]
+    assert not any(need.startswith("optional") for need in reads)
+    assert all(need.startswith("optional") for need in writes)
+    # Reading keys needs iam.serviceAccountKeys.list, not a role that can also disable and delete them.
+    assert "iam.serviceAccountKeys.list" in reads[3]
+    assert not any("serviceAccountKeyAdmin" in need or "disable" in need for need in reads)
+    assert [permission for permission in WRITES if any(permission in need for need in writes)] == list(WRITES)
+
+
+def test_check_permissions_reads_for_real_and_asks_testiampermissions_for_the_writes(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
     seed(registry)
     gar.lacking.add("iam.serviceAccountKeys.disable")
     gar.denied.add("keys.list")
     checks = connector(gar).check_permissions()
     assert [c.permission for c in checks] == list(ArtifactRegistryConnector.needs)
-    assert [c.ok for c in checks] == [True, True, True, False, False]
-    assert "iam.serviceAccountKeys.disable" in checks[4].detail
+    assert [(c.ok, c.required, c.tried) for c in checks] == [
+        (True, True, True),
+        (True, True, True),
+        (True, True, True),
+        (False, True, True),  # keys.list answered 403
+        (True, False, True),
+        (True, False, True),
+        (False, False, True),
+    ]
+    assert "iam.serviceAccountKeys.disable is not granted" in checks[6].detail
+    # setIamPolicy asked of a repository, the project-wide writes of the project: nothing was written.
+    assert f"POST /v1/projects/{PROJECT}/locations/{LOCATION}/repositories/gcr.io:testIamPermissions" in (
+        gar.requests_seen
+    )
+    assert f"POST /v1/projects/{PROJECT}:testIamPermissions" in gar.requests_seen
+    assert not any(":setIamPolicy" in seen or ":disable" in seen for seen in gar.requests_seen)
+
+
+@pytest.mark.django_db
+def test_a_read_only_account_passes_test_connection(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
+    seed(registry)
+    gar.lacking.update(WRITES)  # roles/artifactregistry.reader and roles/iam.securityReviewer only
+    saved = services.save_registry(
+        Registry(name="gar-read-only", kind="gar", endpoint=gar.url, region=LOCATION),
+        actor=None,
+        public=public(gar),
+        secrets={"service_account_key": gar.key_json()},
+    )
+    result = services.check_connection(saved)
+    assert result.ok, result.reason
+    assert "3 write permissions are missing" in result.reason
+    assert [step.ok for step in result.steps if step.required] == [True, True, True, True]
+    assert [(step.ok, step.tried) for step in result.steps if not step.required] == [(False, True)] * 3
+
+    gar.denied.add("projects.getIamPolicy")  # a read missing is still a failure
+    assert not services.check_connection(saved).ok
+
+
+def test_an_empty_project_is_asked_about_repository_permissions_on_the_project(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
+    for repo in list(gar.repositories):
+        del gar.repositories[repo]
+    gar.lacking.add("artifactregistry.repositories.getIamPolicy")
+    checks = connector(gar).check_permissions()
+    assert [c.ok for c in checks] == [True, False, True, True, True, True, True]
+    assert f"not granted on project {PROJECT}" in checks[1].detail
+    assert not any("/repositories/" in seen and "testIamPermissions" in seen for seen in gar.requests_seen)
+
+
+def test_writes_testiampermissions_cannot_answer_are_not_tried(
+    registry: RunningRegistry, gar: FakeArtifactRegistry
+) -> None:
+    seed(registry)
+    gar.denied.add("projects.testIamPermissions")
+    writes = connector(gar).check_permissions()[4:]
+    assert [(c.ok, c.required, c.tried) for c in writes] == [(False, False, False)] * 3
+    assert "not tried" in writes[0].detail
 
 
 def test_the_key_must_be_a_service_account_key_and_is_never_echoed(gar: FakeArtifactRegistry) -> None:
@@ -450,6 +551,25 @@ def test_the_key_must_be_a_service_account_key_and_is_never_echoed(gar: FakeArti
     )
     assert config.public()["url"] == "https://europe-west1-docker.pkg.dev"  # the real default
     assert config.public()["api_url"] == "https://artifactregistry.googleapis.com"
+    assert config.public()["push_certs_url"] == "https://www.googleapis.com/oauth2/v1/certs"
+
+
+def test_the_push_service_account_is_an_email(gar: FakeArtifactRegistry) -> None:
+    key = {"service_account_key": gar.key_json()}
+    named = connectors.config_for(
+        "gar",
+        {
+            "project": PROJECT,
+            "location": LOCATION,
+            "push_service_account": " Push@P.iam.gserviceaccount.com ",
+        },
+        key,
+    )
+    assert named.public()["push_service_account"] == "push@p.iam.gserviceaccount.com"
+    with pytest.raises(ConfigError, match="push_service_account"):
+        connectors.config_for(
+            "gar", {"project": PROJECT, "location": LOCATION, "push_service_account": "push"}, key
+        )
 
 
 def test_a_fake_answer_google_would_never_send_fails_the_test(

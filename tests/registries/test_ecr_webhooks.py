@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from registries import services
 from registries.models import WebhookEvent
 from registries.webhooks import PARSERS
 from registries.webhooks.ecr import parse
-from registries.webhooks.events import MalformedEvent
+from registries.webhooks.events import MalformedEvent, Origin
 from tests import factories
 
 DIGEST = "sha256:" + "c" * 64
@@ -100,3 +101,48 @@ def test_the_endpoint_takes_eventbridge_deliveries_with_the_bearer_secret(client
         DIGEST,
         "1.4.2",
     )
+
+
+def test_each_event_says_which_account_and_region_it_happened_in() -> None:
+    [event] = parse(json.dumps(envelope()).encode())
+    assert event.origin == Origin(account="123456789012", region="eu-west-1")
+    transformed = {k: v for k, v in envelope().items() if k not in ("account", "region")}
+    assert parse(json.dumps(transformed).encode())[0].origin is None  # an input transformer dropped them
+
+
+@pytest.mark.django_db
+def test_events_of_another_account_or_region_are_acknowledged_and_left_alone(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = factories.registry(
+        kind="ecr",
+        endpoint="https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        config={"role_arn": "arn:aws:iam::123456789012:role/customs"},
+    )
+    secret = services.rotate_webhook_secret(registry, actor=None)
+    caplog.set_level(logging.INFO, logger="registries.webhooks.views")
+
+    def post(event: dict[str, Any]) -> Any:
+        return client.post(
+            f"/hooks/registries/{registry.pk}/",
+            json.dumps(event),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+
+    elsewhere = [
+        envelope() | {"id": "replica-region", "region": "us-east-1"},  # a rule in another region
+        envelope() | {"id": "other-account", "account": "210987654321"},  # another account's bus
+    ]
+    for event in elsewhere:
+        response = post(event)
+        # 2xx: a refused delivery is retried by EventBridge, and this one will never be ours.
+        assert (response.status_code, response.json()) == (
+            200,
+            {"accepted": 0, "duplicates": 0, "not_ours": 1},
+        )
+    assert not WebhookEvent.objects.exists()
+    assert "us-east-1" in caplog.text
+    assert "210987654321" in caplog.text
+    assert post(envelope()).json() == {"accepted": 1, "duplicates": 0}
+    assert WebhookEvent.objects.get().event_id == envelope()["id"]
