@@ -203,6 +203,11 @@ class ArtifactRegistryConfig(ConnectorConfig):
         info: dict[str, Any] = json.loads(self.service_account_key.get_secret_value())
         return info
 
+    @property
+    def docker_project(self) -> str:
+        """The project as docker paths name it: a domain-scoped `example.com:tools` is `example.com/tools`."""
+        return self.project.replace(":", "/")
+
 
 @dataclasses.dataclass(frozen=True)
 class _Image:
@@ -375,8 +380,8 @@ class ArtifactRegistryConnector:
         """(docker host, path under /v2/) of a Customs repository name."""
         repo, path = _split(repository)
         if repo in GCR_HOSTS:  # gcr.io/<project>/<path>, with no repository segment
-            return self.config.gcr_url.format(host=repo), f"{self.config.project}/{path}"
-        return self.config.url, f"{self.config.project}/{repo}/{path}"
+            return self.config.gcr_url.format(host=repo), f"{self.config.docker_project}/{path}"
+        return self.config.url, f"{self.config.docker_project}/{repo}/{path}"
 
     def _registry(self, host: str) -> DistributionConnector:
         token = self._access_token()
@@ -395,9 +400,9 @@ class ArtifactRegistryConnector:
         for repo, item in self._docker_repositories().items():
             gcr = repo in GCR_HOSTS
             url = (
-                f"{self.config.gcr_url.format(host=repo)}/{self.config.project}"
+                f"{self.config.gcr_url.format(host=repo)}/{self.config.docker_project}"
                 if gcr
-                else f"{self.config.url}/{self.config.project}/{repo}"
+                else f"{self.config.url}/{self.config.docker_project}/{repo}"
             )
             yield RemoteReplication(
                 id=str(item["name"]),

@@ -588,3 +588,13 @@ def test_a_fake_answer_google_would_never_send_fails_the_test(
         connector(gar).tags("images/team/app")
     assert "is not of type 'string'" in gar.drift[0]  # int64 is a JSON string in Google's APIs
     gar.drift.clear()  # seen; the fixture would otherwise fail this test for it
+
+
+def test_a_domain_scoped_project_is_a_path_of_two_segments_in_docker_names(
+    gar: FakeArtifactRegistry,
+) -> None:
+    scoped = connector(gar, project="example.com:tools")
+
+    assert scoped._docker_path("images/team/app") == (gar.url, "example.com/tools/images/team/app")
+    assert scoped._docker_path("gcr.io/legacy")[1] == "example.com/tools/legacy"
+    assert connector(gar)._docker_path("images/team/app")[1] == f"{PROJECT}/images/team/app"
