@@ -86,7 +86,8 @@ SHARED_ADMIN = findings.register(
         slug="credential_shared_admin",
         severity=Severity.HIGH,
         title="Shared admin account enabled",
-        explanation="A shared administrator login (ACR admin user, Harbor or Quay local admin) is enabled: "
+        explanation="A shared administrator login (the ACR admin user; Harbor's local admin or a Quay "
+        "superuser that automation uses) is enabled: "
         "whoever holds the password can do anything, and nobody can tell who did.",
     )
 )
@@ -395,7 +396,8 @@ def shared_admin(facts: CredentialFacts, limits: Thresholds, now: datetime) -> O
     return _observation(
         facts,
         "a shared admin account is enabled",
-        {"value": True, "enabled": True},
+        # What shows it is in use: enabled (ACR), or automation seen using it (Harbor, Quay).
+        {"value": True, "enabled": True, "evidence": facts.last_used_source},
         field="shared_admin",
         source=facts.where,
         observed_at=facts.observed_at,

@@ -32,6 +32,7 @@ from registries.connectors.base import (
     Capability,
     ChangeOp,
     Connector,
+    CredentialKind,
     GrantChange,
     Principal,
     PrincipalKind,
@@ -188,7 +189,10 @@ def _credential_item(
         )
         return Item(key, registry.name, Action.REASSIGN, subject, why, evidence=evidence)
     why = "their own credential" if theirs else "they created it and nothing has used it recently"
-    return Item(key, registry.name, Action.DISABLE, subject, why, automated=can_disable, evidence=evidence)
+    # A registry's admin login (Harbor's admin, a Quay superuser) is switched off in the registry's
+    # own configuration, never through its API: a person does it.
+    automated = can_disable and credential.kind != CredentialKind.ADMIN_ACCOUNT
+    return Item(key, registry.name, Action.DISABLE, subject, why, automated=automated, evidence=evidence)
 
 
 class _Capabilities:

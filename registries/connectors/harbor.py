@@ -10,6 +10,10 @@ Authenticate with a robot account (`robot$customs`, system level; `needs` lists 
 admin; the same credentials work for both APIs. Harbor keeps no "last used" for robots: it is estimated
 from the audit log, newest operation by the robot's name (registry-apis.md §9.3). The same read says
 which image actions each robot was seen using (pulls, pushes, deletes of artifacts).
+
+Harbor users carry no directory id of their own. Where an admin says Harbor signs people in through
+Customs' identity provider, a user's OIDC subject is one; where the directory's ids are e-mail
+addresses, the e-mail Harbor keeps is. Otherwise a user stays Harbor's id and name.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ ROBOT_ACTIONS = {"pull": ("pull",), "push": ("push",), "delete": ("delete",), "*
 # Harbor's user group types, and the directory id each carries.
 GROUP_LDAP, GROUP_HTTP, GROUP_OIDC = 1, 2, 3
 ADMIN_ID = "admin"  # Harbor's local admin: user 1, always present, cannot be disabled or removed
+ADMIN_USER = 1
 ANONYMOUS = Principal(kind=PrincipalKind.OTHER, id="anonymous", name="anyone (public project)")
 AUDIT_LOGS = (f"{API}/auditlog-exts", f"{API}/audit-logs")  # Harbor ≥ 2.13, then the deprecated one
 # Audit log operations on artifacts as Customs' actions: Harbor logs a push as the artifact's "create".
@@ -96,6 +101,9 @@ DIRECTORY_AUTH_MODES = {
     "uaa_auth": "UAA",
     "http_auth": "an authenticating proxy",
 }
+# What each write needs in a project, as /users/current/permissions names it (resource, action).
+MEMBER_WRITES = ("member", ("create", "update", "delete"))
+ROBOT_WRITES = ("robot", ("update", "delete"))
 
 
 class HarborConfig(ConnectorConfig):
@@ -112,12 +120,35 @@ class HarborConfig(ConnectorConfig):
         description="oidc or ldap: whether Harbor's groups come from the same identity provider's group "
         "claim or from the same LDAP as Customs' directory groups.",
     )
+    # Harbor keeps each OIDC user's subject joined to the issuer (oidc_user_meta.subiss); the issuer
+    # is what tells the two apart, and saying it is what opts in.
+    directory_oidc_issuer: str | None = Field(
+        None,
+        description="Only if Harbor signs people in through the same OpenID Connect provider as Customs, "
+        "and Customs takes a person's id from the sub claim (Entra ID's oid is not what Harbor keeps): "
+        "that provider's issuer URL, exactly as in Harbor's OIDC endpoint setting. Harbor users are then "
+        "linked to Customs people by their OIDC subject. Blank: not linked this way.",
+    )
+    link_members_by_email: bool = Field(
+        default=False,
+        description="Only if your directory identifies people by e-mail address: link Harbor users to "
+        "Customs users by the e-mail Harbor keeps for them. Off: users stay Harbor names.",
+    )
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         # The same rules as a distribution endpoint: Harbor's /v2/ lives at the same address.
         return http_url(value)
+
+    @field_validator("directory_oidc_issuer")
+    @classmethod
+    def _issuer(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        # Kept as typed, trailing slash included: it must match the token's iss character for character.
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("the issuer is a URL, e.g. https://login.example.com/realms/acme")
+        return value or None
 
     @field_validator("page_size")
     @classmethod
@@ -189,7 +220,8 @@ class HarborConnector:
             Capability.POSTURE,
         }
     )
-    # A system-level robot account with these permissions (Harbor's names: resource: actions).
+    # A system-level robot account with these permissions (Harbor's names: resource: actions). Reads
+    # come first and are all a sync needs; the writes are optional.
     needs: ClassVar[tuple[str, ...]] = (
         "list projects (project: list, read)",
         "list repositories and pull their artifacts (repository: list, pull; artifact: list, read)",
@@ -198,8 +230,10 @@ class HarborConnector:
         "read user groups (user-group: list, read): links Harbor groups to directory groups",
         "read the audit log (audit-log: list): when robots were last used, and for what",
         "list replication policies and executions (replication-policy: list; replication: list)",
-        "only to apply reconcile plans: change project members (member: create, update, delete)",
-        "only for offboarding: disable or delete robot accounts (robot: update, delete)",
+        "read users (user: read): only when Harbor users are linked to Customs people by OIDC subject "
+        "or e-mail",
+        "optional, only to apply reconcile plans: change project members (member: create, update, delete)",
+        "optional, only for offboarding: disable or delete robot accounts (robot: update, delete)",
     )
     # Posture reads beyond `needs` (not tried by the permission check): /systeminfo, which any
     # signed-in account may read, and each project's immutable tag rules.
@@ -253,20 +287,55 @@ class HarborConnector:
     # --- permissions -----------------------------------------------------------------------------
 
     def check_permissions(self) -> list[PermissionCheck]:
-        """Each read Customs makes, tried once with the smallest page. The two writes cannot be tried
-        without changing something, so they are listed in `needs` and proven by their first use."""
+        """Each read Customs makes, tried once with the smallest page; then the two writes, which
+        Harbor proves without a change: it says which actions this account holds in a project."""
         projects = self._try(self.needs[0], f"{API}/projects")
-        first = next((str(p.get("name")) for p in projects.items if p.get("name")), None)
+        first = next((p for p in projects.items if p.get("name")), None)
         steps = [projects.check, self._try_repositories(self.needs[1])]
         steps.append(self._try(self.needs[2], f"{API}/robots").check)
         if first is None:
             steps.append(PermissionCheck(self.needs[3], ok=projects.check.ok, detail="no project to try yet"))
         else:
-            steps.append(self._try(self.needs[3], f"{self._project_path(first)}/members", on=first).check)
+            name = str(first["name"])
+            steps.append(self._try(self.needs[3], f"{self._project_path(name)}/members", on=name).check)
         steps.append(self._try(self.needs[4], f"{API}/usergroups").check)
         steps.append(self._try_audit_log(self.needs[5]))
         steps.append(self._try(self.needs[6], f"{API}/replication/policies").check)
-        return steps
+        if self._links_users():
+            steps.append(self._try_users(self.needs[7]))
+        return steps + self._try_writes(first)
+
+    def _try_users(self, permission: str) -> PermissionCheck:
+        # The local admin is always present: reading it proves user: read.
+        try:
+            self._get(f"{API}/users/{ADMIN_USER}")
+        except ConnectorError as exc:
+            return PermissionCheck(permission, ok=False, detail=str(exc))
+        return PermissionCheck(permission, ok=True, detail=f"tried on user {ADMIN_USER}")
+
+    def _try_writes(self, project: dict[str, Any] | None) -> list[PermissionCheck]:
+        """Member and robot writes, as Harbor reports this account's actions in the first project.
+
+        Only a project's permissions are asked: a system-level robot can be changed only with the
+        system-level robot permission, which this request does not report."""
+        writes = ((self.needs[8], *MEMBER_WRITES), (self.needs[9], *ROBOT_WRITES))
+        project_id = project.get("project_id") if project else None
+        if project is None or not isinstance(project_id, int):
+            why = "no project to ask Harbor about yet"
+            return [PermissionCheck(need, False, why, required=False, tried=False) for need, _, _ in writes]
+        name = str(project["name"])
+        try:
+            held = self._held_in_project(project_id)
+        except ConnectorError as exc:
+            why = f"Harbor did not say what this account may do: {exc}"
+            return [PermissionCheck(need, False, why, required=False, tried=False) for need, _, _ in writes]
+        return [_write_check(need, resource, actions, held, name) for need, resource, actions in writes]
+
+    def _held_in_project(self, project_id: int) -> set[tuple[str, str]]:
+        """(resource, action) pairs this account holds in the project; changes nothing."""
+        params = {"scope": f"/project/{project_id}", "relative": "true"}
+        permissions = json_list(self._get(f"{API}/users/current/permissions", params=params))
+        return {(str(p.get("resource", "")), str(p.get("action", ""))) for p in permissions}
 
     def _try(self, permission: str, path: str, on: str = "") -> _Tried:
         try:
@@ -335,28 +404,40 @@ class HarborConnector:
 
     def _admin_credential(self, audit: str | None) -> RemoteCredential:
         # Harbor always has its local `admin` (user 1): it signs in with a password in every auth mode,
-        # and Harbor offers no way to disable or remove it. So it is reported always, as the shared
-        # admin login it is; the audit log says whether anyone has used it lately.
-        usage = self._usage(audit, "admin", frozenset(ACTIONS))
-        source = usage.source
-        if self.config.username == "admin":
-            source = (source + "; Customs itself signs in as admin").lstrip("; ")
+        # and Harbor offers no way to disable or remove it. So it is reported always; it counts as a
+        # shared admin account only where something shows automation using it (_admin_automation).
+        usage = self._usage(audit, ADMIN_ID, frozenset(ACTIONS))
+        shared, evidence = self._admin_automation(usage)
         return RemoteCredential(
             kind=CredentialKind.ADMIN_ACCOUNT,
             id=ADMIN_ID,
             name="admin",
-            owner=Principal(kind=PrincipalKind.USER, id="1", name="admin"),
+            # A shared login is nobody's: never linked to a person, whatever e-mail it carries.
+            owner=Principal(kind=PrincipalKind.USER, id=str(ADMIN_USER), name="admin"),
             expires_at=None,
             expiry_known=True,  # a password without expiry
             last_used_at=usage.last_used_at,
             usage_known=usage.usage_known,
-            last_used_source=source,
+            last_used_source=f"{usage.source}; {evidence}",
             scopes=("system administrator",),
-            shared_admin=True,
+            shared_admin=shared,
             actions=frozenset(ACTIONS),
             actions_seen=usage.actions_seen,
             actions_seen_source=usage.actions_seen_source,
         )
+
+    def _admin_automation(self, usage: _Usage) -> tuple[bool, str]:
+        """Whether the local admin is used by automation, and the evidence, in words short enough for
+        last_used_source: a person may sign in as admin in the UI, but a pipeline or Customs itself
+        using it is the shared admin account the rule is about. Pulls, pushes and deletes of artifacts
+        are what pipelines do; people administer Harbor in the UI, which logs other operations."""
+        if self.config.username == ADMIN_ID:
+            return True, "shared: Customs itself signs in as admin"
+        if not usage.actions_seen_source:
+            return True, "flagged: nothing shows otherwise"  # no readable log: keep the safe default
+        if seen := [action for action in ACTIONS if action in usage.actions_seen]:
+            return True, f"used by automation: {', '.join(seen)}"
+        return False, "no artifact pull, push or delete by it"
 
     def _creator(
         self, robot: dict[str, Any], robots: dict[int, str], users: dict[int, Principal]
@@ -372,15 +453,31 @@ class HarborConnector:
         return users[ref]
 
     def _user(self, user_id: int) -> Principal:
-        """A Harbor user by id, named when the account may read users (only admins may): the id is
-        Harbor's own, and no directory id is claimed for it (Harbor's OIDC subject is joined to the
-        issuer in one field, and a username or email is not an immutable directory id)."""
+        """A Harbor user by id, named when the account may read users, and linked to the directory
+        where the configuration says how (_directory_id). Unreadable: Harbor's id, unlinked."""
         try:
             user = self._get(f"{API}/users/{user_id}").json()
         except (AuthError, NotFoundError):
             return Principal(kind=PrincipalKind.USER, id=str(user_id))
-        name = str(user.get("username", "")) if isinstance(user, dict) else ""
-        return Principal(kind=PrincipalKind.USER, id=str(user_id), name=name)
+        user = user if isinstance(user, dict) else {}
+        # The local admin is a shared login: never linked to a person.
+        directory_id = self._directory_id(user) if user_id != ADMIN_USER else ""
+        name = str(user.get("username", ""))
+        return Principal(kind=PrincipalKind.USER, id=str(user_id), name=name, directory_id=directory_id)
+
+    def _links_users(self) -> bool:
+        return bool(self.config.directory_oidc_issuer) or self.config.link_members_by_email
+
+    def _directory_id(self, user: dict[str, Any]) -> str:
+        """The directory's id for a Harbor user: the OIDC subject where Harbor signs people in with
+        Customs' issuer, else the e-mail where the directory's ids are e-mails, else none. Only the
+        subject and issuer are read from oidc_user_meta: Harbor also returns the CLI secret there."""
+        meta = user.get("oidc_user_meta")
+        subiss = str(meta.get("subiss") or "") if isinstance(meta, dict) else ""
+        if subject := _oidc_subject(subiss, self.config.directory_oidc_issuer):
+            return subject
+        email = str(user.get("email") or "").strip().lower()
+        return email if self.config.link_members_by_email and "@" in email else ""
 
     def _audit_log_path(self) -> str | None:
         """The audit log this Harbor serves and lets us read, or None (then last use is unknown)."""
@@ -465,6 +562,7 @@ class HarborConnector:
     def read_grants(self) -> Iterator[RemoteGrant]:
         """Project members (users and groups) by role, public projects, and robots' repository access."""
         groups: dict[int, Principal] = {}
+        users: dict[int, Principal] = {}
         grants: list[RemoteGrant] = []
         for project in self._pages(f"{API}/projects", complete=True):
             name = str(project["name"])
@@ -472,7 +570,7 @@ class HarborConnector:
             if str((project.get("metadata") or {}).get("public", "")).lower() == "true":
                 grants.append(RemoteGrant(ANONYMOUS, scope, frozenset({"pull"}), f"project {name} is public"))
             for member in self._pages(f"{self._project_path(name)}/members", complete=True):
-                grant = self._member_grant(name, member, groups)
+                grant = self._member_grant(name, member, groups, users)
                 if grant is not None:
                     grants.append(grant)
         for robot in self._pages(f"{API}/robots", complete=True):
@@ -480,7 +578,7 @@ class HarborConnector:
         yield from grants
 
     def _member_grant(
-        self, project: str, member: dict[str, Any], groups: dict[int, Principal]
+        self, project: str, member: dict[str, Any], groups: dict[int, Principal], users: dict[int, Principal]
     ) -> RemoteGrant | None:
         actions = _role_actions(member)
         if not actions:
@@ -491,11 +589,18 @@ class HarborConnector:
                 groups[entity_id] = self._group(entity_id, str(member.get("entity_name", "")))
             principal = groups[entity_id]
         else:
-            principal = Principal(
-                kind=PrincipalKind.USER, id=str(entity_id), name=str(member.get("entity_name", ""))
-            )
+            principal = self._member_user(entity_id, str(member.get("entity_name", "")), users)
         role = ROLE_NAMES.get(int(member["role_id"]), str(member.get("role_name", "")))
         return RemoteGrant(principal, f"{project}/**", actions, _member_source(project, member["id"], role))
+
+    def _member_user(self, user_id: int, name: str, users: dict[int, Principal]) -> Principal:
+        """A user member: as the member list names them, and linked to the directory where the
+        configuration says how; each user is read once, and only then."""
+        if not self._links_users():
+            return Principal(kind=PrincipalKind.USER, id=str(user_id), name=name)
+        if user_id not in users:
+            users[user_id] = self._user(user_id)
+        return dataclasses.replace(users[user_id], name=users[user_id].name or name)
 
     def _group(self, group_id: int, fallback_name: str) -> Principal:
         """A Harbor user group, linked to the directory only by an immutable id it carries:
@@ -859,6 +964,31 @@ class HarborConnector:
 class _Tried:
     check: PermissionCheck
     items: list[dict[str, Any]]
+
+
+def _write_check(
+    permission: str, resource: str, actions: tuple[str, ...], held: set[tuple[str, str]], project: str
+) -> PermissionCheck:
+    """An optional write, held when Harbor lists every one of its actions for the account."""
+    missing = [a for a in actions if (resource, a) not in held]
+    if missing:
+        detail = f"in project {project} it lacks {', '.join(f'{resource}: {a}' for a in missing)}"
+    else:
+        detail = f"holds {resource}: {', '.join(actions)} in project {project}"
+    return PermissionCheck(permission, ok=not missing, detail=detail, required=False)
+
+
+def _oidc_subject(subiss: str, issuer: str | None) -> str:
+    """The subject out of Harbor's `subiss` (subject and issuer written one after the other), or "" when
+    no issuer is configured or the user came from another one. A trailing slash is tried both ways:
+    admins copy issuers with and without it."""
+    if not issuer:
+        return ""
+    bare = issuer.rstrip("/")
+    for candidate in (bare + "/", bare):
+        if subiss.endswith(candidate) and len(subiss) > len(candidate):
+            return subiss[: -len(candidate)]
+    return ""
 
 
 def _total(response: requests.Response) -> int | None:

@@ -9,14 +9,19 @@ distribution connector so digests are checked alike everywhere.
 
 Much of §10 is marked unverified; the shapes relied on are listed in one place in tests/fakes/quay.py,
 and every parse here tolerates a missing optional field rather than guessing a value for it.
+
+Quay's team and permission answers name users by username only, with no e-mail and no directory id.
+Only its superuser API lists users with their e-mail, and only to a superuser's token: that token is
+also what shows Quay's superusers, reported as admin accounts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Collection, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -26,6 +31,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from portal.http import OutboundSession, outbound_session
 from registries.connectors.base import (
+    ACTIONS,
     AccessPlan,
     Capability,
     ChangeOp,
@@ -65,6 +71,11 @@ from registries.connectors.errors import (
 QUAY_IO = "https://quay.io"
 API = "/api/v1"
 LAST_USED_SOURCE = "Quay robot last_accessed"
+SUPERUSER_PREFIX = "superuser:"  # a superuser's credential id; robot ids are <org>+<name>
+# How far back an organisation's logs are searched for a superuser's own pushes, and how many of
+# Quay's 20-entry pages of one person's entries are read per organisation before giving up.
+LOG_DAYS = 30
+LOG_PAGES = 5
 
 # Quay's repository roles, from least to most; each gives its actions and those of the roles before it.
 ROLES: tuple[tuple[str, frozenset[str]], ...] = (
@@ -94,6 +105,12 @@ class QuayConfig(ConnectorConfig):
         default=False,
         description="Only if Quay signs people in through your directory and their Quay username is "
         "their directory username: offboarding removes that Quay user's team seats and permissions.",
+    )
+    link_members_by_email: bool = Field(
+        default=False,
+        description="Only if your directory identifies people by e-mail address, and only with a Quay "
+        "superuser's token (scope super:user): link Quay users to Customs users by their e-mail. Quay "
+        "gives users' e-mail to its superusers only; otherwise users stay Quay names.",
     )
 
     @field_validator("url")
@@ -166,13 +183,19 @@ class QuayConnector:
     )
     # Team seats only: a direct repository permission is a grant of its own, removed as one.
     membership_covers_grants: ClassVar[bool] = False
+    # Reads first, each tried in every organisation; the writes after them are optional.
     needs: ClassVar[tuple[str, ...]] = (
         "OAuth token scope repo:read: list each organisation's repositories and tags",
-        "OAuth token scope org:admin: read robot accounts, teams and their members"
-        " (and, when reconciling or offboarding, delete robots and change team members)",
-        "OAuth token scope repo:admin: read (and, when reconciling, change) repository permissions"
-        " and mirroring; Quay has no read-only scope for these",
+        "OAuth token scope org:admin, from an organisation administrator: read robot accounts, teams "
+        "and their members",
+        "OAuth token scope repo:admin: read repository permissions and mirroring (Quay has no "
+        "read-only scope for these; reconcile plans change permissions with it)",
         "registry credential (a robot with read on every repository): pull manifests over /v2",
+        "only when linking users by e-mail: a Quay superuser's token (scope super:user), the only one "
+        "Quay tells users' e-mail",
+        "optional, only for offboarding: delete robot accounts (org:admin); not tried by the check",
+        "optional, for reconcile plans and offboarding: change team roles and remove team members "
+        "(org:admin); not tried by the check",
     )
 
     def __init__(self, config: QuayConfig) -> None:
@@ -183,6 +206,8 @@ class QuayConnector:
         self._pushed: dict[tuple[str, str], datetime] = {}
         # directory group id → (organisation, team), learned from teams synced with the directory.
         self._teams_by_directory_id: dict[str, tuple[str, str]] = {}
+        # Every Quay user by username, from the superuser API: read once, None when it is refused.
+        self._users: tuple[dict[str, dict[str, Any]] | None] | None = None
         self._registry = DistributionConnector(
             DistributionConfig(
                 url=config.registry_url or config.url,
@@ -227,14 +252,21 @@ class QuayConnector:
     # --- credentials: robot accounts -------------------------------------------------------------
 
     def read_credentials(self) -> Iterator[RemoteCredential]:
+        """Each organisation's robots; then Quay's superusers, where the token may list them."""
         for organisation in self.config.organisations:
             body = json_object(self._get(self._robots_path(organisation), params={"permissions": "true"}))
             roles = _RobotRoles(self, organisation)
             for robot in _dicts(body.get("robots")):
                 yield self._robot(organisation, robot, roles.actions_of(robot))
+        yield from self._superusers()
 
     def disable_credential(self, credential_id: str) -> None:
         """Delete the robot: Quay cannot disable one. A robot already gone is success."""
+        if credential_id.startswith(SUPERUSER_PREFIX):
+            raise PermanentError(
+                f"{credential_id.removeprefix(SUPERUSER_PREFIX)} is a superuser by Quay's configuration "
+                "(SUPER_USERS), which its API cannot change: remove it there"
+            )
         organisation, plus, short = credential_id.partition("+")
         if not plus or organisation not in self.config.organisations or not short:
             raise ConfigError(f"{credential_id} is not a robot of {self.config.namespaces}")
@@ -262,6 +294,117 @@ class QuayConnector:
             # read (their fields and retention are unverified, §10): no per-action evidence.
             actions=actions,
         )
+
+    # --- credentials: superusers -----------------------------------------------------------------
+
+    def _superusers(self) -> Iterator[RemoteCredential]:
+        """Quay's superusers as admin accounts. Only a superuser's token may list users: for any other
+        Quay answers 403, and there is nothing to report."""
+        users = self._instance_users()
+        if users is None:
+            return
+        supers = sorted(name for name, user in users.items() if user.get("super_user") is True)
+        owner = self._token_owner() if supers else None
+        for name in supers:
+            shared, evidence = self._superuser_automation(name, owner)
+            yield RemoteCredential(
+                kind=CredentialKind.ADMIN_ACCOUNT,
+                id=SUPERUSER_PREFIX + name,
+                name=name,
+                enabled=users[name].get("enabled") is not False,
+                owner=Principal(
+                    PrincipalKind.USER, id=name, name=name, directory_id=self._directory_id(name)
+                ),
+                expiry_known=True,  # a user account does not expire
+                usage_known=False,  # Quay keeps no last use for people, only for robots
+                last_used_source=evidence,
+                scopes=("Quay superuser: every organisation and repository",),
+                shared_admin=shared,
+                actions=frozenset(ACTIONS),
+            )
+
+    def _superuser_automation(self, name: str, owner: str | None) -> tuple[bool, str]:
+        """Whether automation uses the superuser, and the evidence, short enough for last_used_source:
+        Customs' own token being theirs, or pushes they made themselves (not through a robot) in a
+        configured organisation's logs; nothing found is no evidence, and no finding."""
+        if owner == name:
+            return True, "shared: Customs' Quay token is this superuser's"
+        readable = False
+        for organisation in self.config.organisations:
+            pushed = self._pushed_without_robot(organisation, name)
+            readable = readable or pushed is not None
+            if pushed:
+                return True, f"used by automation: pushed to {organisation} without a robot"
+        if not readable:
+            return False, "no evidence of automation: organisation logs not readable"
+        return False, f"no push by it in {LOG_DAYS} days of organisation logs"
+
+    def _pushed_without_robot(self, organisation: str, name: str) -> bool | None:
+        """Whether the organisation's logs show the user pushing in the last LOG_DAYS days (None: the
+        logs are not readable). Quay filters by performer; only a few pages are read."""
+        since = datetime.now(UTC) - timedelta(days=LOG_DAYS)
+        params: dict[str, Any] = {"performer": name, "starttime": f"{since:%m/%d/%Y}"}
+        path = f"{API}/organization/{quote(organisation, safe='')}/logs"
+        for _ in range(LOG_PAGES):
+            response = self._get_optional(path, params)
+            if response is None:
+                return None
+            body = json_object(response)
+            if any(_own_push(entry, name) for entry in _dicts(body.get("logs"))):
+                return True
+            following = body.get("next_page")
+            if not (isinstance(following, str) and following):
+                break
+            params = {**params, "next_page": following}
+        return False
+
+    def _token_owner(self) -> str | None:
+        """Whose OAuth token Customs uses (GET /api/v1/user/, scope user:read); None when not told."""
+        response = self._get_optional(f"{API}/user/")
+        username = json_object(response).get("username") if response is not None else None
+        return username if isinstance(username, str) and username else None
+
+    def _instance_users(self) -> dict[str, dict[str, Any]] | None:
+        """Every Quay user by username, with e-mail and superuser flag (the superuser API); None when
+        the token is not a superuser's (403) or superusers are turned off (404). Read once."""
+        with self._lock:
+            if self._users is not None:
+                return self._users[0]
+        users = self._read_users()
+        with self._lock:
+            self._users = (users,)
+        return users
+
+    def _read_users(self) -> dict[str, dict[str, Any]] | None:
+        users: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {}
+        while True:
+            response = self._get_optional(f"{API}/superuser/users/", params)
+            if response is None:
+                return None
+            body = json_object(response)
+            users.update((str(u["username"]), u) for u in _dicts(body.get("users")) if u.get("username"))
+            following = body.get("next_page")  # newer Quays page this list; older ones answer at once
+            if not (isinstance(following, str) and following):
+                return users
+            params = {"next_page": following}
+
+    def _directory_id(self, username: str) -> str:
+        """A Quay user's e-mail, where the admin said the directory's ids are e-mails and Quay told it."""
+        if not self.config.link_members_by_email:
+            return ""
+        email = str(((self._instance_users() or {}).get(username) or {}).get("email") or "").strip().lower()
+        return email if "@" in email else ""
+
+    def _username(self, principal_id: str) -> str:
+        """The Quay user a principal id names: a username, or their e-mail where users are linked by it
+        (offboarding knows a person by that address). Nobody, or two people: the id as given."""
+        if not self.config.link_members_by_email or "@" not in principal_id:
+            return principal_id
+        wanted = principal_id.strip().lower()
+        users = self._instance_users() or {}
+        named = [n for n, u in users.items() if str(u.get("email") or "").strip().lower() == wanted]
+        return named[0] if len(named) == 1 else principal_id
 
     # --- grants: admin teams and repository permissions ------------------------------------------
 
@@ -292,9 +435,10 @@ class QuayConnector:
                 )
         for name, entry in self._permissions(repository, "user").items():
             if actions := ROLE_ACTIONS.get(str(entry.get("role"))):
-                kind = PrincipalKind.ROBOT if entry.get("is_robot") else PrincipalKind.USER
+                robot = bool(entry.get("is_robot"))
+                kind = PrincipalKind.ROBOT if robot else PrincipalKind.USER
                 yield RemoteGrant(
-                    principal=Principal(kind=kind, id=name, name=name),
+                    principal=self._member(name, robot),
                     scope=repository,
                     actions=actions,
                     source=f"repository permission {entry['role']} ({kind} {name})",
@@ -328,28 +472,31 @@ class QuayConnector:
         """The team's members (users and robots), as Quay names them."""
         body = json_object(self._get(self._team_path(organisation, team, "members")))
         return [
-            Principal(
-                kind=PrincipalKind.ROBOT if member.get("is_robot") else PrincipalKind.USER,
-                id=str(member["name"]),
-                name=str(member["name"]),
-            )
+            self._member(str(member["name"]), bool(member.get("is_robot")))
             for member in _dicts(body.get("members"))
             if member.get("name")
         ]
 
+    def _member(self, name: str, robot: bool) -> Principal:
+        """A user or robot by its Quay name; a user linked to the directory where that is known."""
+        if robot:
+            return Principal(kind=PrincipalKind.ROBOT, id=name, name=name)
+        return Principal(kind=PrincipalKind.USER, id=name, name=name, directory_id=self._directory_id(name))
+
     def memberships_of(self, principal_id: str) -> list[str]:
-        seats = []
+        username, seats = self._username(principal_id), []
         for organisation in self.config.organisations:
             for team in sorted(self._teams(organisation)):
-                if principal_id in {member.id for member in self.team_members(organisation, team)}:
+                if username in {member.id for member in self.team_members(organisation, team)}:
                     seats.append(f"team {organisation}/{team}")
         return seats
 
     def remove_person(self, principal_id: str) -> list[str]:
-        seats = self.memberships_of(principal_id)
+        username = self._username(principal_id)
+        seats = self.memberships_of(username)
         for seat in seats:
             organisation, team = seat.removeprefix("team ").split("/", 1)
-            self.remove_team_member(organisation, team, principal_id)
+            self.remove_team_member(organisation, team, username)
         return seats
 
     def remove_team_member(self, organisation: str, team: str, member: str) -> None:
@@ -500,24 +647,76 @@ class QuayConnector:
     # --- "test connection", one permission at a time ---------------------------------------------
 
     def check_permissions(self) -> list[PermissionCheck]:
-        organisation = self.config.organisations[0]
+        """Each read in every organisation (held only if held in all), the pull once, the superuser
+        read where users are linked by e-mail; the writes have no harmless proof and are not tried."""
+        listings, robots, teams, permissions = [], [], [], []
         first: str | None = None
+        for organisation in self.config.organisations:
+            listing, repository = self._try_listing(organisation)
+            listings.append(listing)
+            read_robots = functools.partial(self._get, self._robots_path(organisation))
+            robots.append(self._try(self.needs[1], read_robots, organisation))
+            teams.append(self._try_team_members(organisation))
+            permissions.append(self._try_permissions(organisation, repository, listing.ok))
+            first = first or repository
+        steps = [
+            _all_of(self.needs[0], listings),
+            _all_of(self.needs[1], robots + teams),
+            _all_of(self.needs[2], permissions),
+            self._try_pull(first),
+        ]
+        if self.config.link_members_by_email:
+            steps.append(self._try_users())
+        untried = "no harmless request proves it (it takes org:admin from an organisation administrator)"
+        steps += [
+            PermissionCheck(need, False, untried, required=False, tried=False) for need in self.needs[5:]
+        ]
+        return steps
+
+    def _try_listing(self, organisation: str) -> tuple[PermissionCheck, str | None]:
         try:
-            first = next(
-                (f"{i['namespace']}/{i['name']}" for i in self._repository_pages(organisation)), None
-            )
-            listing = PermissionCheck(self.needs[0], ok=True, detail=f"listed {organisation}")
+            items = self._repository_pages(organisation)
+            first = next((f"{i['namespace']}/{i['name']}" for i in items), None)
         except ConnectorError as exc:
-            listing = PermissionCheck(self.needs[0], ok=False, detail=str(exc))
-        robots = self._try(self.needs[1], lambda: self._get(self._robots_path(organisation)), organisation)
-        if first is None:
-            permissions = PermissionCheck(self.needs[2], ok=listing.ok, detail="no repository to try yet")
-            pull = self._try(self.needs[3], self._registry.check, "the registry's /v2/")
-        else:
-            repository = first
-            permissions = self._try(self.needs[2], lambda: self._permissions(repository, "user"), repository)
-            pull = self._try(self.needs[3], lambda: self._try_pull(repository), repository)
-        return [listing, robots, permissions, pull]
+            return PermissionCheck(self.needs[0], ok=False, detail=f"{organisation}: {exc}"), None
+        return PermissionCheck(self.needs[0], ok=True, detail=f"listed {organisation}"), first
+
+    def _try_team_members(self, organisation: str) -> PermissionCheck:
+        """Reading the first team's members, as grants and offboarding do for every team."""
+        try:
+            team = next(iter(sorted(self._team_roles(organisation))), None)
+            if team is None:
+                return PermissionCheck(self.needs[1], ok=True, detail=f"{organisation}: no team to try yet")
+            self._get(self._team_path(organisation, team, "members"))
+        except ConnectorError as exc:
+            return PermissionCheck(self.needs[1], ok=False, detail=f"{organisation}: {exc}")
+        return PermissionCheck(self.needs[1], ok=True, detail=f"tried on team {organisation}/{team}")
+
+    def _try_permissions(self, organisation: str, repository: str | None, listed: bool) -> PermissionCheck:
+        if repository is None:
+            return PermissionCheck(
+                self.needs[2], ok=listed, detail=f"{organisation}: no repository to try yet"
+            )
+        return self._try(self.needs[2], lambda: self._permissions(repository, "user"), repository)
+
+    def _try_pull(self, repository: str | None) -> PermissionCheck:
+        if repository is None:
+            return self._try(self.needs[3], self._registry.check, "the registry's /v2/")
+
+        def pull() -> None:
+            first_tag = next(iter(self._tag_pages(repository)), None)
+            if first_tag is None:
+                self._registry.check()
+            else:
+                self._registry.resolve(repository, str(first_tag["name"]))
+
+        return self._try(self.needs[3], pull, repository)
+
+    def _try_users(self) -> PermissionCheck:
+        if self._instance_users() is None:
+            detail = "Quay refused the superuser user list: the token is not a superuser's"
+            return PermissionCheck(self.needs[4], ok=False, detail=detail)
+        return PermissionCheck(self.needs[4], ok=True, detail="listed Quay's users")
 
     def _try(self, permission: str, attempt: Any, where: str) -> PermissionCheck:
         try:
@@ -525,13 +724,6 @@ class QuayConnector:
         except ConnectorError as exc:
             return PermissionCheck(permission, ok=False, detail=f"{where}: {exc}")
         return PermissionCheck(permission, ok=True, detail=f"tried on {where}")
-
-    def _try_pull(self, repository: str) -> None:
-        first_tag = next(iter(self._tag_pages(repository)), None)
-        if first_tag is None:
-            self._registry.check()
-        else:
-            self._registry.resolve(repository, str(first_tag["name"]))
 
     # --- paging ----------------------------------------------------------------------------------
 
@@ -606,6 +798,15 @@ class QuayConnector:
     def _get(self, path: str, params: dict[str, Any] | None = None) -> requests.Response:
         return self._send("GET", path, params=params)
 
+    def _get_optional(self, path: str, params: dict[str, Any] | None = None) -> requests.Response | None:
+        """A read Customs can do without: None when Quay refuses it (403: scope or role) or lacks it
+        (404: a feature turned off). A rejected token (401) is still an error."""
+        response = self._session.request("GET", f"{self.config.url}{path}", params=params)
+        if response.status_code in (403, 404):
+            return None
+        _raise_for_status(response)
+        return response
+
     def _send(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
     ) -> requests.Response:
@@ -672,6 +873,19 @@ def _robot_repositories(organisation: str, robot: dict[str, Any]) -> list[str]:
             if isinstance(name, str) and name
         }
     )
+
+
+def _all_of(permission: str, checks: list[PermissionCheck]) -> PermissionCheck:
+    """One permission tried in each organisation: held only where every organisation allowed it."""
+    details = "; ".join(check.detail for check in checks if check.detail)
+    return PermissionCheck(permission, ok=all(check.ok for check in checks), detail=details)
+
+
+def _own_push(entry: dict[str, Any], name: str) -> bool:
+    """A push logged as made by the user themselves: a robot's push is logged under the robot's own
+    name (<org>+<robot>), never its owner's."""
+    performer = entry.get("performer")
+    return entry.get("kind") == "push_repo" and isinstance(performer, dict) and performer.get("name") == name
 
 
 def _raise_for_status(response: requests.Response) -> None:

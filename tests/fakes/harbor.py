@@ -267,6 +267,7 @@ class FakeHarbor(LoopbackFake):
             ("GET", r"/usergroups", "/usergroups", self._list_groups),
             ("GET", r"/usergroups/(\d+)", "/usergroups/{group_id}", self._get_group),
             ("GET", r"/users/(\d+)", "/users/{user_id}", self._get_user),
+            ("GET", r"/users/current/permissions", "/users/current/permissions", self._current_permissions),
             ("GET", r"/robots", "/robots", self._list_robots),
             ("GET", r"/robots/(\d+)", ROBOT, self._get_robot),
             ("PUT", r"/robots/(\d+)", ROBOT, self._update_robot),
@@ -487,6 +488,21 @@ class FakeHarbor(LoopbackFake):
             return error(404, "NOT_FOUND", f"user {user_id}")
         return Answer(200, user, operation="/users/{user_id}")
 
+    def _current_permissions(self, query: Query) -> Answer:
+        """What this account may do in a project (`scope=/project/<id>`): every call of
+        PROJECT_PERMISSIONS a test has not forbidden, so the answer and the calls agree."""
+        scope = query.get("scope", [""])[0]
+        match = re.fullmatch(r"/project/(\d+)", scope)
+        if match is None or int(match.group(1)) not in self.projects.values():
+            return Answer(200, [], operation="/users/current/permissions")  # nothing held there
+        prefix = "" if query.get("relative", ["false"])[0] == "true" else f"{scope}/"
+        held = [
+            {"resource": f"{prefix}{resource}", "action": action}
+            for (resource, action), call in PROJECT_PERMISSIONS.items()
+            if call not in self.forbidden
+        ]
+        return Answer(200, held, operation="/users/current/permissions")
+
     # --- robots ----------------------------------------------------------------------------------
 
     def _list_robots(self, query: Query) -> Answer:
@@ -572,14 +588,45 @@ MEMBERS = "/projects/{project_name_or_id}/members"
 MEMBER = "/projects/{project_name_or_id}/members/{mid}"
 ROBOT = "/robots/{robot_id}"
 IMMUTABLE_RULES = "/projects/{project_name_or_id}/immutabletagrules"
+# What /users/current/permissions reports of a project, each with the call it lets the account make.
+PROJECT_PERMISSIONS: dict[tuple[str, str], str] = {
+    ("project", "read"): "GET /projects",
+    ("repository", "list"): "GET /projects/{project_name}/repositories",
+    ("member", "list"): f"GET {MEMBERS}",
+    ("member", "create"): f"POST {MEMBERS}",
+    ("member", "update"): f"PUT {MEMBER}",
+    ("member", "delete"): f"DELETE {MEMBER}",
+    ("robot", "list"): "GET /robots",
+    ("robot", "read"): f"GET {ROBOT}",
+    ("robot", "update"): f"PUT {ROBOT}",
+    ("robot", "delete"): f"DELETE {ROBOT}",
+    ("immutable-tag", "list"): f"GET {IMMUTABLE_RULES}",
+}
 ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
 # What Harbor's audit logs record as `operation` (rbac action names): the legacy log keeps pull,
 # create and delete; the extended log (2.13) adds update.
 AUDIT_OPERATIONS = frozenset({"pull", "create", "delete", "update"})
+OIDC_CLI_SECRET = "cli-secret-" + secrets.token_urlsafe(12)  # must never reach Customs' records
 
 
-def _user(user_id: int, username: str, *, sysadmin: bool = False, email: str = "") -> dict[str, Any]:
+def _user(
+    user_id: int, username: str, *, sysadmin: bool = False, email: str = "", oidc_subiss: str = ""
+) -> dict[str, Any]:
+    """A UserResp; `oidc_subiss` (subject then issuer, as Harbor joins them) makes it an OIDC user, whose
+    record Harbor returns with the CLI secret in clear to an admin (src/server/v2.0/handler/model)."""
+    created = harbor_time(datetime(2026, 1, 1, tzinfo=UTC))
+    meta = {
+        "oidc_user_meta": {
+            "id": user_id,
+            "user_id": user_id,
+            "subiss": oidc_subiss,
+            "secret": OIDC_CLI_SECRET,
+            "creation_time": created,
+            "update_time": created,
+        }
+    }
     return {
+        **(meta if oidc_subiss else {}),
         "user_id": user_id,
         "username": username,
         "email": email or f"{username}@example.test",
@@ -587,6 +634,6 @@ def _user(user_id: int, username: str, *, sysadmin: bool = False, email: str = "
         "comment": "",
         "sysadmin_flag": sysadmin,
         "admin_role_in_auth": False,
-        "creation_time": harbor_time(datetime(2026, 1, 1, tzinfo=UTC)),
-        "update_time": harbor_time(datetime(2026, 1, 1, tzinfo=UTC)),
+        "creation_time": created,
+        "update_time": created,
     }

@@ -17,8 +17,8 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,6 +28,7 @@ from tests.fakes.server import Answer, LoopbackFake, Request
 from tests.fakes.specs import FakeDrift
 
 API = "/api/v1"
+LOGS_PER_PAGE = 20  # Quay's page of usage log entries (endpoints/api/logs.py)
 
 # --- the documented shapes (registry-apis.md §10), in one place ------------------------------------
 
@@ -153,6 +154,59 @@ MIRROR = obj(
     },
 )
 
+# Not in §10: Quay's source (quay/quay endpoints/api/superuser.py SuperUserList, whose users are
+# superuser_models_interface.User.to_dict). Only a superuser's token (scope super:user) gets an answer;
+# newer Quays page the list with next_page: UNVERIFIED.
+INSTANCE_USER = obj(
+    {
+        "kind": {"enum": ["user"]},
+        "name": STR,
+        "username": STR,
+        "email": nullable(STR),
+        "verified": BOOL,
+        "avatar": ANY,
+        "super_user": BOOL,
+        "enabled": BOOL,
+    },
+    {"quotas": array(ANY), "quota_report": ANY},
+)
+# GET /user/ (scope user:read): endpoints/api/user.py user_view, for the token's own user.
+TOKEN_USER = obj(
+    {"anonymous": BOOL, "username": STR, "avatar": ANY},
+    {
+        "can_create_repo": BOOL,
+        "is_me": BOOL,
+        "verified": BOOL,
+        "email": STR,
+        "logins": array(ANY),
+        "invoice_email": BOOL,
+        "invoice_email_address": nullable(STR),
+        "preferred_namespace": BOOL,
+        "tag_expiration_s": INT,
+        "prompts": array(ANY),
+        "company": nullable(STR),
+        "family_name": nullable(STR),
+        "given_name": nullable(STR),
+        "location": nullable(STR),
+        "is_free_account": BOOL,
+        "has_password_set": BOOL,
+        "quotas": array(ANY),
+        "quota_report": ANY,
+        "organizations": array(ANY),
+        "super_user": BOOL,
+    },
+)
+# §10 lists …/organization/{org}/logs; its fields are Quay's source (endpoints/api/logs.py _get_logs,
+# data/logs_model/datatypes.py Log.to_dict): 20 entries a page, newest first, filtered by performer,
+# dates as RFC 2822 text. UNVERIFIED against a running Quay.
+LOG_ENTRY = obj(
+    {"kind": STR, "metadata": {"type": "object"}, "ip": nullable(STR), "datetime": STR},
+    {
+        "performer": obj({"kind": STR, "name": STR, "is_robot": nullable(BOOL)}, {"avatar": ANY}),
+        "namespace": ANY,
+    },
+)
+
 SHAPES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/repository"): obj({"repositories": array(REPOSITORY)}, {"next_page": STR}),
     ("GET", "/repository/{ns}/{repo}/tag/"): obj({"tags": array(TAG), "page": INT, "has_additional": BOOL}),
@@ -168,6 +222,11 @@ SHAPES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/repository/{ns}/{repo}/permissions/team/{name}"): TEAM_PERMISSION,
     ("PUT", "/repository/{ns}/{repo}/permissions/user/{name}"): USER_PERMISSION,
     ("GET", "/repository/{ns}/{repo}/mirror"): MIRROR,
+    ("GET", "/superuser/users/"): obj({"users": array(INSTANCE_USER)}, {"next_page": STR}),
+    ("GET", "/user/"): TOKEN_USER,
+    ("GET", "/organization/{org}/logs"): obj(
+        {"start_time": STR, "end_time": STR, "logs": array(LOG_ENTRY)}, {"next_page": STR}
+    ),
     # §10 notification repo_push; pruned_image_count and pushed_image_count come from builds.
     ("POST", "notification:repo_push"): obj(
         {
@@ -217,6 +276,15 @@ class Team:
 
 
 @dataclass
+class User:
+    """A Quay user as the superuser API knows them."""
+
+    email: str = ""
+    super_user: bool = False
+    enabled: bool = True
+
+
+@dataclass
 class Robot:
     created: datetime
     last_accessed: datetime | None = None
@@ -233,6 +301,12 @@ class FakeQuay(LoopbackFake):
         self.organisations = organisations
         self.token = "quay-app-" + secrets.token_urlsafe(20)  # the OAuth application token
         self.scopes = {"repo:read", "repo:admin", "org:admin"}
+        self.token_owner = "customs"  # the user the OAuth token acts for (GET /user/)
+        self.users: dict[str, User] = {}  # the instance's users, as its superuser API lists them
+        self.logs: dict[str, list[dict[str, Any]]] = {}  # organisation → its usage log entries
+        # "GET /api/v1/organization/beta/robots": calls refused to the token's user (403), as Quay refuses
+        # them in an organisation the user does not administer, whatever the token's scopes.
+        self.refused: set[str] = set()
         self.robot_name = f"{organisations[0]}+customs"
         self.robot_token = secrets.token_urlsafe(24)
         self.repository_page_size = 100  # Quay pages repositories by 100; tests shrink it
@@ -287,6 +361,8 @@ class FakeQuay(LoopbackFake):
         header = str(request.environ.get("HTTP_AUTHORIZATION", ""))
         if not (header.startswith("Bearer ") and secrets.compare_digest(header[7:], self.token)):
             return quay_error(401, "invalid_token", "Invalid or expired OAuth token")
+        if f"{request.method} {request.path}" in self.refused:
+            return quay_error(403, "insufficient_scope", "Unauthorized")
         path = request.path[len(API) :]
         repo = r"/repository/([^/]+)/([^/]+)"
         org = r"/organization/([^/]+)"
@@ -297,6 +373,9 @@ class FakeQuay(LoopbackFake):
             ("PUT", repo + r"/permissions/(team|user)/([^/]+)", "repo:admin", self._put_permission),
             ("DELETE", repo + r"/permissions/(team|user)/([^/]+)", "repo:admin", self._delete_permission),
             ("GET", repo + r"/mirror", "repo:admin", self._mirror),
+            ("GET", r"/superuser/users/", "super:user", self._instance_users),
+            ("GET", r"/user/", "user:read", self._token_user),
+            ("GET", org + r"/logs", "org:admin", self._logs),
             ("GET", org, "", self._organisation),
             ("PUT", org + r"/team/([^/]+)", "org:admin", self._put_team),
             ("GET", org + r"/robots", "org:admin", self._robots),
@@ -414,6 +493,75 @@ class FakeQuay(LoopbackFake):
         if repository not in self.mirrors:
             return quay_error(404, "not_found", "mirroring is not configured")
         return Answer(200, self.mirrors[repository], operation="/repository/{ns}/{repo}/mirror")
+
+    # --- users and logs --------------------------------------------------------------------------
+
+    def log(self, org: str, performer: str, kind: str, at: datetime, *, robot: bool = False) -> None:
+        """An entry in the organisation's usage log, e.g. kind push_repo or pull_repo."""
+        self.logs.setdefault(org, []).append(
+            {
+                "kind": kind,
+                "metadata": {"repo": "app", "namespace": org},
+                "ip": "192.0.2.10",
+                "datetime": quay_time(at),
+                "performer": {"kind": "user", "name": performer, "is_robot": robot},
+            }
+        )
+
+    def _is_superuser(self, name: str) -> bool:
+        return name in self.users and self.users[name].super_user
+
+    def _instance_users(self, request: Request) -> Answer:
+        if not self._is_superuser(self.token_owner):
+            return quay_error(403, "insufficient_scope", "Unauthorized")  # the scope alone is not enough
+        users = [
+            {
+                "kind": "user",
+                "name": name,
+                "username": name,
+                "email": user.email or None,
+                "verified": True,
+                "avatar": {"name": name},
+                "super_user": user.super_user,
+                "enabled": user.enabled,
+            }
+            for name, user in sorted(self.users.items())
+        ]
+        return Answer(200, {"users": users}, operation="/superuser/users/")
+
+    def _token_user(self, request: Request) -> Answer:
+        body: dict[str, Any] = {"anonymous": False, "username": self.token_owner, "avatar": {}, "is_me": True}
+        if "super:user" in self.scopes and self._is_superuser(self.token_owner):
+            body["super_user"] = True
+        return Answer(200, body, operation="/user/")
+
+    def _logs(self, request: Request, org: str) -> Answer:
+        if org not in self.organisations:
+            return quay_error(404, "not_found", f"no organisation {org}")
+        now = datetime.now(UTC)
+        # Quay's default is the last day; a start date is "%m/%d/%Y" in UTC.
+        start = request.query.get("starttime", [""])[0]
+        since = datetime.strptime(start, "%m/%d/%Y").replace(tzinfo=UTC) if start else now - timedelta(days=1)
+        performer = request.query.get("performer", [""])[0]
+        entries = sorted(
+            (
+                e
+                for e in self.logs.get(org, [])
+                if parsedate_to_datetime(e["datetime"]).replace(tzinfo=UTC) >= since
+                and (not performer or e["performer"]["name"] == performer)
+            ),
+            key=lambda e: parsedate_to_datetime(e["datetime"]),
+            reverse=True,
+        )
+        offset = int(request.query.get("next_page", ["0"])[0] or 0)
+        body: dict[str, Any] = {
+            "start_time": quay_time(since),
+            "end_time": quay_time(now + timedelta(days=1)),
+            "logs": entries[offset : offset + LOGS_PER_PAGE],
+        }
+        if offset + LOGS_PER_PAGE < len(entries):
+            body["next_page"] = str(offset + LOGS_PER_PAGE)
+        return Answer(200, body, operation="/organization/{org}/logs")
 
     # --- organisations, teams and robots ---------------------------------------------------------
 

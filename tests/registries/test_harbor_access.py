@@ -23,12 +23,12 @@ from registries.connectors.base import (
     PrincipalKind,
     RemoteGrant,
 )
-from registries.connectors.errors import AuthError, PermanentError, RateLimited, TransientError
+from registries.connectors.errors import AuthError, ConfigError, PermanentError, RateLimited, TransientError
 from registries.connectors.harbor import HarborConnector
 from registries.demo import images as im
 from registries.models import Credential, Grant, Registry, SyncRun
 from tests import factories
-from tests.fakes.harbor import FakeHarbor
+from tests.fakes.harbor import OIDC_CLI_SECRET, FakeHarbor
 from tests.fakes.server import Answer
 from tests.registries.harness import RunningRegistry
 
@@ -36,6 +36,16 @@ EXPIRES = datetime(2027, 3, 1, tzinfo=UTC)
 USED = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
 OIDC, LDAP, HTTP = 3, 1, 2
 ENTRA_GROUP = "6f1c1a8e-3f9b-4a57-9d2e-0c9a4f0b7d11"  # the groups claim value: an Entra group object id
+ISSUER = "https://sso.acme.test/realms/acme"  # the identity provider Harbor and Customs both use
+SUBJECT = "ca4bb144-4b5c-4d1b-9469-69cb3768af8f"  # alice's sub there: Customs' external id for her
+# The calls a read-only robot may not make: the fake refuses them, and says so when asked.
+READ_ONLY = {
+    "POST /projects/{project_name_or_id}/members",
+    "PUT /projects/{project_name_or_id}/members/{mid}",
+    "DELETE /projects/{project_name_or_id}/members/{mid}",
+    "PUT /robots/{robot_id}",
+    "DELETE /robots/{robot_id}",
+}
 
 
 def connector(fake: FakeHarbor, **public: Any) -> HarborConnector:
@@ -98,8 +108,14 @@ def test_robots_are_credentials_with_creator_expiry_permissions_and_audit_log_us
     assert (mirror.actions, mirror.actions_seen) == (frozenset({"pull"}), {})  # the log was read: no use
     assert mirror.actions_seen_source == "Harbor audit log"
     admin = found["admin"]
-    assert (admin.kind, admin.shared_admin, admin.usage_known) == (CredentialKind.ADMIN_ACCOUNT, True, True)
-    assert admin.actions == frozenset(ACTIONS)
+    assert (admin.kind, admin.usage_known, admin.actions) == (
+        CredentialKind.ADMIN_ACCOUNT,
+        True,
+        frozenset(ACTIONS),
+    )
+    # The log was read and shows no pipeline using it: the admin login alone is no shared admin account.
+    assert admin.shared_admin is False
+    assert admin.last_used_source.endswith("; no artifact pull, push or delete by it")
 
 
 def test_one_page_of_the_audit_log_says_what_each_robot_did_without_a_request_per_action(
@@ -150,7 +166,13 @@ def test_last_use_is_unknown_when_no_audit_log_is_readable(harbor: FakeHarbor) -
     assert "not readable" in robot.last_used_source
     assert (robot.actions, robot.actions_seen, robot.actions_seen_source) == (frozenset({"pull"}), {}, "")
     assert robot.created_by == Principal(kind=PrincipalKind.USER, id="1")
-    assert found["admin"].usage_known is False
+    admin = found["admin"]
+    assert admin.usage_known is False
+    # Nothing shows the admin unused by automation: it stays flagged, and says why.
+    assert admin.shared_admin is True
+    assert admin.last_used_source == (
+        "not recorded by Harbor; its audit log is not readable; flagged: nothing shows otherwise"
+    )
 
 
 def test_an_older_harbor_audit_log_is_read_instead(harbor: FakeHarbor) -> None:
@@ -165,6 +187,36 @@ def test_an_older_harbor_audit_log_is_read_instead(harbor: FakeHarbor) -> None:
     assert found["robot$payments+ci"].last_used_source.startswith("Harbor audit log (audit-logs)")
     assert found["admin"].last_used_at == USED - timedelta(hours=1)
     assert "GET /api/v2.0/auditlog-exts" in harbor.requests_seen  # tried first
+
+
+@pytest.mark.parametrize(
+    ("operation", "resource_type", "shared", "evidence"),
+    [
+        ("pull", "artifact", True, "used by automation: pull"),
+        ("create", "artifact", True, "used by automation: push"),  # Harbor's word for a push
+        ("delete", "artifact", True, "used by automation: delete"),
+        ("create", "project", False, "no artifact pull, push or delete by it"),  # a person in the UI
+    ],
+)
+def test_harbors_admin_is_a_shared_admin_account_only_where_automation_uses_it(
+    harbor: FakeHarbor, operation: str, resource_type: str, shared: bool, evidence: str
+) -> None:
+    harbor.log("admin", USED, operation=operation, resource_type=resource_type)
+
+    admin = next(c for c in connector(harbor).read_credentials() if c.id == "admin")
+
+    assert (admin.shared_admin, admin.last_used_at) == (shared, USED)
+    assert admin.last_used_source == f"Harbor audit log (auditlog-exts), newest operation; {evidence}"
+
+
+def test_customs_signing_in_as_admin_is_automation_using_it(harbor: FakeHarbor) -> None:
+    harbor.username = "admin"  # the fake now accepts admin and its password, as Customs' config says
+
+    admin = next(c for c in connector(harbor).read_credentials() if c.id == "admin")
+
+    assert admin.shared_admin is True
+    assert admin.last_used_source.endswith("; shared: Customs itself signs in as admin")
+    assert len(admin.last_used_source) <= 100  # what the credential row keeps
 
 
 def test_disable_credential_disables_a_robot_once_and_deletes_one_harbor_cannot_edit(
@@ -185,6 +237,137 @@ def test_disable_credential_disables_a_robot_once_and_deletes_one_harbor_cannot_
     assert harbor.writes == [f"PUT /api/v2.0/robots/{ci}", f"DELETE /api/v2.0/robots/{legacy}"]
     with pytest.raises(PermanentError, match="local admin cannot be disabled"):
         harbor_connector.disable_credential("admin")
+
+
+# --- owners: Harbor users linked to Customs people -------------------------------------------------
+
+
+def oidc_scene(harbor: FakeHarbor) -> dict[str, int]:
+    """alice signed in to Harbor through Customs' provider, bob through another, carol is a local user;
+    each created a robot and is a project member. The local admin made one robot too."""
+    ids = {
+        "alice": harbor.add_user("alice", email="Alice@Acme.test", oidc_subiss=SUBJECT + ISSUER),
+        "bob": harbor.add_user("bob", oidc_subiss="bob-sub" + "https://other-idp.test"),
+        "carol": harbor.add_user("carol", email="carol@acme.test"),
+    }
+    for name, user_id in ids.items():
+        harbor.add_robot(f"{name}-ci", access={"payments": ["pull"]}, creator=("local", user_id))
+        harbor.add_member("payments", role_id=2, user_id=user_id)
+    harbor.add_robot("admin-ci", access={"payments": ["pull"]}, creator=("local", 1))
+    return ids
+
+
+def owners(harbor: FakeHarbor, **config: Any) -> tuple[dict[str, Principal], dict[str, Principal]]:
+    """Robot name → its creator, and member name → the member's principal, as the connector reads them."""
+    built = connector(harbor, **config)
+    creators = {c.name: c.created_by for c in built.read_credentials() if c.created_by is not None}
+    members = {g.principal.name: g.principal for g in built.read_grants() if g.principal.kind == "user"}
+    return {k.removeprefix("robot$payments+"): v for k, v in creators.items()}, members
+
+
+@pytest.mark.parametrize("issuer", [ISSUER, ISSUER + "/"])  # copied with or without the slash
+def test_harbor_users_from_customs_issuer_are_linked_by_their_oidc_subject(
+    harbor: FakeHarbor, issuer: str
+) -> None:
+    ids = oidc_scene(harbor)
+
+    creators, members = owners(harbor, directory_oidc_issuer=issuer)
+
+    alice = Principal(PrincipalKind.USER, str(ids["alice"]), "alice", directory_id=SUBJECT)
+    assert creators["alice-ci"] == members["alice"] == alice
+    # Another issuer's user and a local user keep Harbor's id and name: raw references, unlinked.
+    assert members["bob"] == creators["bob-ci"] == Principal(PrincipalKind.USER, str(ids["bob"]), "bob")
+    assert members["carol"] == Principal(PrincipalKind.USER, str(ids["carol"]), "carol")
+    assert creators["admin-ci"] == Principal(PrincipalKind.USER, "1", "admin")
+
+
+def test_harbor_users_are_linked_by_email_only_where_the_admin_said_so(harbor: FakeHarbor) -> None:
+    ids = oidc_scene(harbor)
+
+    creators, members = owners(harbor, link_members_by_email=True, directory_oidc_issuer=ISSUER)
+
+    assert members["alice"].directory_id == SUBJECT  # the subject first, where Harbor has one
+    assert members["carol"] == creators["carol-ci"]
+    assert members["carol"] == Principal(
+        PrincipalKind.USER, str(ids["carol"]), "carol", directory_id="carol@acme.test"
+    )
+    assert members["bob"].directory_id == "bob@example.test"  # another issuer: their e-mail, then
+    assert creators["admin-ci"].directory_id == ""  # the shared admin is nobody, whatever its address
+
+
+def test_without_a_link_harbor_users_stay_harbor_names_and_are_not_looked_up(harbor: FakeHarbor) -> None:
+    oidc_scene(harbor)
+
+    creators, members = owners(harbor)
+
+    assert {p.directory_id for p in [*creators.values(), *members.values()]} == {""}
+    assert members["alice"].name == "alice"  # named by the member list
+    member_lookups = [q for q in harbor.queries if q.startswith("/users/")]
+    assert len(member_lookups) == 4  # the four robot creators only, not the three members again
+
+
+def test_users_the_account_cannot_read_stay_raw_references(harbor: FakeHarbor) -> None:
+    ids = oidc_scene(harbor)
+    harbor.forbidden.add("GET /users/{user_id}")
+
+    creators, members = owners(harbor, directory_oidc_issuer=ISSUER)
+
+    assert members["alice"] == Principal(PrincipalKind.USER, str(ids["alice"]), "alice")
+    assert creators["alice-ci"] == Principal(PrincipalKind.USER, str(ids["alice"]))
+
+
+def test_the_oidc_cli_secret_harbor_returns_is_never_kept(harbor: FakeHarbor) -> None:
+    oidc_scene(harbor)
+    built = connector(harbor, directory_oidc_issuer=ISSUER, link_members_by_email=True)
+
+    read = repr([*built.read_credentials(), *built.read_grants()])
+
+    assert SUBJECT in read
+    assert OIDC_CLI_SECRET not in read
+
+
+@pytest.mark.django_db
+def test_a_sync_links_harbor_owners_to_customs_people_and_keeps_the_rest_raw(
+    registry: RunningRegistry, harbor: FakeHarbor
+) -> None:
+    seed(registry, "payments/api")
+    ids = oidc_scene(harbor)
+    alice = factories.user(username="alice", external_id=SUBJECT)
+    saved = services.save_registry(
+        Registry(name="harbor-eu", kind="harbor", endpoint=harbor.url),
+        actor=None,
+        public={"username": harbor.username, "directory_oidc_issuer": ISSUER},
+        secrets={"password": harbor.password},
+    )
+
+    run = sync.sync_inventory(saved)
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    theirs = Grant.objects.get(registry=saved, principal_kind="user", user=alice)
+    assert (theirs.principal_id, theirs.principal_name) == (str(ids["alice"]), "alice")
+    bob = Grant.objects.get(registry=saved, principal_kind="user", principal_name="bob")
+    assert (bob.user, bob.principal_id) == (None, str(ids["bob"]))  # unresolved: the raw reference stays
+    made = Credential.objects.get(registry=saved, name="robot$payments+alice-ci")
+    assert (made.created_by_user, made.created_by_id, made.created_by_name) == (
+        alice,
+        str(ids["alice"]),
+        "alice",
+    )
+    other = Credential.objects.get(registry=saved, name="robot$payments+bob-ci")
+    assert (other.created_by_user, other.created_by_id, other.created_by_name) == (
+        None,
+        str(ids["bob"]),
+        "bob",
+    )
+
+
+def test_the_oidc_issuer_must_be_a_url() -> None:
+    with pytest.raises(ConfigError, match="the issuer is a URL"):
+        connectors.config_for(
+            "harbor",
+            {"url": "https://harbor.example.test", "username": "u", "directory_oidc_issuer": "acme"},
+            {"password": "p"},
+        )
 
 
 # --- grants ------------------------------------------------------------------------------------------
@@ -304,7 +487,9 @@ def test_a_sync_keeps_harbor_grants_and_credentials_linked_to_directory_groups(
         {"pull": "2026-11-02T09:15:00+00:00"},
         "Harbor audit log",
     )
-    assert Credential.objects.get(registry=saved, kind="admin_account").shared_admin
+    admin = Credential.objects.get(registry=saved, kind="admin_account")
+    assert (admin.shared_admin, admin.enabled) == (False, True)  # present, but nothing automated uses it
+    assert admin.last_used_source.endswith("no artifact pull, push or delete by it")
 
 
 # --- grants: writes ----------------------------------------------------------------------------------
@@ -457,13 +642,81 @@ def removal(grant: RemoteGrant, *actions: str) -> GrantChange:
 # --- permissions, replication, paging and failures ------------------------------------------------------
 
 
-def test_check_permissions_tries_each_read(registry: RunningRegistry, harbor: FakeHarbor) -> None:
+def test_check_permissions_tries_each_read_and_asks_harbor_about_the_writes(
+    registry: RunningRegistry, harbor: FakeHarbor
+) -> None:
     seed(registry, "payments/api")
     steps = connector(harbor).check_permissions()
-    assert [step.ok for step in steps] == [True] * 7
-    assert len(HarborConnector.needs) == 9  # two writes are listed but cannot be tried harmlessly
+    assert [(step.ok, step.required, step.tried) for step in steps] == [(True, True, True)] * 7 + [
+        (True, False, True)
+    ] * 2
+    assert [step.permission for step in steps] == [*HarborConnector.needs[:7], *HarborConnector.needs[8:]]
     assert steps[1].detail == "tried on payments/api"
     assert steps[3].detail == "tried on payments"
+    assert steps[7].detail == "holds member: create, update, delete in project payments"
+    assert steps[8].detail == "holds robot: update, delete in project payments"
+    asked = [q for q in harbor.queries if q.startswith("/users/current/permissions?")]
+    assert asked == ["/users/current/permissions?scope=%2Fproject%2F1&relative=true"]
+    assert harbor.writes == []  # proved without changing anything
+
+
+def test_check_permissions_reads_users_when_they_are_linked(
+    registry: RunningRegistry, harbor: FakeHarbor
+) -> None:
+    seed(registry, "payments/api")
+    harbor.forbidden.add("GET /users/{user_id}")
+
+    [users] = [
+        s
+        for s in connector(harbor, link_members_by_email=True).check_permissions()
+        if "user:" in s.permission
+    ]
+
+    assert (users.permission, users.ok, users.required) == (HarborConnector.needs[7], False, True)
+    assert "403 from" in users.detail
+
+
+@pytest.mark.django_db
+def test_a_read_only_robot_passes_test_connection_and_lists_the_writes_it_lacks(
+    registry: RunningRegistry, harbor: FakeHarbor
+) -> None:
+    seed(registry, "payments/api")
+    robot = harbor.add_robot("ci", access={"payments": ["pull"]})
+    harbor.forbidden |= READ_ONLY
+    saved = services.save_registry(
+        Registry(name="harbor-eu", kind="harbor", endpoint=harbor.url),
+        actor=None,
+        public={"username": harbor.username},
+        secrets={"password": harbor.password},
+    )
+
+    result = services.check_connection(saved)
+
+    assert result.ok, result.reason
+    lacking = [(s.permission, s.detail) for s in result.steps if s.missing]
+    assert lacking == [
+        (
+            HarborConnector.needs[8],
+            "in project payments it lacks member: create, member: update, member: delete",
+        ),
+        (HarborConnector.needs[9], "in project payments it lacks robot: update, robot: delete"),
+    ]
+    assert all(not s.required for s in result.steps if s.missing)
+    assert "2 write permissions are missing" in result.reason
+    # What Harbor said is what it does: the write itself is refused.
+    with pytest.raises(AuthError, match="403 from"):
+        connector(harbor).disable_credential(str(robot))
+
+
+def test_without_a_project_the_writes_are_not_tried(harbor: FakeHarbor) -> None:
+    steps = connector(harbor).check_permissions()
+
+    writes = steps[-2:]
+    assert [(s.permission, s.required, s.tried) for s in writes] == [
+        (HarborConnector.needs[8], False, False),
+        (HarborConnector.needs[9], False, False),
+    ]
+    assert writes[0].detail == "no project to ask Harbor about yet"
 
 
 def test_check_permissions_names_each_missing_one(registry: RunningRegistry, harbor: FakeHarbor) -> None:

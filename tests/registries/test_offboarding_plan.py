@@ -54,6 +54,10 @@ def test_registry_credentials_are_disabled_unless_automation_still_uses_them() -
     on_plain = factories.registry_credential(plain, owner_user=person)
     gone = factories.registry_credential(harbor, owner_user=person, gone_at=timezone.now())
     someone_elses = factories.registry_credential(harbor, owner_user=factories.user())
+    quay = factories.registry(kind="quay", name="quay")
+    superuser = factories.registry_credential(
+        quay, owner_user=person, kind="admin_account", shared_admin=True
+    )
     plan = offboarding.plan_for(person)
     items = _by_key(plan)
 
@@ -66,10 +70,12 @@ def test_registry_credentials_are_disabled_unless_automation_still_uses_them() -
     assert item(made_unknown).action == Action.REASSIGN
     assert item(made_and_idle).action == Action.DISABLE
     assert item(on_plain).automated is False  # plain distribution has no credential API
+    # Quay can disable robots, but a superuser only in Quay's configuration: left to a person.
+    assert (item(superuser).action, item(superuser).automated) == (Action.DISABLE, False)
     assert f"registry-{harbor.pk}/credential-{gone.pk}" not in items
     assert f"registry-{harbor.pk}/credential-{someone_elses.pk}" not in items
     assert {i.key for i in plan.reassigned} == {item(made_and_used).key, item(made_unknown).key}
-    assert list(plan.by_place()) == ["harbor-eu", "plain"]
+    assert list(plan.by_place()) == ["harbor-eu", "plain", "quay"]
 
 
 def test_grants_the_registry_gives_them_by_name() -> None:

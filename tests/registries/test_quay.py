@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from registries import connectors, services, sync
 from registries.connectors.base import (
+    ACTIONS,
     AccessPlan,
     ChangeOp,
     CredentialKind,
@@ -21,12 +22,14 @@ from registries.connectors.errors import AuthError, ConfigError, PermanentError,
 from registries.connectors.quay import QuayConnector
 from registries.demo import images as im
 from registries.models import Artifact, Credential, Grant, Registry, SyncRun
-from tests.fakes.quay import FakeQuay, Robot, Team, quay_error
+from tests import factories
+from tests.fakes.quay import FakeQuay, Robot, Team, User, quay_error
 from tests.registries.harness import RunningRegistry
 
 PUSHED = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
 LATER = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 USED = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
+SUPERUSER_SCOPES = {"repo:read", "repo:admin", "org:admin", "super:user", "user:read"}
 
 
 @pytest.fixture
@@ -199,6 +202,196 @@ def test_without_repo_admin_a_robots_actions_are_not_known(registry: RunningRegi
     assert robots["acme+ci"].scopes == ("repository acme/app", "team devs")
 
 
+# --- credentials: superusers -----------------------------------------------------------------------
+
+
+def superusers(fake: FakeQuay) -> None:
+    """A superuser's token for Customs (customs), a second superuser (alice) and a plain user (bob)."""
+    fake.scopes = set(SUPERUSER_SCOPES)
+    fake.users = {
+        "customs": User(email="customs-bot@acme.test", super_user=True),
+        "alice": User(email="Alice@Acme.test", super_user=True),
+        "bob": User(email="bob@acme.test"),
+    }
+
+
+def admins(fake: FakeQuay, **extra: Any) -> dict[str, Any]:
+    return {c.name: c for c in connector(fake, **extra).read_credentials() if c.kind == "admin_account"}
+
+
+def test_superusers_are_not_reported_to_a_token_that_is_not_a_superusers(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    people(quay)
+    quay.users = {"alice": User(super_user=True)}
+    quay.scopes |= {"super:user"}  # the scope alone: Quay still refuses a non-superuser
+
+    names = [c.id for c in connector(quay).read_credentials()]
+
+    assert names == ["acme+ci", "acme+old"]  # the robots; the refused list is no failure
+    assert quay.requests_seen.count("GET /api/v1/superuser/users/") == 1
+
+
+def test_superusers_are_admin_accounts_shared_only_with_evidence_of_automation(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    superusers(quay)
+
+    found = admins(quay)
+
+    assert set(found) == {"customs", "alice"}  # bob is no superuser
+    own = found["customs"]
+    assert (own.id, own.shared_admin, own.enabled) == ("superuser:customs", True, True)
+    assert own.last_used_source == "shared: Customs' Quay token is this superuser's"
+    assert (own.actions, own.usage_known, own.owner) == (
+        frozenset(ACTIONS),
+        False,
+        Principal(PrincipalKind.USER, "customs", "customs"),
+    )
+    alice = found["alice"]
+    assert (alice.shared_admin, alice.last_used_source) == (
+        False,
+        "no push by it in 30 days of organisation logs",
+    )
+
+
+@pytest.mark.parametrize(
+    ("performer", "kind", "days_ago", "shared"),
+    [
+        ("alice", "push_repo", 2, True),  # she pushed herself, not through a robot: a pipeline is her
+        ("alice", "pull_repo", 2, False),  # pulling is what people do too
+        ("alice", "push_repo", 40, False),  # older than the logs read
+        ("acme+deploy", "push_repo", 2, False),  # a robot's push is the robot's
+    ],
+)
+def test_a_superusers_own_pushes_in_the_logs_are_evidence_of_automation(
+    registry: RunningRegistry, quay: FakeQuay, performer: str, kind: str, days_ago: int, shared: bool
+) -> None:
+    superusers(quay)
+    robot = "+" in performer
+    quay.log("acme", performer, kind, datetime.now(UTC) - timedelta(days=days_ago), robot=robot)
+
+    alice = admins(quay)["alice"]
+
+    assert alice.shared_admin is shared
+    if shared:
+        assert alice.last_used_source == "used by automation: pushed to acme without a robot"
+    asked = [r for r in quay.requests_seen if r.startswith("GET /api/v1/organization/acme/logs")]
+    assert asked  # the organisation's logs were read for her
+
+
+def test_a_push_on_a_later_log_page_is_found(registry: RunningRegistry, quay: FakeQuay) -> None:
+    superusers(quay)
+    now = datetime.now(UTC)
+    quay.log("acme", "alice", "push_repo", now - timedelta(days=5))
+    for minutes in range(25):  # more than a page of her newer entries
+        quay.log("acme", "alice", "pull_repo", now - timedelta(minutes=minutes))
+
+    assert admins(quay)["alice"].shared_admin is True
+
+
+def test_without_user_read_whose_token_it_is_is_unknown_and_logs_decide(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    superusers(quay)
+    quay.scopes.discard("user:read")
+    quay.refused.add("GET /api/v1/organization/acme/logs")
+
+    found = admins(quay)
+
+    assert found["customs"].shared_admin is False  # nothing shows it: no finding on a guess
+    assert found["customs"].last_used_source == "no evidence of automation: organisation logs not readable"
+
+
+def test_a_superuser_cannot_be_disabled_through_the_api(registry: RunningRegistry, quay: FakeQuay) -> None:
+    with pytest.raises(PermanentError, match="alice is a superuser by Quay's configuration"):
+        connector(quay).disable_credential("superuser:alice")
+    assert quay.writes == []
+
+
+# --- owners: Quay users linked to Customs people by e-mail ------------------------------------------
+
+
+def test_users_are_linked_by_email_when_the_token_is_told_their_addresses(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    seed(registry)
+    people(quay)
+    superusers(quay)
+    quay.users["dave"] = User(email="Dave@Acme.test")  # carol has no account the list shows
+    quay.teams["acme"]["readers"].members["dave"] = False
+    built = connector(quay, link_members_by_email=True)
+
+    grants = {g.principal.id: g.principal for g in built.read_grants()}
+    members = {m.id: m for m in built.team_members("acme", "devs") + built.team_members("acme", "readers")}
+
+    assert grants["dave"] == Principal(PrincipalKind.USER, "dave", "dave", directory_id="dave@acme.test")
+    assert members["bob"].directory_id == "bob@acme.test"
+    assert members["carol"] == Principal(PrincipalKind.USER, "carol", "carol")  # unresolved: kept as named
+    assert members["acme+ci"].directory_id == ""  # robots are nobody
+    assert admins(quay, link_members_by_email=True)["alice"].owner == Principal(
+        PrincipalKind.USER, "alice", "alice", directory_id="alice@acme.test"
+    )
+
+
+def test_without_the_email_link_or_a_superusers_token_users_stay_quay_names(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    seed(registry)
+    people(quay)
+    quay.users = {"dave": User(email="dave@acme.test")}
+    unlinked = {
+        g.principal.id: g.principal for g in connector(quay, link_members_by_email=True).read_grants()
+    }
+    superusers(quay)
+    quay.users["dave"] = User(email="dave@acme.test")
+    not_asked = {g.principal.id: g.principal for g in connector(quay).read_grants()}
+
+    assert unlinked["dave"] == not_asked["dave"] == Principal(PrincipalKind.USER, "dave", "dave")
+
+
+def test_offboarding_finds_a_quay_user_by_their_email(registry: RunningRegistry, quay: FakeQuay) -> None:
+    people(quay)
+    superusers(quay)
+    quay.teams["acme"]["readers"].members["bob"] = False
+    built = connector(quay, link_members_by_email=True)
+
+    assert built.remove_person("Bob@Acme.test") == ["team acme/devs", "team acme/readers"]
+    assert built.memberships_of("bob@acme.test") == []
+    assert "bob" not in quay.teams["acme"]["devs"].members
+    quay.users["bob2"] = User(email="carol@acme.test")
+    quay.users["carol"] = User(email="carol@acme.test")
+    assert connector(quay, link_members_by_email=True).remove_person("carol@acme.test") == []  # two people
+
+
+@pytest.mark.django_db
+def test_a_sync_links_quay_owners_and_stores_superusers(registry: RunningRegistry, quay: FakeQuay) -> None:
+    seed(registry)
+    people(quay)
+    superusers(quay)
+    quay.users["dave"] = User(email="dave@acme.test")
+    dave = factories.user(username="dave", external_id="dave@acme.test")  # a directory keyed by e-mail
+    alice = factories.user(username="alice", external_id="alice@acme.test")
+    saved = services.save_registry(
+        Registry(name="quay-acme", kind="quay", endpoint=quay.url),
+        actor=None,
+        public={k: v for k, v in public_config(quay, link_members_by_email=True).items() if k != "url"},
+        secrets={"token": quay.token, "registry_password": quay.robot_token},
+    )
+
+    run = sync.sync_inventory(saved)
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    theirs = Grant.objects.get(registry=saved, principal_id="dave")
+    assert (theirs.user, theirs.principal_name) == (dave, "dave")
+    robot = Grant.objects.get(registry=saved, principal_id="acme+ci")
+    assert (robot.user, robot.principal_kind) == (None, "robot")
+    shared = Credential.objects.get(registry=saved, native_id="superuser:customs")
+    assert (shared.kind, shared.shared_admin, shared.owner_user) == ("admin_account", True, None)
+    hers = Credential.objects.get(registry=saved, native_id="superuser:alice")
+    assert (hers.shared_admin, hers.owner_user, hers.owner_id) == (False, alice, "alice")
+
+
 def test_deleting_a_robot_is_idempotent(registry: RunningRegistry, quay: FakeQuay) -> None:
     people(quay)
     quay_connector = connector(quay)
@@ -344,10 +537,17 @@ def test_mirrored_repositories_are_reported(registry: RunningRegistry, quay: Fak
 
 def test_check_permissions_names_each_missing_scope(registry: RunningRegistry, quay: FakeQuay) -> None:
     seed(registry)
-    assert all(check.ok for check in connector(quay).check_permissions())
+    people(quay)
+    steps = connector(quay).check_permissions()
+    assert [(s.ok, s.required, s.tried) for s in steps] == [(True, True, True)] * 4 + [
+        (False, False, False)
+    ] * 2
+    assert [s.permission for s in steps] == [*QuayConnector.needs[:4], *QuayConnector.needs[5:]]
+    assert steps[1].detail == "tried on acme; tried on team acme/devs"  # robots, and a team's members
+    assert quay.writes == []
     quay.scopes = {"repo:read"}
     checks = connector(quay).check_permissions()
-    assert [check.ok for check in checks] == [True, False, False, True]
+    assert [check.ok for check in checks[:4]] == [True, False, False, True]
     assert "org:admin" in checks[1].detail
     assert "repo:admin" in checks[2].detail
     assert "403" in checks[1].detail
@@ -358,6 +558,61 @@ def test_check_permissions_names_each_missing_scope(registry: RunningRegistry, q
     last = wrong_robot.check_permissions()[3]
     assert not last.ok
     assert "401" in last.detail
+
+
+def test_check_permissions_tries_every_organisation(start_registry: Any) -> None:
+    running = start_registry()
+    running.pusher().push_image("beta/app", im.base_image("beta"), tags=["1"])
+    fake = FakeQuay(registry_url=running.url, organisations=("acme", "beta")).start()
+    try:
+        fake.teams["acme"] = {"devs": Team(members={"bob": False})}
+        fake.teams["beta"] = {"ops": Team(members={"carol": False})}
+        # The token's user administers acme; in beta it may list repositories but not read a team.
+        fake.refused.add("GET /api/v1/organization/beta/team/ops/members")
+        steps = connector(fake, namespaces="acme, beta").check_permissions()
+    finally:
+        fake.stop()
+    assert not fake.drift
+
+    listing, org_admin, repo_admin = steps[:3]
+    assert (listing.ok, listing.detail) == (True, "listed acme; listed beta")
+    assert not org_admin.ok
+    assert "beta: 403 from" in org_admin.detail
+    assert "tried on team acme/devs" in org_admin.detail
+    assert (repo_admin.ok, repo_admin.detail) == (True, "acme: no repository to try yet; tried on beta/app")
+
+
+def test_check_permissions_asks_for_the_users_list_only_when_linking_by_email(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    seed(registry)
+    [users] = [
+        s for s in connector(quay, link_members_by_email=True).check_permissions() if "e-mail" in s.permission
+    ]
+    assert (users.permission, users.ok, users.required) == (QuayConnector.needs[4], False, True)
+    superusers(quay)
+    [users] = [
+        s for s in connector(quay, link_members_by_email=True).check_permissions() if "e-mail" in s.permission
+    ]
+    assert users.ok
+
+
+@pytest.mark.django_db
+def test_the_reading_scopes_pass_test_connection_with_the_writes_untried(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    seed(registry)
+    saved = services.save_registry(
+        Registry(name="quay-acme", kind="quay", endpoint=quay.url),
+        actor=None,
+        public={k: v for k, v in public_config(quay).items() if k != "url"},
+        secrets={"token": quay.token, "registry_password": quay.robot_token},
+    )
+
+    result = services.check_connection(saved)
+
+    assert result.ok, result.reason
+    assert "2 write permissions could not be tried without changing anything" in result.reason
 
 
 def test_a_token_without_org_admin_cannot_read_grants_silently(
