@@ -18,7 +18,8 @@ app.autodiscover_tasks()
 
 # The one retry policy for tasks that talk to the outside: only transient failures are retried,
 # with capped, jittered exponential back-off. Outbound sessions never retry themselves, so
-# retries do not multiply across layers.
+# retries do not multiply across layers; the one exception is a sync's short wait on a 429
+# (portal.http.waiting_out_rate_limits), which resends the page it was on.
 TRANSIENT_RETRY: dict[str, Any] = {
     "autoretry_for": (TransientError,),
     "retry_backoff": 5,

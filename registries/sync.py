@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import DirectoryGroup, User
+from portal import http
 from registries import connectors, drift, posture
 from registries.connectors.base import (
     Connector,
@@ -59,9 +61,10 @@ from registries.patterns import InvalidPattern, compile_pattern
 
 T = TypeVar("T")
 BATCH = 50  # repositories read before their observations are written
-# How long one request may wait on a registry's Retry-After before the run gives up on it.
+# How long one request may wait on a registry's Retry-After before the run gives up on it (then
+# says how long the registry asked for, and the task may queue the sync again for that moment).
 MAX_RETRY_AFTER = 60.0
-RATE_LIMIT_ATTEMPTS = 4
+RATE_LIMIT_ATTEMPTS = 4  # sends of one request, the first included
 EMPTY_MARKER = ""  # a staged tag row with this name records that the repository was listed
 # The marker's digest when the listing matched the inventory exactly: nothing to apply for it.
 UNCHANGED = "unchanged"
@@ -69,6 +72,15 @@ UNCHANGED = "unchanged"
 
 class AlreadySyncing(Exception):
     """Another sync holds this registry."""
+
+
+class Deferred(Exception):
+    """The registry asked for a longer wait than a sync spends waiting; the run ended saying when
+    it is tried again, which the caller promised to do (`resume_within`)."""
+
+    def __init__(self, run: SyncRun, retry_after: float) -> None:
+        super().__init__(run.error)
+        self.run, self.retry_after = run, retry_after
 
 
 @dataclass(frozen=True)
@@ -118,22 +130,36 @@ def free_stuck_claims(*, older_than: timedelta) -> int:
 
 
 def sync_inventory(
-    registry: Registry, *, trigger: str = SyncRun.Trigger.SCHEDULE, on_progress: Progress | None = None
+    registry: Registry,
+    *,
+    trigger: str = SyncRun.Trigger.SCHEDULE,
+    on_progress: Progress | None = None,
+    sleep: Callable[[float], None] | None = None,
+    resume_within: float = 0.0,
 ) -> SyncRun:
-    """One complete sync of a registry's inventory. Raises AlreadySyncing if another one runs."""
+    """One complete sync of a registry's inventory. Raises AlreadySyncing if another one runs.
+
+    A 429 asking for at most MAX_RETRY_AFTER seconds is waited out (with `sleep`) and the same
+    request sent again, so a listing goes on from its page. A longer one fails the run, saying how
+    long the registry asked for; a caller that will queue the sync again after a wait of up to
+    `resume_within` seconds gets Deferred, raised once the run is closed.
+    """
     run = claim(registry, trigger=trigger)
     if run is None:
         raise AlreadySyncing(f"{registry} is already being synced")
     grants: list[RemoteGrant] | None = None
+    retry_after: float | None = None
+    waits = _waits(run, registry.name, sleep or time.sleep)
     try:
         connector = connector_for(registry)
-        _read(registry, connector, run, on_progress or (lambda run: None))
-        # Read completely before anything is applied: a failure here leaves inventory, grants,
-        # credentials and replication links as they were.
-        grants = _read_aspect(run, "grants", lambda: read_grants(connector))
-        credentials = _read_aspect(run, "credentials", lambda: read_credentials(connector))
-        replication = _read_aspect(run, "replication", lambda: read_replication(connector))
-        facts = _read_aspect(run, "posture", lambda: read_posture(connector, run))
+        with http.waiting_out_rate_limits(waits):
+            _read(registry, connector, run, on_progress or (lambda run: None), waits)
+            # Read completely before anything is applied: a failure here leaves inventory, grants,
+            # credentials and replication links as they were.
+            grants = _read_aspect(run, "grants", lambda: read_grants(connector))
+            credentials = _read_aspect(run, "credentials", lambda: read_credentials(connector))
+            replication = _read_aspect(run, "replication", lambda: read_replication(connector))
+            facts = _read_aspect(run, "posture", lambda: read_posture(connector, run))
         with transaction.atomic():
             apply_listing(registry, run)
             if grants is not None:
@@ -145,6 +171,11 @@ def sync_inventory(
             if facts is not None:
                 posture.store_facts(registry, run, facts)
         _finish(run, SyncRun.Status.SUCCEEDED)
+    except RateLimited as exc:
+        retry_after = exc.retry_after if exc.retry_after is not None else MAX_RETRY_AFTER
+        _finish(
+            run, SyncRun.Status.FAILED, error=_rate_limited_error(registry, exc, retry_after, resume_within)
+        )
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
     except BaseException:
@@ -162,7 +193,36 @@ def sync_inventory(
         posture.evaluate(registry)
     if on_progress:
         on_progress(run)
+    if retry_after is not None and retry_after <= resume_within:
+        raise Deferred(run, retry_after)
     return run
+
+
+def _rate_limited_error(registry: Registry, exc: RateLimited, wait: float, resume_within: float) -> str:
+    asked = "it did not say for how long" if exc.retry_after is None else f"it asks to wait {wait:.0f} s"
+    text = f"rate limited by {registry.name}: {exc}; {asked}"
+    if wait > resume_within:
+        return text
+    again = timezone.now() + timedelta(seconds=wait)
+    return f"{text}; Customs tries again at {again:%Y-%m-%d %H:%M:%S} UTC (in {wait:.0f} s)"
+
+
+def _waits(run: SyncRun, name: str, sleep: Callable[[float], None]) -> http.RateLimitWaits:
+    """Short rate limits are waited out where they happen, the run saying so while it waits."""
+    owner = threading.current_thread()
+
+    def wait(seconds: float) -> None:
+        note = f"waiting {seconds:.0f} s for {name} (rate limited)"
+        waiting = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING)
+        try:
+            waiting.update(error=note)
+            sleep(seconds)
+            waiting.filter(error=note).update(error="")
+        finally:
+            if threading.current_thread() is not owner:
+                connection.close()  # a reading thread has no request cycle to close what it opened
+
+    return http.RateLimitWaits(longest=MAX_RETRY_AFTER, attempts=RATE_LIMIT_ATTEMPTS, sleep=wait)
 
 
 def _read_aspect(run: SyncRun, aspect: str, read: Callable[[], T | None]) -> T | None:
@@ -186,35 +246,28 @@ def _finish(run: SyncRun, status: str, *, error: str = "") -> None:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _read(registry: Registry, connector: Connector, run: SyncRun, on_progress: Progress) -> None:
+def _read(
+    registry: Registry, connector: Connector, run: SyncRun, on_progress: Progress, waits: http.RateLimitWaits
+) -> None:
     names = (repository.name for repository in connector.repositories())
     with ThreadPoolExecutor(max_workers=max(1, registry.sync_concurrency)) as pool:
         for batch in _batches(names, BATCH):
             known = _known_digests(registry, batch)
             digests = [known.get(name, set()) for name in batch]
-            observations = pool.map(_observe, itertools.repeat(connector), batch, digests)
-            _stage(run, list(observations), _current_tags(registry, batch))
+            observe = functools.partial(_observe, connector, waits=waits)
+            _stage(run, list(pool.map(observe, batch, digests)), _current_tags(registry, batch))
             on_progress(run)
 
 
-def _observe(connector: Connector, repository: str, known: set[str]) -> Observation:
-    tags = _rate_limited(lambda: connector.tags(repository))
-    new = sorted({tag.digest for tag in tags} - known)
-    artifacts = [_rate_limited(functools.partial(connector.artifact, repository, digest)) for digest in new]
+def _observe(
+    connector: Connector, repository: str, known: set[str], *, waits: http.RateLimitWaits
+) -> Observation:
+    # A context variable does not cross into the pool's threads: each reading thread enters it.
+    with http.waiting_out_rate_limits(waits):
+        tags = connector.tags(repository)
+        new = sorted({tag.digest for tag in tags} - known)
+        artifacts = [connector.artifact(repository, digest) for digest in new]
     return Observation(repository=repository, tags=tags, artifacts=artifacts)
-
-
-def _rate_limited(call: Callable[[], T]) -> T:
-    """Run a connector call, waiting as long as the registry's Retry-After asks (within reason)."""
-    for attempt in range(RATE_LIMIT_ATTEMPTS):
-        try:
-            return call()
-        except RateLimited as exc:
-            wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
-            if wait > MAX_RETRY_AFTER or attempt == RATE_LIMIT_ATTEMPTS - 1:
-                raise
-            time.sleep(wait)
-    raise AssertionError("unreachable")
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -407,8 +460,7 @@ def read_grants(connector: Connector) -> list[RemoteGrant] | None:
     """Every grant the connector reports, checked; None when the connector does not read grants."""
     if not can_read_grants(connector):
         return None
-    reader = connector
-    grants = _rate_limited(lambda: list(reader.read_grants()))
+    grants = list(connector.read_grants())
     for grant in grants:
         _check_grant(grant)
     return grants
@@ -483,8 +535,7 @@ def read_credentials(connector: Connector) -> list[RemoteCredential] | None:
     """Every credential the connector reports; None when the connector does not read credentials."""
     if not can_read_credentials(connector):
         return None
-    reader = connector
-    credentials = _rate_limited(lambda: list(reader.read_credentials()))
+    credentials = list(connector.read_credentials())
     ids = [credential.id for credential in credentials]
     if len(set(ids)) != len(ids):
         # A connector bug; refusing the read keeps the previous rows rather than merging two credentials.
@@ -562,10 +613,9 @@ def read_posture(connector: Connector, run: SyncRun) -> list[PostureFact] | None
     of this run's listing; None when the connector does not read posture."""
     if not can_read_posture(connector):
         return None
-    reader = connector
     listed = StagedTag.objects.filter(run=run, tag=EMPTY_MARKER).values_list("repository", flat=True)
     production = posture.production_repositories(listed)
-    return _rate_limited(lambda: list(reader.read_posture(production)))
+    return list(connector.read_posture(production))
 
 
 # --- regions and replication: what the registry says it copies where -------------------------------
@@ -575,8 +625,7 @@ def read_replication(connector: Connector) -> list[RemoteReplication] | None:
     """Every region and replication link the connector reports; None when it does not read them."""
     if not can_read_replication(connector):
         return None
-    reader = connector
-    links = _rate_limited(lambda: list(reader.read_replication()))
+    links = list(connector.read_replication())
     ids = [link.id for link in links]
     if len(set(ids)) != len(ids):
         # A connector bug; refusing the read keeps the previous rows rather than storing one of two.
@@ -632,8 +681,10 @@ def sync_replica(replica: Replica, *, trigger: str = SyncRun.Trigger.SCHEDULE) -
     Presence is replaced only after the replica's listing is complete.
     """
     run = SyncRun.objects.create(registry=replica.registry, replica=replica, trigger=trigger)
+    waits = _waits(run, f"{replica.registry.name} ({replica.region})", time.sleep)
     try:
-        held = _replica_digests(replica_connector(replica), replica.registry.sync_concurrency)
+        with http.waiting_out_rate_limits(waits):
+            held = _replica_digests(replica_connector(replica), replica.registry.sync_concurrency, waits)
         run.repositories_seen, run.tags_seen = len(held), sum(len(d) for d in held.values())
         _apply_presence(replica, held)
         _finish(run, SyncRun.Status.SUCCEEDED)
@@ -646,13 +697,17 @@ def sync_replica(replica: Replica, *, trigger: str = SyncRun.Trigger.SCHEDULE) -
     return run
 
 
-def _replica_digests(connector: Connector, concurrency: int) -> dict[str, set[str]]:
+def _replica_digests(
+    connector: Connector, concurrency: int, waits: http.RateLimitWaits
+) -> dict[str, set[str]]:
     names = [repository.name for repository in connector.repositories()]
+
+    def digests(name: str) -> set[str]:
+        with http.waiting_out_rate_limits(waits):  # entered in each reading thread, as in _observe
+            return {tag.digest for tag in connector.tags(name)}
+
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        listings = pool.map(
-            lambda name: {tag.digest for tag in _rate_limited(lambda: connector.tags(name))}, names
-        )
-        return dict(zip(names, listings, strict=True))
+        return dict(zip(names, pool.map(digests, names), strict=True))
 
 
 def _apply_presence(replica: Replica, held: dict[str, set[str]]) -> None:

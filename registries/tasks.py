@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 
@@ -22,14 +23,27 @@ from registries.mirror import tasks as mirror_tasks  # noqa: F401  (workers regi
 from registries.models import Offboarding, Registry, SyncRun, WebhookEvent
 from registries.policy import lineage
 
+# A registry that asks for a longer wait than a sync waits gets the sync queued again for the
+# moment it named, this many times in a row; after that the schedule takes over.
+RATE_LIMIT_REQUEUES = 3
+# Redis hands a task held longer than its visibility timeout (an hour) to a second worker. The
+# registry claim would make that copy harmless, but a longer wait is left to the schedule.
+LONGEST_REQUEUE = 3600.0
 
-@shared_task(acks_late=True, **TRANSIENT_RETRY)
-def sync_registry(registry_id: int, trigger: str = SyncRun.Trigger.SCHEDULE) -> None:
+
+@shared_task(bind=True, acks_late=True, **TRANSIENT_RETRY)
+def sync_registry(self: Task[Any, Any], registry_id: int, trigger: str = SyncRun.Trigger.SCHEDULE) -> None:
     if registry := Registry.objects.filter(pk=registry_id).first():
+        requeue = self.request.retries < RATE_LIMIT_REQUEUES
         try:
-            run = sync.sync_inventory(registry, trigger=trigger)
+            run = sync.sync_inventory(
+                registry, trigger=trigger, resume_within=LONGEST_REQUEUE if requeue else 0
+            )
         except sync.AlreadySyncing:
             return  # the other run covers it
+        except sync.Deferred as deferred:
+            # Replicas and findings wait for the sync that reads the registry whole.
+            raise self.retry(countdown=deferred.retry_after, max_retries=RATE_LIMIT_REQUEUES) from None
         for replica in registry.replicas.all():
             sync.sync_replica(replica, trigger=trigger)
         if run.status == SyncRun.Status.SUCCEEDED:

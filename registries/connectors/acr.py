@@ -113,12 +113,25 @@ NATIVE_ACTION = {"pull": "content/read", "push": "content/write", "delete": "con
 _CONDITION = re.compile(
     r"repositories:name\]\s+(StringEqualsIgnoreCase|StringStartsWithIgnoreCase)\s+'([^']+)'", re.IGNORECASE
 )
-# ARM permissions Customs needs for writes, checked through the caller's effective permissions.
-WRITE_PERMISSIONS = (
-    "Microsoft.ContainerRegistry/registries/tokens/write",
-    "Microsoft.ContainerRegistry/registries/scopeMaps/write",
+# ARM permissions the optional writes need, checked through the caller's effective permissions.
+PLAN_PERMISSIONS = ("Microsoft.ContainerRegistry/registries/scopeMaps/write",)
+OFFBOARDING_PERMISSIONS = (
+    "Microsoft.ContainerRegistry/registries/tokens/write",  # disable a token
+    "Microsoft.ContainerRegistry/registries/write",  # switch the admin user off
 )
 ADMIN_USER = "admin-user"  # the credential id of the shared admin login
+
+# Data-plane reads a minute that one identity may make, by SKU: the per-identity DataplaneRead column
+# of registry-apis.md §5.4 (learn.microsoft.com/azure/container-registry/container-registry-skus),
+# which gives Basic and Standard one figure. Customs signs in as one identity, so that bucket is the
+# one it alone fills (the registry's is shared by every client). Customs makes no data-plane writes
+# or deletes (it never pushes), so only reads are paced; ARM throttles per subscription, not by SKU.
+READS_PER_MINUTE = {"basic": 5_000, "standard": 5_000, "premium": 10_000}
+# A SKU ARM did not tell (an ACR token cannot read ARM) or this table does not know: the lowest.
+UNKNOWN_SKU_READS_PER_MINUTE = 5_000
+# Nine tenths: the identity may also serve a pipeline or the CLI, and a one-second burst on top of a
+# full minute's rate would otherwise carry that minute past the limit.
+PACE_SHARE = 0.9
 
 
 class AcrConfig(ConnectorConfig):
@@ -213,6 +226,34 @@ class Replication:
     home: bool = False  # the registry's own region
 
 
+class Pacer:
+    """A token bucket: `per_minute` requests a minute on average, in bursts of at most a second's worth.
+
+    Each caller reserves its slot under the lock and sleeps outside it, so the threads of one sync
+    share the budget without queueing on the lock.
+    """
+
+    def __init__(
+        self, per_minute: float, *, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
+        self.per_second = per_minute / 60
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._tokens = self.per_second
+        self._at = clock()
+
+    def wait(self) -> None:
+        """Return once one more request keeps within the budget."""
+        with self._lock:
+            now = self._clock()
+            refilled = self._tokens + (now - self._at) * self.per_second
+            self._tokens, self._at = min(self.per_second, refilled) - 1, now
+            # Below zero, the request borrows from the next refill and waits until it arrives.
+            delay = -self._tokens / self.per_second if self._tokens < 0 else 0.0
+        if delay:
+            self._sleep(delay)
+
+
 class AcrConnector:
     kind: ClassVar[str] = "acr"
     label: ClassVar[str] = "Azure Container Registry"
@@ -239,11 +280,13 @@ class AcrConnector:
         "read tokens and scope maps (registries/tokens/read, registries/scopeMaps/read: Reader)",
         "read role assignments on the registry (Microsoft.Authorization/roleAssignments/read: Reader)",
         "read geo-replications and webhooks (registries/replications/read, registries/webhooks/read: Reader)",
-        "optional, for reconcile plans and offboarding: registries/tokens/write and "
-        "registries/scopeMaps/write (a custom role; Contributor is far broader)",
+        "optional, only for reconcile plans: registries/scopeMaps/write to edit tokens' scope maps "
+        "(a custom role; Contributor is far broader)",
+        "optional, only for offboarding: registries/tokens/write to disable a token, and "
+        "registries/write to switch the shared admin user off (a custom role; Contributor is far broader)",
     )
 
-    def __new__(cls, config: AcrConfig) -> AcrConnector:
+    def __new__(cls, config: AcrConfig, **_: Any) -> AcrConnector:
         return super().__new__(cls.variant_for(config) if cls is AcrConnector else cls)
 
     @classmethod
@@ -254,8 +297,18 @@ class AcrConnector:
             return AcrTokenConnector
         return cls
 
-    def __init__(self, config: AcrConfig) -> None:
+    def __init__(
+        self,
+        config: AcrConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`clock` and `sleep` pace data-plane reads and ARM polls; tests pass simulated ones."""
         self.config = config
+        self._clock, self._sleep = clock, sleep
+        self._sku: str | None = None  # sku.name from ARM, once read
+        self._reads: Pacer | None = None  # made on the first data-plane read, when the SKU is known
         self._local = threading.local()
         self._lock = threading.Lock()
         self._entra: Any = None  # the msal application, made on first use
@@ -264,14 +317,16 @@ class AcrConnector:
         # (repository, digest) → the latest time a tag pointing at it was pushed or moved.
         self._tag_times: dict[tuple[str, str], datetime] = {}
         self._registry = _AcrDistribution(
-            DistributionConfig(url=config.url), token=lambda scope: self._access_token(scope, fresh=True)
+            DistributionConfig(url=config.url),
+            token=lambda scope: self._access_token(scope, fresh=True),
+            pace=lambda: self._pacer().wait(),
         )
 
     # --- inventory ---------------------------------------------------------------------------------
 
     def check(self) -> None:
         if self.config.service_principal:
-            self._arm_get(self.config.registry_id)
+            self._registry_resource()
         self._data_get("/acr/v1/_catalog", scope=CATALOG_SCOPE, params={"n": 1})
 
     def repositories(self) -> Iterator[RemoteRepository]:
@@ -317,7 +372,7 @@ class AcrConnector:
 
     def replications(self) -> list[Replication]:
         """The registry's home region and every geo-replication, with ARM's status for each."""
-        registry = self._arm_json(self.config.registry_id)
+        registry = self._registry_resource()
         home = str(registry.get("location", ""))
         found = [Replication(region=home, endpoint=self.config.url, status="Ready", home=True)]
         for item in self._arm_list(f"{self.config.registry_id}/replications"):
@@ -360,7 +415,7 @@ class AcrConnector:
     # --- credentials -------------------------------------------------------------------------------
 
     def read_credentials(self) -> Iterator[RemoteCredential]:
-        registry = self._arm_json(self.config.registry_id)
+        registry = self._registry_resource()
         if (registry.get("properties") or {}).get("adminUserEnabled"):
             yield RemoteCredential(
                 kind=CredentialKind.ADMIN_ACCOUNT,
@@ -423,12 +478,27 @@ class AcrConnector:
             {"properties": {"status": "disabled"}},
         )
 
+    def delete_credential(self, credential_id: str) -> None:
+        """Delete a token for good (ARM DELETE, registries/tokens/delete); one already gone is success.
+
+        Offboarding disables instead (disable_credential), which can be undone. The admin user cannot
+        be deleted, only switched off.
+        """
+        kind, _, name = credential_id.partition("/")
+        if kind != "tokens" or not name:
+            raise PermanentError(f"{credential_id!r} is not a token this connector reported")
+        try:
+            # ARM's convention for a token that is not there is 204; a 404 says the same.
+            self._arm_write("DELETE", f"{self.config.registry_id}/tokens/{quote(name, safe='')}")
+        except NotFoundError:
+            return
+
     # --- posture -------------------------------------------------------------------------------------
 
     def read_posture(self, production: Collection[str] = ()) -> Iterator[PostureFact]:
         """The admin user and anonymous pull from ARM; for production repositories, whether their tags
         are locked (writeEnabled false). Sign-in is Entra's, except for the admin user and tokens."""
-        properties = self._arm_json(self.config.registry_id).get("properties") or {}
+        properties = self._registry_resource().get("properties") or {}
         url = f"{self.config.arm_url}{self.config.registry_id}?api-version={ARM_API_VERSION}"
         yield admin_user_fact(properties, url)
         yield anonymous_pull_fact(properties, url)
@@ -565,7 +635,7 @@ class AcrConnector:
     def check_permissions(self) -> list[PermissionCheck]:
         registry = self.config.registry_id
         checks = [
-            self._try(self.needs[0], lambda: self._arm_get(registry)),
+            self._try(self.needs[0], self._registry_resource),
             self._try(
                 self.needs[1],
                 lambda: self._data_get("/acr/v1/_catalog", scope=CATALOG_SCOPE, params={"n": 1}),
@@ -586,7 +656,7 @@ class AcrConnector:
                 lambda: (self._arm_get(f"{registry}/replications"), self._arm_get(f"{registry}/webhooks")),
             )
         )
-        checks.append(self._write_check())
+        checks.extend(self._write_checks())
         return checks
 
     def _try(self, permission: str, call: Callable[[], object]) -> PermissionCheck:
@@ -609,21 +679,27 @@ class AcrConnector:
             return PermissionCheck(self.needs[2], ok=False, detail=str(exc))
         return PermissionCheck(self.needs[2], ok=True, detail=f"tried on {first}")
 
-    def _write_check(self) -> PermissionCheck:
-        # The caller's effective permissions on the registry: the one harmless way to ask about writes.
+    def _write_checks(self) -> list[PermissionCheck]:
+        """The optional writes, from the caller's effective permissions on the registry: the one
+        harmless way to ask ARM about a write. Unreadable, they are not tried rather than guessed."""
+        wanted = (
+            (self.needs[6], PLAN_PERMISSIONS, "plans"),
+            (self.needs[7], OFFBOARDING_PERMISSIONS, "offboarding"),
+        )
         path = f"{self.config.registry_id}/providers/Microsoft.Authorization/permissions"
         try:
             grants = list(self._arm_list(path, params={"api-version": RBAC_API_VERSION}))
         except ConnectorError as exc:
-            return PermissionCheck(self.needs[6], ok=False, detail=str(exc))
-        missing = [p for p in WRITE_PERMISSIONS if not _allowed(p, grants)]
-        if missing:
-            return PermissionCheck(
-                self.needs[6],
-                ok=False,
-                detail=f"missing {', '.join(missing)}: plans and offboarding cannot write",
-            )
-        return PermissionCheck(self.needs[6], ok=True)
+            detail = f"could not read the effective permissions: {exc}"
+            return [
+                PermissionCheck(need, False, detail, required=False, tried=False) for need, _, _ in wanted
+            ]
+        checks = []
+        for need, permissions, use in wanted:
+            missing = [p for p in permissions if not _allowed(p, grants)]
+            detail = f"missing {', '.join(missing)}: {use} cannot write" if missing else ""
+            checks.append(PermissionCheck(need, not missing, detail, required=False))
+        return checks
 
     # --- the data plane: ACR tokens and paging -------------------------------------------------------
 
@@ -639,13 +715,33 @@ class AcrConnector:
         url = path if path.startswith("http") else f"{self.config.url}{path}"
         if "api-version=" not in url:  # a followed link carries it already
             params = {"api-version": DATA_API_VERSION, **(params or {})}
-        response = self._session.get(url, params=params, headers=self._bearer(scope))
+        headers = self._bearer(scope)
+        self._pacer().wait()
+        response = self._session.get(url, params=params, headers=headers)
         if response.status_code == 401:  # the access token (or the refresh token behind it) died early
-            response = self._session.get(
-                url, params=params, headers=self._bearer(scope, fresh=True, renew=True)
-            )
+            headers = self._bearer(scope, fresh=True, renew=True)
+            self._pacer().wait()
+            response = self._session.get(url, params=params, headers=headers)
         raise_for_status(response)
         return response
+
+    def _pacer(self) -> Pacer:
+        """The data-plane read budget, sized by the registry's SKU on first use."""
+        if self._reads is None:
+            per_minute = READS_PER_MINUTE.get(self._sku_name().lower(), UNKNOWN_SKU_READS_PER_MINUTE)
+            pacer = Pacer(per_minute * PACE_SHARE, clock=self._clock, sleep=self._sleep)
+            with self._lock:
+                self._reads = self._reads or pacer  # two threads may both have looked: keep one bucket
+        return self._reads
+
+    def _sku_name(self) -> str:
+        """sku.name (Basic, Standard, Premium) from ARM, read once; "" when ARM will not say."""
+        if self._sku is None and self.config.service_principal:
+            try:
+                self._registry_resource()
+            except PermanentError:
+                self._sku = ""  # no Reader on the registry: inventory still works, at the lowest pace
+        return self._sku or ""
 
     def _data_pages(self, path: str, *, scope: str) -> Iterator[dict[str, Any]]:
         """Every page of an `n`/`last` listing, following the Link header (or the body's `link`)."""
@@ -780,6 +876,12 @@ class AcrConnector:
     def _arm_json(self, path: str) -> dict[str, Any]:
         return json_object(self._arm_get(path))
 
+    def _registry_resource(self) -> dict[str, Any]:
+        """The registry's ARM resource; its SKU is noted on the way, for pacing the data plane."""
+        registry = self._arm_json(self.config.registry_id)
+        self._sku = str((registry.get("sku") or {}).get("name") or "")
+        return registry
+
     def _arm_list(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of an ARM list, following `nextLink` (absolute, carrying the api-version)."""
         url: str | None = path
@@ -789,7 +891,7 @@ class AcrConnector:
             following = body.get("nextLink")
             url, params = (str(following), None) if following else (None, None)
 
-    def _arm_write(self, method: str, path: str, body: dict[str, Any]) -> None:
+    def _arm_write(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
         response = self._arm_request(method, path, json=body)
         status_url = response.headers.get("Azure-AsyncOperation") or (
             response.headers.get("Location") if response.status_code == 202 else None
@@ -801,16 +903,19 @@ class AcrConnector:
         """Wait for an ARM long-running write, as long as its Retry-After asks (within ASYNC_POLLS)."""
         for _ in range(ASYNC_POLLS):
             response = self._arm_get(status_url)
-            status = (
-                str(json_object(response).get("status", "Succeeded")) if response.content else "Succeeded"
-            )
+            if response.status_code == 202:  # a Location URL says "not yet" by status alone, bodiless
+                status = "InProgress"
+            else:
+                status = (
+                    str(json_object(response).get("status", "Succeeded")) if response.content else "Succeeded"
+                )
             if status == "Succeeded":
                 return
             if status in ("Failed", "Canceled"):
                 raise PermanentError(
                     f"Azure reports the change {status.lower()}: {status_url.split('?', 1)[0]}"
                 )
-            time.sleep(min(retry_after_seconds(response.headers.get("Retry-After")) or 1.0, 10.0))
+            self._sleep(min(retry_after_seconds(response.headers.get("Retry-After")) or 1.0, 10.0))
         raise TransientError(f"Azure had not finished the change after {ASYNC_POLLS} checks")
 
 
@@ -831,13 +936,22 @@ class AcrTokenConnector(AcrConnector):
 class _AcrDistribution(DistributionConnector):
     """The distribution connector, answering ACR's bearer challenge with the connector's ACR tokens."""
 
-    def __init__(self, config: DistributionConfig, *, token: Callable[[str], str]) -> None:
+    def __init__(
+        self, config: DistributionConfig, *, token: Callable[[str], str], pace: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self._acr_token = token
+        self._pace = pace
 
     def _fetch_token(self, challenge: dict[str, str], scope: str) -> str:
         # Asked after a 401, so always a new access token: the cached one is what was refused.
         return self._acr_token(scope)
+
+    def _send(
+        self, method: str, url: str, scope: str, headers: dict[str, str], *, stream: bool = False
+    ) -> requests.Response:
+        self._pace()  # /v2/ reads draw on the same DataplaneRead budget as /acr/v1/
+        return super()._send(method, url, scope, headers, stream=stream)
 
 
 # --- posture ----------------------------------------------------------------------------------------

@@ -351,7 +351,7 @@ class DistributionConnector:
                 repository, digest, media_type, manifest, platform=_platform(descriptor.get("platform"))
             )
         except RateLimited:
-            raise  # sync waits and reads the whole artifact again
+            raise  # a rate limit the session could not wait out ends the run; never a note
         except ConnectorError as exc:
             return None, {"notes": [f"attestation manifest {digest} could not be read ({exc})"]}
         references = {

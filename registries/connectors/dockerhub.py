@@ -71,7 +71,6 @@ from registries.connectors.errors import (
     ConnectorError,
     NotFoundError,
     PermanentError,
-    RateLimited,
     json_body,
     json_object,
     raise_for_status,
@@ -174,9 +173,10 @@ class DockerHubConnector:
         "list the account's own personal access tokens (skipped when signing in with an organisation token)",
         "read the organisation's audit log, to estimate a last use Docker Hub leaves out and to see "
         "what the account's tokens pushed and deleted (organisation owner)",
-        "for reconcile plans and offboarding only: give teams repository permissions, remove members "
-        "from teams and the organisation, deactivate organisation access tokens (organisation owner, "
-        "personal access token scope repo:admin); not tried by the check",
+        "optional, only for reconcile plans and offboarding (a sync needs nothing beyond the reads "
+        "above): give teams repository permissions, remove members from teams and the organisation, "
+        "deactivate organisation access tokens (organisation owner, personal access token scope "
+        "repo:admin); the check reads the account's role but cannot try the token's scope",
     )
 
     def __init__(self, config: DockerHubConfig) -> None:
@@ -265,22 +265,28 @@ class DockerHubConnector:
         return self._tried("/v2/access-tokens", {"page_size": 1})
 
     def _write_check(self) -> PermissionCheck:
-        # A write cannot be tried harmlessly; the account's role says whether Docker Hub would allow it.
+        """The writes: optional, and no harmless request proves them; a role short of owner rules them out."""
+        need, user = self.needs[7], self.config.username
         try:
             members = self._members()
         except ConnectorError as exc:
-            return PermissionCheck(self.needs[7], ok=False, detail=f"role unknown: {exc}")
+            return PermissionCheck(need, ok=False, required=False, tried=False, detail=f"role unknown: {exc}")
         if members is None:
             return PermissionCheck(
-                self.needs[7], ok=False, detail="a personal namespace has no teams or members"
+                need, ok=False, required=False, detail="a personal namespace has no teams or members"
             )
-        role = str((members.get(self.config.username) or {}).get("role", "")).lower()
-        if role == "owner":
-            return PermissionCheck(self.needs[7], ok=True, detail=f"{self.config.username} is an owner")
+        role = str((members.get(user) or {}).get("role", "")).lower()
+        if role != "owner":
+            return PermissionCheck(
+                need, ok=False, required=False, detail=f"{user} is not an owner ({role or 'not a member'})"
+            )
+        # The Hub does not say which scopes the token in use carries: repo:admin shows only by writing.
         return PermissionCheck(
-            self.needs[7],
-            ok=False,
-            detail=f"{self.config.username} is not an owner ({role or 'not a member'})",
+            need,
+            ok=True,
+            required=False,
+            tried=False,
+            detail=f"{user} is an owner; the token's scope is not tried",
         )
 
     # --- credentials -----------------------------------------------------------------------------
@@ -734,7 +740,7 @@ class DockerHubConnector:
                     f"{self.config.url}/v2/auth/token",
                     json={"identifier": self.config.username, "secret": self.config.token.get_secret_value()},
                 )
-                _raise_for_status(response)
+                raise_for_status(response)
                 token = json_object(response).get("access_token")
                 if not isinstance(token, str) or not token:
                     raise AuthError("Docker Hub answered the sign-in without an access token")
@@ -757,7 +763,7 @@ class DockerHubConnector:
         response = send(self._bearer())
         if response.status_code == 401:  # the JWT died early (revoked, clock): one fresh sign-in
             response = send(self._bearer(renew=True))
-        _raise_for_status(response)
+        raise_for_status(response)
         return response
 
     def _pages(self, path: str) -> Iterator[dict[str, Any]]:
@@ -815,17 +821,6 @@ def _refusal(change: GrantChange) -> str:
     if change.principal.kind == PrincipalKind.ROBOT:
         return f"{who} is an organisation access token: change its resources in Docker Hub, or disable it"
     return f"Docker Hub cannot {change.op} {', '.join(change.actions)} for {who} on {change.scope} directly"
-
-
-def _raise_for_status(response: requests.Response) -> None:
-    # Older Hub answers say when to come back as an epoch in X-Retry-After, not as Retry-After.
-    if response.status_code == 429 and "Retry-After" not in response.headers:
-        epoch = response.headers.get("X-Retry-After", "")
-        if epoch.isdigit():
-            raise RateLimited(
-                f"429 from {response.url.split('?', 1)[0]}", retry_after=max(0.0, int(epoch) - time.time())
-            )
-    raise_for_status(response)
 
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -77,6 +77,10 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_sts import STSClient
 
+# The writes, as IAM's policy simulator names them: what reconcile plans and offboarding call.
+POLICY_WRITES = ("ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy")
+KEY_WRITES = ("iam:UpdateAccessKey",)
+
 _REGISTRY_HOST = re.compile(
     r"^https://(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com(?:\.cn)?$"
 )
@@ -261,8 +265,10 @@ class EcrConnector:
         "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed (access keys and their last use)",
         "iam:ListGroups, iam:GetGroup, iam:ListAttachedGroupPolicies, iam:GetPolicy, iam:GetPolicyVersion, "
         "iam:ListGroupPolicies, iam:GetGroupPolicy (group members and their ECR access)",
-        "ecr:SetRepositoryPolicy, ecr:DeleteRepositoryPolicy (only to apply access plans)",
-        "iam:UpdateAccessKey (only to disable access keys at offboarding)",
+        "optional, only to apply reconcile plans (a sync needs nothing above this line): "
+        "ecr:SetRepositoryPolicy, ecr:DeleteRepositoryPolicy; the check asks IAM's policy simulator "
+        "(iam:SimulatePrincipalPolicy) when it may, and otherwise leaves them untried",
+        "optional, only to disable access keys at offboarding: iam:UpdateAccessKey, checked the same way",
     )
     # Posture reads beyond `needs` (not tried by the permission check).
     posture_needs: ClassVar[tuple[str, ...]] = (
@@ -645,11 +651,10 @@ class EcrConnector:
         checks.append(self._probe_registry_host())
         checks.append(self._probe(self.needs[3], repository, self._repository_policy))
         checks.append(self._probe(self.needs[4], "", lambda _: self._ecr.describe_registry()))
-        checks.append(self._probe(self.needs[5], "", lambda _: self._probe_keys()))
+        users: list[str] = []
+        checks.append(self._probe(self.needs[5], "", lambda _: users.extend(self._probe_keys())))
         checks.append(self._probe(self.needs[6], "", lambda _: list(self._group_grants())))
-        untried = "not tried: a write cannot be tried harmlessly; needed only when Customs writes"
-        checks += [PermissionCheck(need, ok=True, detail=untried) for need in self.needs[7:]]
-        return checks
+        return checks + self._write_checks(repository, users[0] if users else None)
 
     def _probe_first_repository(self) -> tuple[PermissionCheck, str | None]:
         try:
@@ -677,7 +682,8 @@ class EcrConnector:
             return PermissionCheck(self.needs[2], ok=False, detail=str(exc))
         return PermissionCheck(self.needs[2], ok=True, detail=f"signed in to {self.config.url}/v2/")
 
-    def _probe_keys(self) -> None:
+    def _probe_keys(self) -> list[str]:
+        """Read one user's keys and their last use; returns the user's ARN (none: no user to try)."""
         with _aws("IAM ListUsers"):
             users = self._iam.list_users(MaxItems=1).get("Users", [])
         for user in users:
@@ -686,6 +692,51 @@ class EcrConnector:
             for key in keys[:1]:
                 with _aws("IAM GetAccessKeyLastUsed"):
                     self._iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+        return [user["Arn"] for user in users]
+
+    def _write_checks(self, repository: str | None, user_arn: str | None) -> list[PermissionCheck]:
+        """The writes, asked of IAM's policy simulator: no write can be tried harmlessly on AWS itself.
+
+        Simulated on the first repository and user the reads found, so a write allowed on only some
+        repositories or users may read as denied; the detail names what was simulated.
+        """
+        where = f"arn:aws:ecr:{self.config.aws_region}:{self.config.aws_account}:repository/{repository}"
+        try:
+            principal = self._principal_arn()
+        except ConnectorError as exc:
+            return [
+                _untried(need, f"who these credentials are is unknown ({exc})") for need in self.needs[7:]
+            ]
+        return [
+            self._simulate(self.needs[7], principal, POLICY_WRITES, where if repository else "*"),
+            self._simulate(self.needs[8], principal, KEY_WRITES, user_arn or "*"),
+        ]
+
+    def _simulate(
+        self, need: str, principal: str, actions: tuple[str, ...], resource: str
+    ) -> PermissionCheck:
+        try:
+            with _aws("IAM SimulatePrincipalPolicy"):
+                results = self._iam.simulate_principal_policy(
+                    PolicySourceArn=principal, ActionNames=list(actions), ResourceArns=[resource]
+                ).get("EvaluationResults", [])
+        except ConnectorError as exc:
+            return _untried(need, f"IAM's policy simulator did not answer ({exc})")
+        decisions = {result["EvalActionName"]: result["EvalDecision"] for result in results}
+        denied = [action for action in actions if decisions.get(action) != "allowed"]
+        detail = f"simulated for {principal} on {resource}"
+        if denied:
+            return PermissionCheck(
+                need, ok=False, required=False, detail=f"{detail}: {', '.join(denied)} denied"
+            )
+        return PermissionCheck(need, ok=True, required=False, detail=detail)
+
+    def _principal_arn(self) -> str:
+        """The IAM identity whose policies decide: the role assumed, else the access key's user."""
+        if self.config.role_arn:
+            return self.config.role_arn
+        with _aws("STS GetCallerIdentity"):
+            return str(self._sts.get_caller_identity()["Arn"])
 
     # --- AWS clients ---------------------------------------------------------------------------------
 
@@ -696,6 +747,10 @@ class EcrConnector:
     @property
     def _iam(self) -> IAMClient:
         return self._client("iam", self.config.iam_endpoint_url)  # type: ignore[no-any-return]
+
+    @property
+    def _sts(self) -> STSClient:
+        return self._client("sts", self.config.sts_endpoint_url)  # type: ignore[no-any-return]
 
     def _iam_pages(self, operation: str, key: str, **arguments: Any) -> Iterator[Any]:
         pages = self._iam.get_paginator(operation).paginate(  # type: ignore[call-overload]
@@ -742,7 +797,12 @@ class EcrConnector:
 
 
 def client_config(config: EcrConfig) -> Config:
-    """Timeouts, proxy and user agent as portal.http sets them; retries in botocore's standard mode."""
+    """Timeouts, proxy and user agent as portal.http sets them; retries in botocore's standard mode.
+
+    botocore retries throttling and 5xx per request, with its own back-off: a paginated listing
+    goes on from the page that was throttled. A page still throttled after `max_attempts` raises
+    RateLimited, and the sync task comes back later (AWS sends no Retry-After to wait for).
+    """
     from portal import __version__
 
     return Config(
@@ -830,6 +890,16 @@ def classify(exc: ClientError, what: str) -> ConnectorError:
 
 
 # --- posture -------------------------------------------------------------------------------------------
+
+
+def _untried(need: str, why: str) -> PermissionCheck:
+    return PermissionCheck(
+        need,
+        ok=False,
+        required=False,
+        tried=False,
+        detail=f"not tried: {why}; needed only when Customs writes",
+    )
 
 
 def _scan_fact(name: str, repository: dict[str, Any], rules: list[dict[str, Any]], url: str) -> PostureFact:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from django.utils import timezone
 
-from portal.http import OutboundError, PermanentError, TransientError
+from portal.http import OutboundError, PermanentError, TransientError, retry_after, retry_after_seconds
 
 __all__ = [
     "AuthError",
@@ -44,20 +42,6 @@ class ConfigError(PermanentError):
     """Our stored configuration cannot work (bad URL, unknown option)."""
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds, from either form the RFC allows (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (moment - timezone.now()).total_seconds())
-
-
 def raise_for_status(response: requests.Response, *, detail: str | None = None) -> None:
     """Turn an HTTP failure into the taxonomy, naming the URL without its query string.
 
@@ -70,9 +54,7 @@ def raise_for_status(response: requests.Response, *, detail: str | None = None) 
     where, code = response.url.split("?", 1)[0], response.status_code
     detail = _registry_error(response) if detail is None else (f": {detail}" if detail else "")
     if code == 429:
-        raise RateLimited(
-            f"429 from {where}{detail}", retry_after=retry_after_seconds(response.headers.get("Retry-After"))
-        )
+        raise RateLimited(f"429 from {where}{detail}", retry_after=retry_after(response.headers))
     if code in (401, 403):
         raise AuthError(f"{code} from {where}{detail}")
     if code == 404:

@@ -14,23 +14,18 @@ Three services in one fake, as a connector sees them:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import secrets
 import ssl
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from tests.certificates import loopback_tls_files
 from tests.fakes.server import Answer, Environ, LoopbackFake, Request, StartResponse, error
 from tests.fakes.specs import ACR, FakeDrift, arm_example
 from tests.registries.harness import LOOPBACK
@@ -41,8 +36,11 @@ ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 CREATED = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
-# No example file covers tokens or RBAC (registry-apis.md §11): their key sets follow §5.3.
-TOKEN_KEYS = {"id", "name", "type", "properties"}
+# No example file covers tokens or RBAC (registry-apis.md §11; acr-mgmt-examples has none for a token's
+# list, get or delete, nor for role assignments): their key sets follow §5.3.
+# A token's deletion answers 200, 202 (still deleting) or 204 (no such token), without a body: the
+# Tokens_Delete responses of the Microsoft.ContainerRegistry 2023-07-01 REST description.
+TOKEN_DELETE_STATUSES = frozenset({200, 202, 204})
 TOKEN_PROPERTY_KEYS = {"creationDate", "scopeMapId", "status", "provisioningState", "credentials"}
 ROLE_ASSIGNMENT_PROPERTY_KEYS = {
     "roleDefinitionId",
@@ -79,34 +77,6 @@ class RoleAssignment:
     name: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
-def _tls_material(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake acr")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "acr.pem", directory / "acr.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 class FakeAcr(LoopbackFake):
     token_path = "/oauth2/token"
 
@@ -119,6 +89,7 @@ class FakeAcr(LoopbackFake):
         self.resource_group = "registries"
         self.name = "acme"
         self.location = "westeurope"
+        self.sku = "Standard"  # sku.name and sku.tier, as in the RegistryGet example
         self.admin_user_enabled = False
         self.replications: dict[str, str] = {}  # region → displayStatus
         self.webhooks: dict[str, tuple[str, list[str]]] = {}  # name → (region, actions)
@@ -128,14 +99,20 @@ class FakeAcr(LoopbackFake):
         self.role_assignments: list[RoleAssignment] = []
         self.role_assignments_readable = True
         self.permissions: list[dict[str, list[str]]] = [{"actions": ["*/read"], "notActions": []}]
+        self.permissions_readable = True
         self.acr_token = ("customs-reader", secrets.token_urlsafe(16))  # an ACR token for Basic auth
         self.tag_times: dict[tuple[str, str], datetime] = {}  # (repository, tag) → last pushed
         self.locked_tags: set[tuple[str, str]] = set()  # (repository, tag) with writeEnabled false
         self.entra_tokens: set[str] = set()
         self.refresh_tokens: set[str] = set()
         self.scopes_asked: list[str] = []
+        # Where a listing's next page is named: ACR sends both, a connector must manage with either.
+        self.link_header = True
+        self.link_body = True
+        self.data_requests: list[tuple[str, dict[str, list[str]]]] = []  # /acr/v1 (path, query), in order
+        self.deletions_pending: dict[str, int] = {}  # operation id → polls still answered "not yet"
         self._directory = tempfile.TemporaryDirectory(prefix="fake-acr-")
-        self._cert, self._key = _tls_material(Path(self._directory.name))
+        self._cert, self._key = loopback_tls_files(Path(self._directory.name), "fake-acr")
 
     # --- lifecycle: one TLS host -----------------------------------------------------------------
 
@@ -295,6 +272,7 @@ class FakeAcr(LoopbackFake):
             return answer
         if request.query.get("api-version") != ["2021-07-01"]:
             return error(400, "UNSUPPORTED", "api-version 2021-07-01 expected")
+        self.data_requests.append((request.path, request.query))
         path = request.path.removeprefix("/acr/v1/")
         if path == "_catalog":
             return self._paged(
@@ -378,8 +356,10 @@ class FakeAcr(LoopbackFake):
         headers = {}
         if start + n < len(items):
             link = f"{path}?last={quote(str(names[start + n - 1]))}&n={n}&api-version=2021-07-01"
-            headers["Link"] = f'<{link}>; rel="next"'
-            body["link"] = link
+            if self.link_header:
+                headers["Link"] = f'<{link}>; rel="next"'
+            if self.link_body:
+                body["link"] = link
         return Answer(200, body, headers=headers, operation=template)
 
     # --- ARM -------------------------------------------------------------------------------------
@@ -408,6 +388,13 @@ class FakeAcr(LoopbackFake):
                 operation="arm:roleAssignments",
             )
         if rest == "/providers/Microsoft.Authorization/permissions" and method == "GET":
+            if not self.permissions_readable:
+                return _arm_error(
+                    403,
+                    "AuthorizationFailed",
+                    "does not have authorization to perform action "
+                    "'Microsoft.Authorization/permissions/read'",
+                )
             return Answer(
                 200, {"value": [{**p, "dataActions": [], "notDataActions": []} for p in self.permissions]}
             )
@@ -457,8 +444,12 @@ class FakeAcr(LoopbackFake):
         if match := re.fullmatch(r"/tokens/([^/]+)", rest):
             token_name = unquote(match.group(1))
             token = self.tokens.get(token_name)
+            if token is None and method == "DELETE":
+                return Answer(204, operation="arm:tokenDelete")  # ARM: deleting nothing is no error
             if token is None:
                 return _arm_error(404, "ResourceNotFound", f"token {token_name}")
+            if method == "DELETE":
+                return self._delete_token(token_name)
             if method == "PATCH":
                 status = ((request.json() or {}).get("properties") or {}).get("status")
                 token.status = status or token.status
@@ -471,7 +462,28 @@ class FakeAcr(LoopbackFake):
             return Answer(200, self._token_json(token_name, token), operation="arm:token")
         if rest.startswith("/operationStatuses/"):
             return Answer(200, {"status": "Succeeded"})
+        if match := re.fullmatch(r"/operationResults/([^/]+)", rest):
+            return self._operation_result(match.group(1))
         return _arm_error(404, "ResourceNotFound", f"no route {rest}")
+
+    def _delete_token(self, name: str) -> Answer:
+        """A real deletion is long-running: 202 and a Location to poll until it answers 204."""
+        del self.tokens[name]
+        operation = f"del-{name}"
+        self.deletions_pending[operation] = 1
+        answer = Answer(202, operation="arm:tokenDelete")
+        answer.headers["Location"] = (
+            f"{self.url}{self.registry_id}/operationResults/{operation}?api-version=2023-07-01"
+        )
+        answer.headers["Retry-After"] = "3"
+        return answer
+
+    def _operation_result(self, operation: str) -> Answer:
+        pending = self.deletions_pending.get(operation, 0)
+        if pending:
+            self.deletions_pending[operation] = pending - 1
+            return Answer(202, headers={"Retry-After": "3"})
+        return Answer(204)
 
     def _arm_list(self, items: list[dict[str, Any]], request: Request, operation: str) -> Answer:
         """ARM lists page with an absolute nextLink; two items a page here, so tests see it followed."""
@@ -483,7 +495,12 @@ class FakeAcr(LoopbackFake):
 
     def _registry_json(self) -> dict[str, Any]:
         body = arm_example("2023-07-01-RegistryGet")
-        body.update(id=self.registry_id, name=self.name, location=self.location)
+        body.update(
+            id=self.registry_id,
+            name=self.name,
+            location=self.location,
+            sku={"name": self.sku, "tier": self.sku},
+        )
         body["properties"].update(
             loginServer=self.login_server,
             adminUserEnabled=self.admin_user_enabled,
@@ -562,6 +579,10 @@ class FakeAcr(LoopbackFake):
             ACR.validate(request.method, operation, answer.body, status=200)
             return
         kind = operation.removeprefix("arm:")
+        if kind == "tokenDelete":
+            if answer.status not in TOKEN_DELETE_STATUSES or answer.body is not None:
+                raise FakeDrift(f"a token's deletion answers {sorted(TOKEN_DELETE_STATUSES)} without a body")
+            return
         body = answer.body
         items: list[Any] = body["value"] if isinstance(body, dict) and "value" in body else [body]
         for item in items:

@@ -9,17 +9,26 @@ digest, which moto would otherwise get wrong, §9.3) to moto.
 Every answer botocore parses in a test, from moto or from a Stubber, is checked against the botocore
 models in ../shared/specs by an `after-call` hook installed in every botocore session the test
 creates (`aws_answers`, autouse wherever `aws_answers_fixture` is imported): no test can skip it.
+
+Hooks installed the same way log every request botocore sends and can throttle chosen ones
+(`aws_requests`), and answer IAM's policy simulator, which moto does not implement
+(`policy_simulator`).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import boto3
 import botocore.handlers
 import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -72,6 +81,139 @@ def aws_answers_fixture() -> Iterator[AnswerChecker]:
         for entry in entries:
             botocore.handlers.BUILTIN_HANDLERS.remove(entry)
     assert not checker.drift, "an AWS answer does not match the botocore model:\n" + "\n".join(checker.drift)
+
+
+@contextmanager
+def _installed(*entries: tuple[str, Callable[..., Any]]) -> Iterator[None]:
+    """Handlers in every botocore session created inside the block (clients are made lazily)."""
+    botocore.handlers.BUILTIN_HANDLERS.extend(entries)
+    try:
+        yield
+    finally:
+        for entry in entries:
+            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    service: str
+    operation: str
+    params: dict[str, Any]  # as sent: ECR's JSON body, or IAM's form fields
+
+
+@dataclass
+class AwsRequests:
+    """Every request botocore sends (each attempt, retries included), and throttling on demand."""
+
+    sent: list[SentRequest] = field(default_factory=list)
+    # Each matching request is answered with the service's throttling error instead, once per entry.
+    throttle: list[Callable[[SentRequest], bool]] = field(default_factory=list)
+
+    def __call__(self, *, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
+        service, operation = event_name.split(".")[1:3]  # before-send.<service>.<operation>
+        sent = SentRequest(service, operation, _params(request))
+        self.sent.append(sent)
+        for index, matches in enumerate(self.throttle):
+            if matches(sent):
+                del self.throttle[index]
+                return _throttled(request.url, service)
+        return None
+
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        return [sent.params for sent in self.sent if sent.operation == operation]
+
+
+@pytest.fixture(name="aws_requests")
+def aws_requests_fixture() -> Iterator[AwsRequests]:
+    log = AwsRequests()
+    with _installed(("before-send", log)):
+        yield log
+    assert not log.throttle, "a throttle was set up for a request that never came"
+
+
+def _params(request: AWSPreparedRequest) -> dict[str, Any]:
+    body = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
+    if body.startswith("{"):  # ECR's JSON protocol; IAM and STS send form fields
+        return dict(json.loads(body))
+    return dict(parse_qsl(body))
+
+
+class _Body:
+    """The raw stream an AWSResponse reads its content from."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+def _throttled(url: str, service: str) -> AWSResponse:
+    # As each protocol spells it: ECR speaks JSON, IAM the query protocol's XML.
+    if service == "ecr":
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        headers = {"x-amzn-ErrorType": "ThrottlingException", "Content-Type": "application/x-amz-json-1.1"}
+    else:
+        body = (
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
+            b"<Message>Rate exceeded</Message></Error><RequestId>throttled</RequestId></ErrorResponse>"
+        )
+        headers = {"Content-Type": "text/xml"}
+    return AWSResponse(url, 400, HTTPHeaders.from_dict(headers), _Body(body))
+
+
+@dataclass
+class PolicySimulator:
+    """IAM's SimulatePrincipalPolicy, which moto lacks: `allowed` actions are allowed, others denied
+    (implicitly), or every call is refused with the error code `refusal`. Calls are recorded."""
+
+    allowed: set[str] = field(default_factory=set)
+    refusal: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, *, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append(dict(params))
+
+    def answer(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        if self.refusal:
+            error = {"Code": self.refusal, "Message": "not authorized to perform iam:SimulatePrincipalPolicy"}
+            return _answered(403), {
+                "Error": error,
+                "ResponseMetadata": {"HTTPStatusCode": 403},
+            }
+        call = self.calls[-1]
+        results = [
+            {
+                "EvalActionName": action,
+                "EvalResourceName": resource,
+                "EvalDecision": "allowed" if action in self.allowed else "implicitDeny",
+                "MatchedStatements": [],
+                "MissingContextValues": [],
+            }
+            for action in call["ActionNames"]
+            for resource in call.get("ResourceArns") or ["*"]
+        ]
+        parsed = {
+            "EvaluationResults": results,
+            "IsTruncated": False,
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+        return _answered(200), parsed
+
+
+def _answered(status: int) -> AWSResponse:
+    # As a Stubber answers: the parsed answer comes with it, so there is no body to parse.
+    return AWSResponse("", status, HTTPHeaders(), _Body(b""))
+
+
+@pytest.fixture(name="policy_simulator")
+def policy_simulator_fixture() -> Iterator[PolicySimulator]:
+    simulator = PolicySimulator()
+    with _installed(
+        ("before-parameter-build.iam.SimulatePrincipalPolicy", simulator.record),
+        ("before-call.iam.SimulatePrincipalPolicy", simulator.answer),
+    ):
+        yield simulator
 
 
 @pytest.fixture(name="moto_server", scope="session")

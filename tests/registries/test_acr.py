@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from django.db.models import Q
 
+from portal import http
 from portal.models import Finding
 from registries import connectors, drift, hygiene, posture, services, sync
-from registries.connectors.acr import AcrConnector, AcrTokenConnector
+from registries.connectors.acr import AcrConfig, AcrConnector, AcrTokenConnector
 from registries.connectors.base import (
     AccessPlan,
     Capability,
@@ -54,6 +55,27 @@ def connector(fake: FakeAcr, **public: Any) -> AcrConnector:
     built = connectors.build("acr", fake.public_config(**public), {"client_secret": fake.client_secret})
     assert isinstance(built, AcrConnector)
     return built
+
+
+class SimulatedTime:
+    """A clock that moves only when the code under test sleeps, so pacing costs no real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def timed_connector(public: dict[str, Any], secrets: dict[str, str], time: SimulatedTime) -> AcrConnector:
+    config = connectors.config_for("acr", public, secrets)
+    assert isinstance(config, AcrConfig)
+    return AcrConnector(config, clock=time.clock, sleep=time.sleep)
 
 
 def seed(registry: RunningRegistry) -> dict[str, im.Image]:
@@ -111,7 +133,8 @@ def test_repositories_tags_and_push_times_come_from_the_data_plane(
 
     names = [repository.name for repository in acr_connector.repositories()]
     assert names == ["library/debian", "payments/api", "payments/batch/worker"]  # over two pages
-    assert any("last=payments" in seen or "_catalog" in seen for seen in acr.requests_seen)
+    pages = [query.get("last") for path, query in acr.data_requests if path == "/acr/v1/_catalog"]
+    assert pages == [None, ["payments/api"]]  # the second page starts after the first one's last name
     tags = acr_connector.tags("payments/api")
     assert [(t.name, t.digest) for t in tags] == [
         ("1.0", images["app"].digest),
@@ -131,11 +154,84 @@ def test_repositories_tags_and_push_times_come_from_the_data_plane(
     assert "repository:payments/api:pull" in acr.scopes_asked
 
 
-def test_catalog_pages_follow_the_link_acr_gives(registry: RunningRegistry, acr: FakeAcr) -> None:
+@pytest.mark.parametrize(
+    ("header", "body"), [(True, True), (True, False), (False, True)], ids=["both", "header", "body"]
+)
+def test_pages_follow_the_link_wherever_acr_gives_it(
+    registry: RunningRegistry, acr: FakeAcr, header: bool, body: bool
+) -> None:
     seed(registry)
-    names = [r.name for r in connector(acr, page_size=1).repositories()]
+    acr.link_header, acr.link_body = header, body
+    acr_connector = connector(acr, page_size=1)
+    names = [r.name for r in acr_connector.repositories()]
     assert names == ["library/debian", "payments/api", "payments/batch/worker"]
-    assert acr.requests_seen.count("GET /acr/v1/_catalog") == 3
+    pages = [query.get("last") for path, query in acr.data_requests if path == "/acr/v1/_catalog"]
+    assert pages == [None, ["library/debian"], ["payments/api"]]
+    assert [tag.name for tag in acr_connector.tags("payments/api")] == ["1.0", "latest"]  # two tag pages
+    assert [path for path, _ in acr.data_requests].count("/acr/v1/payments/api/_tags") == 2
+
+
+# --- pacing ---------------------------------------------------------------------------------------------
+
+READS = 150  # a Basic registry's burst is 75 reads (registry-apis.md §5.4: 5,000 a minute, nine tenths)
+
+
+@pytest.mark.parametrize(
+    ("sku", "seconds"),
+    [("Basic", 1.0), ("Standard", 1.0), ("Premium", 0.0), ("Classic", 1.0)],  # Classic: unknown, lowest
+)
+def test_data_plane_reads_keep_to_the_skus_budget(
+    registry: RunningRegistry, acr: FakeAcr, sku: str, seconds: float
+) -> None:
+    acr.sku = sku
+    time = SimulatedTime()
+    acr_connector = timed_connector(acr.public_config(), {"client_secret": acr.client_secret}, time)
+    for _ in range(READS):
+        assert list(acr_connector.repositories()) == []  # one read each
+    assert len(acr.data_requests) == READS
+    # The burst goes at once, the rest at 75 a second (Basic, Standard), all at once on Premium.
+    assert time.now == pytest.approx(seconds)
+    assert len(time.sleeps) == (READS - 75 if seconds else 0)
+    assert acr.requests_seen.count(f"GET {acr.registry_id}") == 1  # the SKU is read once
+
+
+def test_an_acr_token_is_paced_at_the_lowest_budget(registry: RunningRegistry, acr: FakeAcr) -> None:
+    acr.sku = "Premium"  # unknowable: ARM does not accept an ACR token
+    username, password = acr.acr_token
+    time = SimulatedTime()
+    acr_connector = timed_connector({"url": acr.url, "username": username}, {"password": password}, time)
+    assert isinstance(acr_connector, AcrTokenConnector)
+    for _ in range(READS):
+        list(acr_connector.repositories())
+    assert time.now == pytest.approx(1.0)
+    assert not any(seen.startswith("GET /subscriptions/") for seen in acr.requests_seen)
+
+
+def test_manifest_reads_draw_on_the_same_budget(registry: RunningRegistry, acr: FakeAcr) -> None:
+    images = seed(registry)
+    acr.sku = "Basic"
+    time = SimulatedTime()
+    acr_connector = timed_connector(acr.public_config(), {"client_secret": acr.client_secret}, time)
+    for _ in range(80):
+        assert acr_connector.resolve("library/debian", "12") == images["base"].digest  # /v2/ only
+    sent = [seen for seen in acr.requests_seen if seen.split(" ", 1)[1].startswith("/v2/")]
+    assert len(sent) > 80  # the first met ACR's challenge and went again
+    assert len(time.sleeps) == len(sent) - 75  # every /v2/ request past the burst waited its turn
+    assert time.now == pytest.approx((len(sent) - 75) / 75)
+
+
+def test_a_429_still_surfaces_with_its_retry_after(registry: RunningRegistry, acr: FakeAcr) -> None:
+    acr.sku = "Basic"
+    time = SimulatedTime()
+    acr_connector = timed_connector(acr.public_config(), {"client_secret": acr.client_secret}, time)
+    for _ in range(100):
+        list(acr_connector.repositories())
+    assert len(time.sleeps) == 25  # paced already; Azure may still throttle (other clients, one region)
+    throttled = {"errors": [{"code": "TOOMANYREQUESTS", "message": "too many requests"}]}
+    acr.fail_next.append(Answer(429, throttled, headers={"Retry-After": "7"}))
+    with pytest.raises(RateLimited) as raised:
+        list(acr_connector.repositories())
+    assert raised.value.retry_after == 7
 
 
 @pytest.mark.django_db
@@ -273,6 +369,42 @@ def test_disabling_the_admin_user_switches_it_off(registry: RunningRegistry, acr
 def test_a_credential_id_the_connector_never_gave_is_refused(registry: RunningRegistry, acr: FakeAcr) -> None:
     with pytest.raises(PermanentError, match="not a credential"):
         connector(acr).disable_credential("robots/x")
+
+
+def test_deleting_a_token_waits_for_arm_and_is_idempotent(registry: RunningRegistry, acr: FakeAcr) -> None:
+    furnish(acr)
+    time = SimulatedTime()
+    acr_connector = timed_connector(acr.public_config(), {"client_secret": acr.client_secret}, time)
+    acr_connector.delete_credential("tokens/ci-push")
+    assert "ci-push" not in acr.tokens
+    # ARM answered 202 with a Location; the first poll said "not yet" (202), the second done (204).
+    assert acr.requests_seen.count(f"GET {acr.registry_id}/operationResults/del-ci-push") == 2
+    assert time.sleeps == [3.0]  # as long as the Retry-After asked
+    assert {c.id for c in acr_connector.read_credentials()} == {
+        "tokens/team-reader",
+        "tokens/old-bot",
+        "tokens/puller",
+    }
+    acr_connector.delete_credential("tokens/ci-push")  # again: ARM answers 204, nothing to delete
+    acr.fail_next.append(Answer(404, {"error": {"code": "ResourceNotFound", "message": "token ci-push"}}))
+    acr_connector.delete_credential("tokens/ci-push")  # a 404 means gone as well
+    assert acr.requests_seen.count(f"DELETE {acr.registry_id}/tokens/ci-push") == 3
+    assert time.sleeps == [3.0]  # neither waited on anything
+    with pytest.raises(PermanentError, match="not a token"):
+        acr_connector.delete_credential("admin-user")  # switched off, never deleted
+
+
+def test_a_token_deletion_answer_arm_never_gives_fails_the_test(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    furnish(acr)
+    acr_connector = connector(acr)
+    acr_connector.check()
+    acr.fail_next.append(Answer(201, {"id": "x"}, operation="arm:tokenDelete"))
+    with pytest.raises(TransientError, match="500 from"):
+        acr_connector.delete_credential("tokens/ci-push")
+    assert "a token's deletion answers [200, 202, 204] without a body" in acr.drift[0]
+    acr.drift.clear()  # seen; the fixture would otherwise fail this test for it
 
 
 # --- grants --------------------------------------------------------------------------------------------
@@ -416,8 +548,13 @@ def test_check_permissions_one_by_one(registry: RunningRegistry, acr: FakeAcr) -
     seed(registry)
     checks = connector(acr).check_permissions()
     assert [c.permission for c in checks] == list(AcrConnector.needs)
-    assert [c.ok for c in checks] == [True] * 6 + [False]  # a reader cannot write tokens or scope maps
-    assert "Microsoft.ContainerRegistry/registries/tokens/write" in checks[-1].detail
+    # Reads first and required; the writes after them, optional and each for one use only.
+    assert [c.required for c in checks] == [True] * 6 + [False] * 2
+    assert [n.startswith("optional, only for ") for n in AcrConnector.needs] == [False] * 6 + [True] * 2
+    assert [c.ok for c in checks] == [True] * 6 + [False] * 2  # a reader cannot write
+    assert all(c.tried for c in checks)  # the effective permissions prove the writes, harmlessly
+    assert "registries/scopeMaps/write: plans cannot write" in checks[6].detail
+    assert "registries/tokens/write, Microsoft.ContainerRegistry/registries/write" in checks[7].detail
     acr.permissions = [
         {
             "actions": [
@@ -428,11 +565,49 @@ def test_check_permissions_one_by_one(registry: RunningRegistry, acr: FakeAcr) -
             "notActions": [],
         }
     ]
-    assert connector(acr).check_permissions()[-1].ok
+    checks = connector(acr).check_permissions()
+    assert (checks[6].ok, checks[7].ok) == (True, False)  # the admin user still cannot be switched off
+    assert (
+        checks[7].detail == "missing Microsoft.ContainerRegistry/registries/write: offboarding cannot write"
+    )
+    acr.permissions[0]["actions"].append("Microsoft.ContainerRegistry/registries/write")
+    assert [c.ok for c in connector(acr).check_permissions()] == [True] * 8
     acr.role_assignments_readable = False
     checks = connector(acr).check_permissions()
     assert not checks[4].ok
     assert "AuthorizationFailed" in checks[4].detail
+
+
+def test_writes_are_not_tried_when_the_effective_permissions_are_unreadable(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    acr.permissions_readable = False
+    checks = connector(acr).check_permissions()
+    assert [(c.ok, c.tried) for c in checks[:6]] == [(True, True)] * 6
+    assert [(c.ok, c.tried, c.required) for c in checks[6:]] == [(False, False, False)] * 2
+    assert not any(c.missing for c in checks)  # not tried is not missing
+    assert "could not read the effective permissions: 403" in checks[6].detail
+
+
+@pytest.mark.django_db
+def test_a_read_only_service_principal_passes_test_connection(
+    registry: RunningRegistry, acr: FakeAcr
+) -> None:
+    seed(registry)
+    saved = services.save_registry(
+        Registry(name="acr-ro", kind="acr", endpoint=acr.url),
+        actor=None,
+        public={k: v for k, v in acr.public_config().items() if k != "url"},
+        secrets={"client_secret": acr.client_secret},
+    )
+    result = services.check_connection(saved)  # the fake grants */read only
+    assert result.ok, result.reason
+    assert [s.permission for s in result.steps if s.missing] == list(AcrConnector.needs[6:])
+    assert result.reason.endswith("2 write permissions are missing (plans and offboarding cannot write)")
+    acr.role_assignments_readable = False  # a missing read still fails it
+    result = services.check_connection(saved)
+    assert not result.ok
+    assert [s.permission for s in result.steps if s.missing and s.required] == [AcrConnector.needs[4]]
 
 
 def test_a_wrong_client_secret_is_an_auth_error(registry: RunningRegistry, acr: FakeAcr) -> None:
@@ -455,9 +630,7 @@ def test_expired_tokens_are_acquired_again_once(registry: RunningRegistry, acr: 
     assert acr.requests_seen.count("POST /oauth2/exchange") == 2
 
 
-def test_throttling_counts_down_and_sync_waits_as_asked(
-    registry: RunningRegistry, acr: FakeAcr, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_throttling_counts_down_and_sync_waits_as_asked(registry: RunningRegistry, acr: FakeAcr) -> None:
     seed(registry)
     acr_connector = connector(acr)
     acr_connector.check()
@@ -467,8 +640,11 @@ def test_throttling_counts_down_and_sync_waits_as_asked(
         Answer(429, throttled, headers={"Retry-After": "1"}),
     ]
     waits: list[float] = []
-    monkeypatch.setattr("registries.sync.time.sleep", waits.append)
-    names = sync._rate_limited(lambda: [r.name for r in acr_connector.repositories()])
+    patience = http.RateLimitWaits(
+        longest=sync.MAX_RETRY_AFTER, attempts=sync.RATE_LIMIT_ATTEMPTS, sleep=waits.append
+    )
+    with http.waiting_out_rate_limits(patience):  # as a sync reads
+        names = [r.name for r in acr_connector.repositories()]
     assert names[0] == "library/debian"
     assert waits == [2.0, 1.0]
 

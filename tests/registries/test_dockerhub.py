@@ -147,3 +147,37 @@ def test_a_fake_answer_the_hub_would_never_send_fails_the_test(
         list(connector(hub).repositories())
     assert "three" in hub.drift[0]
     hub.drift.clear()  # seen; the fixture would otherwise fail this test for it
+
+
+# --- the permission check: writes are optional, and an owner's token scope cannot be tried ----------------
+
+
+def test_the_writes_are_optional_and_an_owners_token_scope_is_not_tried(
+    registry: RunningRegistry, hub: FakeDockerHub
+) -> None:
+    seed(registry)
+    checks = connector(hub).check_permissions()
+    reads, [writes] = checks[:-1], checks[-1:]
+    assert all(c.required and c.tried and c.ok for c in reads), [c for c in reads if not c.ok]
+    assert (writes.required, writes.tried, writes.missing) == (False, False, False)
+    assert writes.detail == f"{hub.username} is an owner; the token's scope is not tried"
+    assert writes.permission.startswith("optional, only for reconcile plans and offboarding")
+
+
+@pytest.mark.django_db
+def test_a_member_account_lacks_only_the_optional_writes(
+    registry: RunningRegistry, hub: FakeDockerHub
+) -> None:
+    seed(registry)
+    hub.members[hub.username].role = "Member"  # the fake still lets a member read the organisation
+    saved = services.save_registry(
+        Registry(name="hub-acme", kind="dockerhub", endpoint=hub.url),
+        actor=None,
+        public={key: value for key, value in public_config(hub).items() if key != "url"},
+        secrets={"token": hub.token},
+    )
+    result = services.check_connection(saved)
+    assert result.ok, result.reason
+    [writes] = [step for step in result.steps if not step.required]
+    assert (writes.tried, writes.missing) == (True, True)  # a member's role rules the writes out
+    assert "1 write permissions are missing" in result.reason

@@ -33,10 +33,12 @@ from tests.fakes.aws import (
     REGION,
     AnswerChecker,
     FakeEcrHost,
+    PolicySimulator,
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     client,
     moto_fixture,  # noqa: F401
     moto_server_fixture,  # noqa: F401
+    policy_simulator_fixture,  # noqa: F401
     put_image,
     registry_password,
 )
@@ -455,14 +457,79 @@ def test_replication_destinations_come_from_describe_registry(moto: str) -> None
     ]
 
 
-def test_check_permissions_tries_each_read(registry: RunningRegistry, moto: str, host: FakeEcrHost) -> None:
+def signed_in_as_customs(moto: str, host_url: str) -> EcrConnector:
+    """A connector signing with an IAM user's own key, so STS names that user as the caller."""
+    key = client("iam", moto).create_access_key(UserName="customs")["AccessKey"]
+    built = connectors.build(
+        "ecr",
+        public(moto, host_url, access_key_id=key["AccessKeyId"]),
+        {"secret_access_key": key["SecretAccessKey"]},
+    )
+    assert isinstance(built, EcrConnector)
+    return built
+
+
+def test_check_permissions_tries_each_read_and_asks_the_policy_simulator_about_the_writes(
+    registry: RunningRegistry, moto: str, host: FakeEcrHost, policy_simulator: PolicySimulator
+) -> None:
     seed(registry, moto)
-    client("iam", moto).create_user(UserName="alice")
-    checks = connector(moto, host.url).check_permissions()
+    client("iam", moto).create_user(UserName="customs")
+    policy_simulator.allowed = {
+        "ecr:SetRepositoryPolicy",
+        "ecr:DeleteRepositoryPolicy",
+        "iam:UpdateAccessKey",
+    }
+    checks = signed_in_as_customs(moto, host.url).check_permissions()
     assert [c.permission for c in checks] == list(EcrConnector.needs)
-    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    assert all(c.ok and c.tried for c in checks), [c for c in checks if not (c.ok and c.tried)]
+    assert [c.required for c in checks] == [True] * 7 + [False, False]  # reads required, writes optional
     assert checks[1].detail == "tried on library/debian"
-    assert checks[-1].detail.startswith("not tried")
+    customs = f"arn:aws:iam::{ACCOUNT}:user/customs"
+    repository = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/library/debian"
+    assert checks[7].detail == f"simulated for {customs} on {repository}"
+    assert checks[8].detail == f"simulated for {customs} on {customs}"  # the first user the reads found
+    assert [
+        (call["PolicySourceArn"], call["ActionNames"], call["ResourceArns"])
+        for call in policy_simulator.calls
+    ] == [
+        (customs, ["ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy"], [repository]),
+        (customs, ["iam:UpdateAccessKey"], [customs]),
+    ]
+
+
+def test_a_write_the_simulator_denies_is_missing_but_optional(
+    registry: RunningRegistry, moto: str, host: FakeEcrHost, policy_simulator: PolicySimulator
+) -> None:
+    seed(registry, moto)
+    client("iam", moto).create_user(UserName="customs")
+    policy_simulator.allowed = {"ecr:SetRepositoryPolicy"}
+    checks = signed_in_as_customs(moto, host.url).check_permissions()
+    writes = checks[7:]
+    assert [(c.ok, c.tried, c.required, c.missing) for c in writes] == [(False, True, False, True)] * 2
+    assert writes[0].detail.endswith(": ecr:DeleteRepositoryPolicy denied")
+    assert writes[1].detail.endswith(": iam:UpdateAccessKey denied")
+    assert all(c.ok for c in checks[:7])  # a read-only account: everything a sync needs is there
+
+
+def test_writes_are_not_tried_when_the_policy_simulator_is_refused(
+    registry: RunningRegistry, moto: str, host: FakeEcrHost, policy_simulator: PolicySimulator
+) -> None:
+    seed(registry, moto)
+    client("iam", moto).create_user(UserName="customs")
+    policy_simulator.refusal = "AccessDenied"
+    writes = signed_in_as_customs(moto, host.url).check_permissions()[7:]
+    assert [(c.tried, c.required, c.missing) for c in writes] == [(False, False, False)] * 2
+    assert all(c.detail.startswith("not tried: IAM's policy simulator did not answer") for c in writes)
+    assert "AccessDenied" in writes[0].detail
+
+
+def test_an_assumed_role_is_simulated_as_itself(moto: str, policy_simulator: PolicySimulator) -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/customs-reader"
+    policy_simulator.allowed = {"iam:UpdateAccessKey"}
+    checks = connector(moto, role_arn=role).check_permissions()
+    assert {call["PolicySourceArn"] for call in policy_simulator.calls} == {role}
+    assert [(c.ok, c.tried) for c in checks[7:]] == [(False, True), (True, True)]
+    assert checks[7].detail.startswith(f"simulated for {role} on *")  # no repository yet: every resource
 
 
 def test_an_assumed_role_signs_the_calls(moto: str) -> None:

@@ -29,9 +29,11 @@ Answer = tuple[int, dict[str, str], bytes] | Exception
 
 @dataclass
 class FakeRegistry:
-    """Routes "METHOD /path?query" to an answer; tests replace one to inject a fault."""
+    """Routes "METHOD /path?query" to an answer; tests replace one, or queue some, to inject faults."""
 
     answers: dict[str, Answer] = field(default_factory=dict)
+    # Answered once each, in order, before the routed answer: a fault that then goes away.
+    queued: dict[str, list[Answer]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
 
     def serve(
@@ -57,14 +59,19 @@ class FakeRegistry:
         path = request.url.removeprefix(URL)
         key = f"{request.method} {path}"
         self.hits[key] = self.hits.get(key, 0) + 1
-        answer = self.answers.get(key, (404, {}, b'{"errors":[{"code":"NOT_FOUND"}]}'))
+        queued = self.queued.get(key)
+        answer = (
+            queued.pop(0)
+            if queued
+            else self.answers.get(key, (404, {}, b'{"errors":[{"code":"NOT_FOUND"}]}'))
+        )
         if isinstance(answer, Exception):
             raise answer
         return answer
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
+@pytest.fixture(name="fake")
+def fake_fixture() -> Iterator[FakeRegistry]:
     registry = FakeRegistry()
     registry.serve("GET /v2/")
     registry.serve(
@@ -112,7 +119,7 @@ FAULTS: dict[str, tuple[str, Answer, str]] = {
     "429 asking to wait an hour": (
         "GET /v2/a/two/tags/list",
         (429, {"Retry-After": "3600"}, b""),
-        "429 from",
+        "429 from https://faulty.registry.test/v2/a/two/tags/list; it asks to wait 3600 s",
     ),
 }
 
@@ -133,31 +140,20 @@ def test_a_fault_leaves_the_inventory_as_it_was(fake: FakeRegistry, synced: Regi
     assert Registry.objects.get(pk=synced.pk).syncing_since is None
 
 
-def test_a_short_retry_after_is_waited_out_and_the_sync_completes(
-    fake: FakeRegistry, synced: Registry, monkeypatch: pytest.MonkeyPatch
+def test_a_short_retry_after_on_a_tag_listing_is_waited_out_and_only_that_request_sent_again(
+    fake: FakeRegistry, synced: Registry
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr("registries.sync.time.sleep", waits.append)
     change_upstream(fake)
-    good = fake.answers["GET /v2/a/two/tags/list"]
-    calls = {"n": 0}
-
-    def throttled_once(request: Any) -> Any:
-        calls["n"] += 1
-        return (429, {"Retry-After": "7"}, b"") if calls["n"] == 1 else good
-
-    original = fake.__call__
-
-    def route(request: Any) -> Any:
-        if request.method == "GET" and request.url.endswith("/v2/a/two/tags/list"):
-            return throttled_once(request)
-        return original(request)
-
-    monkeypatch.setattr(FakeRegistry, "__call__", lambda self, request: route(request))
-    run = sync.sync_inventory(synced)
+    fake.hits.clear()
+    fake.queued["GET /v2/a/two/tags/list"] = [(429, {"Retry-After": "7"}, b"")]
+    run = sync.sync_inventory(synced, sleep=waits.append)  # read in a pool thread
     assert run.status == SyncRun.Status.SUCCEEDED, run.error
     assert waits == [7.0]
     assert ("a/one", "3") in [(repo, tag) for repo, tag, _ in snapshot(synced)]
+    listings = {key: hits for key, hits in fake.hits.items() if key.endswith("/tags/list")}
+    assert listings == {f"GET /v2/a/{n}/tags/list": 2 if n == "two" else 1 for n in ("one", "two", "three")}
+    assert fake.hits["GET /v2/_catalog?n=2"] == 1
 
 
 def test_a_manifest_is_fetched_only_when_its_digest_is_new(fake: FakeRegistry, synced: Registry) -> None:
