@@ -33,7 +33,7 @@ def mirror_entry(base_image_id: int, trigger: str = MirrorRun.Trigger.SCHEDULE) 
             # The developer catalog reads pull references from the inventory: let it see the copies now.
             synced = Registry.objects.filter(base_image_mirrors__base_image=entry, sync_enabled=True)
             for registry_id in synced.values_list("pk", flat=True).distinct():
-                current_app.send_task("registries.tasks.sync_registry", [registry_id])
+                current_app.signature("registries.tasks.sync_registry", args=[registry_id]).apply_async()
 
 
 @shared_task(acks_late=True)

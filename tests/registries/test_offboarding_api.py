@@ -103,7 +103,9 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What confirming hands to Celery once the transaction commits: the run, and the directory hook."""
     sent: list[Any] = []
     monkeypatch.setattr(tasks.run_offboarding, "delay", lambda pk: sent.append(("run_offboarding", pk)))
-    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: sent.append((name, args[0])))
+    monkeypatch.setattr(
+        celery.current_app, "send_task", lambda name, args, *_, **options: sent.append((name, args[0]))
+    )
     return sent
 
 

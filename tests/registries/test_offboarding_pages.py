@@ -52,7 +52,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What confirming hands to workers after commit: the run, and the directory hook (by name)."""
     sent: list[Any] = []
     monkeypatch.setattr(tasks.run_offboarding, "delay", sent.append)
-    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: sent.append(name))
+    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args, *_, **options: sent.append(name))
     return sent
 
 

@@ -158,7 +158,9 @@ def test_a_departure_reported_by_the_directory_starts_an_offboarding(
     monkeypatch: pytest.MonkeyPatch, queued: list[int], django_capture_on_commit_callbacks: object
 ) -> None:
     sent: list[tuple[str, list[object]]] = []
-    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(
+        celery.current_app, "send_task", lambda name, args, *_, **options: sent.append((name, list(args)))
+    )
     person = factories.user()
     sponsored, _ = factories.robot(factories.group())
     type(sponsored).objects.filter(pk=sponsored.pk).update(created_by=person)
@@ -203,7 +205,7 @@ def directory_offboarding(person: User) -> Offboarding:
 def test_a_departure_gives_robots_to_their_groups_owner_or_the_steward(
     settings: object, queued: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: None)
+    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args, *_, **options: None)
     person, lead, steward = factories.user(), factories.user(), factories.user(username="platform-team")
     owned_group, orphan_group = factories.group(), factories.group()
     DirectoryGroup.objects.filter(pk=owned_group.pk).update(owner=lead)
@@ -221,7 +223,7 @@ def test_a_departure_gives_robots_to_their_groups_owner_or_the_steward(
 def test_the_disable_policy_stops_what_they_made_and_the_record_says_so(
     settings: object, harbor: FakeHarbor, queued: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args: None)
+    monkeypatch.setattr(celery.current_app, "send_task", lambda name, args, *_, **options: None)
     settings.OFFBOARDING_ROBOT_POLICY = "disable"  # type: ignore[attr-defined]
     person, lead = factories.user(), factories.user()
     group = factories.group()
