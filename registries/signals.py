@@ -10,12 +10,11 @@ import threading
 from time import monotonic
 from typing import Any
 
-from celery import shared_task
 from django.db import transaction
 
 from portal.audit import AuditAction
 from portal.models import AuditEvent
-from registries import hygiene
+from registries import tasks
 
 # A copy re-reads every token, access rule and membership and rewrites every Customs row of the
 # list: seconds with tens of thousands of tokens. So it runs on a worker, a few seconds after the
@@ -70,10 +69,4 @@ def event_recorded(instance: AuditEvent, created: bool, **_: Any) -> None:
 
 def queue_copy() -> None:
     if PENDING.claim():
-        copy_tokens.apply_async(countdown=COPY_DELAY)
-
-
-@shared_task(acks_late=True)
-def copy_tokens() -> int:
-    """Bring the credential list's Customs rows in step with the tokens. Returns how many there are."""
-    return hygiene.copy_customs_tokens()
+        tasks.copy_customs_tokens.apply_async(countdown=COPY_DELAY)

@@ -111,6 +111,13 @@ def scan_findings(registry_id: int | None = None) -> dict[str, int]:
     return result.open_by_kind
 
 
+@shared_task(acks_late=True)
+def copy_customs_tokens() -> int:
+    """Bring the credential list's Customs rows in step with the tokens (queued as tokens change,
+    registries/signals.py). Returns how many there are."""
+    return hygiene.copy_customs_tokens()
+
+
 @shared_task(acks_late=True, **TRANSIENT_RETRY)
 def run_offboarding(offboarding_id: int) -> str:
     """Run an offboarding's pending steps, then re-read the registries to prove them.

@@ -113,7 +113,7 @@ class Copies:
 
     def queue(self, *, countdown: float) -> None:
         self.delays.append(countdown)
-        signals.copy_tokens.apply().get()
+        tasks.copy_customs_tokens.apply().get()
 
     def wait(self) -> None:
         """As long as a queued copy waits to start: the next change queues another."""
@@ -123,7 +123,7 @@ class Copies:
 @pytest.fixture
 def copies(monkeypatch: pytest.MonkeyPatch) -> Copies:
     made = Copies()
-    monkeypatch.setattr(signals.copy_tokens, "apply_async", made.queue)
+    monkeypatch.setattr(tasks.copy_customs_tokens, "apply_async", made.queue)
     monkeypatch.setattr(signals, "monotonic", lambda: made.now)
     monkeypatch.setattr(signals, "PENDING", signals.Pending())
     return made
