@@ -42,6 +42,19 @@ REGION = "eu-west-1"
 MODELS: dict[str, BotocoreSpec] = {"ecr": ECR_MODEL, "iam": IAM_MODEL}
 
 
+def ecr_public(moto: str, **extra: Any) -> dict[str, Any]:
+    """An ECR registry's public config whose every AWS endpoint is the moto server at `moto`."""
+    return {
+        "account_id": ACCOUNT,
+        "region": REGION,
+        "access_key_id": "testing",
+        "ecr_endpoint_url": moto,
+        "iam_endpoint_url": moto,
+        "sts_endpoint_url": moto,
+        **extra,
+    }
+
+
 class AnswerChecker:
     """Checks each parsed ECR/IAM answer against ../shared/specs; remembers what drifted."""
 

@@ -36,6 +36,7 @@ from tests.fakes.aws import (
     PolicySimulator,
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     client,
+    ecr_public,
     moto_fixture,  # noqa: F401
     moto_server_fixture,  # noqa: F401
     policy_simulator_fixture,  # noqa: F401
@@ -58,17 +59,8 @@ def host(registry: RunningRegistry, moto: str) -> Iterator[FakeEcrHost]:
 
 
 def public(moto: str, host_url: str = "http://127.0.0.1:9", **extra: Any) -> dict[str, Any]:
-    return {
-        "url": host_url,
-        "account_id": ACCOUNT,
-        "region": REGION,
-        "access_key_id": "testing",
-        "ecr_endpoint_url": moto,
-        "iam_endpoint_url": moto,
-        "sts_endpoint_url": moto,
-        "max_attempts": 1,  # moto's 500s for unimplemented calls are not worth retrying (§9.4)
-        **extra,
-    }
+    # max_attempts 1: moto's 500s for unimplemented calls are not worth retrying (§9.4).
+    return ecr_public(moto, url=host_url, **{"max_attempts": 1, **extra})
 
 
 def connector(moto: str, host_url: str = "http://127.0.0.1:9", **extra: Any) -> EcrConnector:

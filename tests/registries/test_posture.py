@@ -44,10 +44,9 @@ from tests import factories
 from tests.fakes.acr import FakeAcr
 from tests.fakes.artifact_registry import LOCATION, PROJECT, FakeArtifactRegistry
 from tests.fakes.aws import (
-    ACCOUNT,
-    REGION,
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     client,
+    ecr_public,
     moto_fixture,  # noqa: F401
     moto_server_fixture,  # noqa: F401
 )
@@ -319,16 +318,7 @@ def test_dockerhub_without_guests_passes_the_member_check(
 
 
 def ecr_connector(moto: str) -> EcrConnector:
-    public = {
-        "url": "http://127.0.0.1:9",
-        "account_id": ACCOUNT,
-        "region": REGION,
-        "access_key_id": "testing",
-        "ecr_endpoint_url": moto,
-        "iam_endpoint_url": moto,
-        "sts_endpoint_url": moto,
-        "max_attempts": 1,
-    }
+    public = ecr_public(moto, url="http://127.0.0.1:9", max_attempts=1)
     built = connectors.build("ecr", public, {"secret_access_key": "testing"})
     assert isinstance(built, EcrConnector)
     return built

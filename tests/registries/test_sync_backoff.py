@@ -25,12 +25,11 @@ from registries.demo import images as im
 from registries.models import Registry, Repository, SyncRun
 from tests.fakes.acr import FakeAcr
 from tests.fakes.aws import (
-    ACCOUNT,
-    REGION,
     AwsRequests,
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     aws_requests_fixture,  # noqa: F401
     client,
+    ecr_public,
     moto_fixture,  # noqa: F401
     moto_server_fixture,  # noqa: F401
 )
@@ -340,16 +339,7 @@ def test_a_throttled_iam_page_is_sent_again_by_botocore_and_the_grant_read_goes_
         document = json.dumps({"Version": "2012-10-17", "Statement": [pull]})
         arn = iam.create_policy(PolicyName=f"pull-{n}", PolicyDocument=document)["Policy"]["Arn"]
         iam.attach_group_policy(GroupName="devs", PolicyArn=arn)
-    public = {
-        "account_id": ACCOUNT,
-        "region": REGION,
-        "access_key_id": "testing",
-        "ecr_endpoint_url": moto,
-        "iam_endpoint_url": moto,
-        "sts_endpoint_url": moto,
-        "page_size": 1,
-        "max_attempts": 3,
-    }
+    public = ecr_public(moto, page_size=1, max_attempts=3)
     saved = services.save_registry(
         Registry(name="ecr", kind="ecr", endpoint="http://127.0.0.1:9"),
         actor=None,

@@ -21,13 +21,12 @@ from registries.models import Registry, SyncRun
 from tests.fakes.acr import FakeAcr, FakeToken
 from tests.fakes.artifact_registry import FakeArtifactRegistry
 from tests.fakes.aws import (
-    ACCOUNT,
-    REGION,
     AwsRequests,
     FakeEcrHost,
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     aws_requests_fixture,  # noqa: F401
     client,
+    ecr_public,
     moto_fixture,  # noqa: F401
     moto_server_fixture,  # noqa: F401
     put_image,
@@ -169,14 +168,7 @@ def ecr(request: pytest.FixtureRequest) -> list[str]:
         put_image(moto, name, image, ["1", "latest"])
     client("iam", moto).create_user(UserName="alice")
     client("iam", moto).create_access_key(UserName="alice")
-    public = {
-        "account_id": ACCOUNT,
-        "region": REGION,
-        "access_key_id": "testing",
-        "ecr_endpoint_url": moto,
-        "iam_endpoint_url": moto,
-        "sts_endpoint_url": moto,
-    }
+    public = ecr_public(moto)
     aws: AwsRequests = request.getfixturevalue("aws_requests")
     aws.sent.clear()
     synced(save("ecr", "ecr", host.url, public, {"secret_access_key": "testing"}))

@@ -445,7 +445,9 @@ def test_the_task_mirrors_the_entry_and_asks_for_a_sync_of_its_mirrors(
 ) -> None:
     Registry.objects.filter(pk__in=[estate.eu_registry.pk, estate.us_registry.pk]).update(sync_enabled=True)
     sent: list[tuple[str, list[Any]]] = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args, *_, **options: sent.append((name, list(args))))
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, args, *_, **options: sent.append((name, list(args)))
+    )
 
     tasks.mirror_entry.apply(args=(estate.entry.pk, MirrorRun.Trigger.CATALOG))
 
