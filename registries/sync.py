@@ -483,6 +483,7 @@ def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) 
     principals = [g.principal for g in grants]
     groups = _unique_by_external_id(DirectoryGroup.objects.all(), principals, "group")
     users = _unique_by_external_id(User.objects.all(), principals, "user")
+    named = _by_username(registry, principals)
     # An admin's link stands in where the registry cannot name a directory group (a Docker Hub team).
     linked = {
         (kind, native): group_id
@@ -499,7 +500,9 @@ def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) 
             principal_name=g.principal.name[:255],
             group_id=(groups.get(g.principal.directory_id) if g.principal.kind == "group" else None)
             or linked.get((str(g.principal.kind), g.principal.id)),
-            user_id=users.get(g.principal.directory_id) if g.principal.kind == "user" else None,
+            user_id=(users.get(g.principal.directory_id) or named.get(g.principal.id))
+            if g.principal.kind == "user"
+            else None,
             scope=g.scope,
             **{f"can_{action}": action in g.actions for action in Grant.ACTIONS},
             source=g.source[:500],
@@ -513,6 +516,15 @@ def replace_grants(registry: Registry, run: SyncRun, grants: list[RemoteGrant]) 
         Grant.objects.bulk_create(rows, batch_size=1000)
         run.grants_seen = len(rows)
         run.save(update_fields=["grants_seen"])
+
+
+def _by_username(registry: Registry, principals: Iterable[Principal]) -> dict[str, int]:
+    """Registry username → person, where the registry's admin says its usernames are the directory's
+    (Quay names people by username only; link_users_by_username). Customs usernames are unique."""
+    if not registry.config.get("link_users_by_username"):
+        return {}
+    wanted = {p.id for p in principals if p.kind == "user" and not p.directory_id}
+    return dict(User.objects.filter(username__in=wanted).values_list("username", "pk")) if wanted else {}
 
 
 def _unique_by_external_id(

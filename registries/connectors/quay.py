@@ -99,12 +99,13 @@ class QuayConfig(ConnectorConfig):
     # it is on, an empty last_accessed means never used; when off, it means nobody knows.
     last_accessed_recorded: bool = True
     # Quay users carry no directory id. Where Quay signs people in through the same directory and
-    # keeps its username, an admin may say so; offboarding then looks for the person's team seats
-    # and repository permissions under their Customs username.
+    # keeps its username, an admin may say so; sync then links Quay users' grants to the person of
+    # that Customs username, and offboarding finds their team seats and permissions under it.
     link_users_by_username: bool = Field(
         default=False,
         description="Only if Quay signs people in through your directory and their Quay username is "
-        "their directory username: offboarding removes that Quay user's team seats and permissions.",
+        "their directory username: that Quay user's permissions count as the person's (access, drift, "
+        "reviews), and offboarding removes their team seats and permissions.",
     )
     link_members_by_email: bool = Field(
         default=False,

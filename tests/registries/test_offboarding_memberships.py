@@ -13,7 +13,7 @@ import pytest
 
 from accounts.models import User
 from registries import offboarding, services, sync, tasks
-from registries.models import Offboarding, OffboardingStep, Registry, SyncRun
+from registries.models import Grant, Offboarding, OffboardingStep, Registry, SyncRun
 from tests.fakes.dockerhub import FakeDockerHub
 from tests.fakes.quay import FakeQuay
 from tests.registries.harness import RunningRegistry
@@ -145,6 +145,23 @@ def test_without_the_username_link_quay_holds_nothing_known_of_them(
     bob = User.objects.create(username="bob", external_id="00u-bob")
     connected = synced_quay(registry, quay, link_users_by_username=False)
     assert connected.name not in offboarding.plan_for(bob).by_place()
+
+
+def test_with_the_username_link_quay_grants_count_as_the_persons(
+    registry: RunningRegistry, quay: FakeQuay
+) -> None:
+    dave = User.objects.create(username="dave", external_id="00u-dave")
+    connected = synced_quay(registry, quay, link_users_by_username=False)
+    daves = Grant.objects.filter(registry=connected, principal_kind="user", principal_id="dave")
+    assert list(daves.values_list("user_id", flat=True)) == [None]  # a Quay name, nobody's
+
+    Registry.objects.filter(pk=connected.pk).update(
+        config={**connected.config, "link_users_by_username": True}
+    )
+    connected.refresh_from_db()
+    assert sync.sync_inventory(connected).status == SyncRun.Status.SUCCEEDED
+
+    assert list(daves.values_list("user_id", flat=True)) == [dave.pk]
 
 
 def test_team_seats_and_permissions_by_username_are_removed_and_verified(
