@@ -27,9 +27,11 @@ from accounts.permissions import role_required
 from accounts.roles import Role
 from portal import exports
 from portal.querystring import query_without
+from registries import sync
 from registries.api.serializers import CredentialSerializer
+from registries.connectors.base import Capability
 from registries.credential_filters import CredentialFilter, open_finding_counts
-from registries.models import Credential, Grant, Registry
+from registries.models import Credential, Grant, Registry, SyncRun
 
 PAGE_SIZE = 50
 # The registry page shows this many of each; the rest are one link away.
@@ -133,10 +135,15 @@ def _capped(queryset: QuerySet[Any]) -> Capped:
     return Capped(rows[:SECTION_ROWS], queryset.count())
 
 
-def registry_sections(user: User, registry: Registry) -> dict[str, Capped | None]:
-    """The registry page's credentials and grants; None for anyone below reviewer, who must not see them."""
+def registry_sections(user: User, registry: Registry) -> dict[str, Capped | str | None]:
+    """The registry page's credentials and grants; None for anyone below reviewer, who must not see them.
+
+    With each, why it may be empty: the kind reports none, no sync has read them, or the last read
+    found none (SyncRun's counts are None for "not read" and 0 for "read, nothing")."""
     if not user.has_role(Role.REVIEWER):
         return {"held_credentials": None, "reported_grants": None}
+    reads = _reads(registry)
+    last = SyncRun.objects.filter(registry=registry, replica=None, status=SyncRun.Status.SUCCEEDED).first()
     # Held ones first, then the most recently gone.
     credentials = (
         Credential.objects.filter(registry=registry)
@@ -146,7 +153,27 @@ def registry_sections(user: User, registry: Registry) -> dict[str, Capped | None
     held = _capped(credentials)
     held = Capped(with_open_findings(held.rows), held.total)
     grants = Grant.objects.filter(registry=registry).select_related("group", "user")
-    return {"held_credentials": held, "reported_grants": _capped(grants)}
+    return {
+        "held_credentials": held,
+        "reported_grants": _capped(grants),
+        "credentials_empty": _why_empty(
+            "credentials", Capability.CREDENTIALS in reads, last.credentials_seen if last else None
+        ),
+        "grants_empty": _why_empty("grants", Capability.GRANTS in reads, last.grants_seen if last else None),
+    }
+
+
+def _reads(registry: Registry) -> frozenset[Capability]:
+    served_by = sync.connector_class_for(registry)
+    return frozenset(served_by.capabilities) if served_by else frozenset()
+
+
+def _why_empty(what: str, reported: bool, last_seen: int | None) -> str:
+    if not reported:
+        return f"This kind of registry does not report its {what}: Customs has no API to read them."
+    if last_seen is None:
+        return f"No sync has read this registry's {what} yet (see the sync history for why)."
+    return f"The last sync read this registry's {what}: there are none."
 
 
 def filtered_credentials(request: HttpRequest) -> CredentialFilter:

@@ -164,9 +164,9 @@ def test_the_sections_are_capped_with_a_link_to_the_rest(client: Client, reviewe
 
 
 # The registry page as a reviewer; the two sections add one query each (rows with owners, groups and
-# people joined) and one for the credentials' open findings, plus a count each once there are more
-# rows than the cap.
-DETAIL_QUERIES = 12
+# people joined), one for the credentials' open findings and one for the last sync's counts (why a
+# section is empty), plus a count each once there are more rows than the cap.
+DETAIL_QUERIES = 13
 
 
 def test_the_registry_page_budget_does_not_grow_with_rows(
@@ -834,3 +834,16 @@ def test_the_filter_form_offers_customs_and_every_registry(
     assert {"name", "shared_admin", "last_used_source", "scope", "action"} <= set(
         credential_views.PAGE_FILTERS
     )
+
+
+def test_an_empty_section_says_why(client: Client, reviewer: User) -> None:
+    plain = factories.registry(kind="distribution")  # no credentials or grants API
+    harbor = factories.registry(kind="harbor")
+    client.force_login(reviewer)
+
+    assert "does not report its credentials" in body(client.get(detail(plain)))
+    assert "No sync has read this registry&#x27;s grants yet" in body(client.get(detail(harbor)))
+    factories.sync_run(harbor, status="succeeded", credentials_seen=0, grants_seen=0)
+    page = body(client.get(detail(harbor)))
+    assert "The last sync read this registry&#x27;s credentials: there are none." in page
+    assert "The last sync read this registry&#x27;s grants: there are none." in page
