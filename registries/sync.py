@@ -768,8 +768,12 @@ def _apply_push(registry: Registry, event: WebhookEvent, connector: Connector) -
         name=event.repository,
         defaults={"namespace": Repository.namespace_of(event.repository)},
     )
-    # Docker Hub and Quay notifications name the tag but not the digest: ask the registry.
-    digest = event.digest or connector.resolve(event.repository, event.tag)
+    # Docker Hub and Quay notifications name the tag but not the digest: ask the registry, and keep
+    # the answer on the event, so its page shows what the tag named when it arrived.
+    digest = event.digest
+    if not digest:
+        digest = connector.resolve(event.repository, event.tag)
+        WebhookEvent.objects.filter(pk=event.pk).update(digest=digest)
     artifact = Artifact.objects.filter(repository=repository, digest=digest).first()
     outcome = "known"
     if artifact is None:

@@ -125,5 +125,7 @@ def test_a_webhook_with_the_secret_in_the_url_adds_the_tag_at_the_digest_the_hub
         repository__registry=saved, repository__name="acme/app", name="1.0"
     )
     assert tag.artifact.digest == images["app"].digest
+    # The Hub sent no digest; the event keeps the one the tag named when it was applied.
+    assert WebhookEvent.objects.get(registry=saved).digest == images["app"].digest
     assert tag.artifact.pushed_at == datetime(2024, 5, 2, 10, 15, 30, tzinfo=UTC)
     assert WebhookEvent.objects.get().result.startswith("added sha256:")
