@@ -149,6 +149,8 @@ def sync_inventory(
         raise AlreadySyncing(f"{registry} is already being synced")
     grants: list[RemoteGrant] | None = None
     retry_after: float | None = None
+    # The longest wait a part beyond the inventory (grants, credentials, ...) was refused with.
+    parts_limited: list[float] = []
     waits = _waits(run, registry.name, sleep or time.sleep)
     try:
         connector = connector_for(registry)
@@ -156,10 +158,10 @@ def sync_inventory(
             _read(registry, connector, run, on_progress or (lambda run: None), waits)
             # Read completely before anything is applied: a failure here leaves inventory, grants,
             # credentials and replication links as they were.
-            grants = _read_aspect(run, "grants", lambda: read_grants(connector))
-            credentials = _read_aspect(run, "credentials", lambda: read_credentials(connector))
-            replication = _read_aspect(run, "replication", lambda: read_replication(connector))
-            facts = _read_aspect(run, "posture", lambda: read_posture(connector, run))
+            grants = _read_aspect(run, "grants", lambda: read_grants(connector), parts_limited)
+            credentials = _read_aspect(run, "credentials", lambda: read_credentials(connector), parts_limited)
+            replication = _read_aspect(run, "replication", lambda: read_replication(connector), parts_limited)
+            facts = _read_aspect(run, "posture", lambda: read_posture(connector, run), parts_limited)
         with transaction.atomic():
             apply_listing(registry, run)
             if grants is not None:
@@ -195,6 +197,10 @@ def sync_inventory(
         on_progress(run)
     if retry_after is not None and retry_after <= resume_within:
         raise Deferred(run, retry_after)
+    if parts_limited and run.status == SyncRun.Status.SUCCEEDED and max(parts_limited) <= resume_within:
+        # The inventory applied; the parts refused for longer than the waits are read again by the
+        # sync the caller queues, rather than at the next scheduled one.
+        raise Deferred(run, max(parts_limited))
     return run
 
 
@@ -225,14 +231,20 @@ def _waits(run: SyncRun, name: str, sleep: Callable[[float], None]) -> http.Rate
     return http.RateLimitWaits(longest=MAX_RETRY_AFTER, attempts=RATE_LIMIT_ATTEMPTS, sleep=wait)
 
 
-def _read_aspect(run: SyncRun, aspect: str, read: Callable[[], T | None]) -> T | None:
+def _read_aspect(run: SyncRun, aspect: str, read: Callable[[], T | None], limited: list[float]) -> T | None:
     """Read one aspect beyond the inventory; on failure say why and keep its previous rows.
 
     A robot allowed to list repositories but not replication policies must not stop the
-    inventory, nor should a registry briefly refusing its audit log.
+    inventory, nor should a registry briefly refusing its audit log. A rate limit longer than the
+    session waits out is noted in `limited` (seconds asked for), so the caller can come back.
     """
     try:
         return read()
+    except RateLimited as exc:
+        wait = exc.retry_after if exc.retry_after is not None else MAX_RETRY_AFTER
+        limited.append(wait)
+        run.not_read[aspect] = f"{exc}; it asks to wait {wait:.0f} s"[:500]
+        return None
     except ConnectorError as exc:
         run.not_read[aspect] = str(exc)[:500]
         return None

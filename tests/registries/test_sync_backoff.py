@@ -290,6 +290,33 @@ def test_a_429_half_way_through_a_credential_listing_does_not_restart_it(
     assert first_read["2"] == first_read["1"] + 1  # page 2 once more; page 1 not read again
 
 
+def test_a_part_refused_for_long_is_read_by_the_sync_the_task_queues_again(
+    hub: tuple[FakeDockerHub, PageFaults], queued: dict[str, list[Any]]
+) -> None:
+    fake, faults = hub
+    fake.org_tokens += [
+        OrgToken(label="ci", created_by=fake.username, created_at=timezone.now(), resources=[])
+    ]
+    registry = saved_hub(fake)
+    # Grants are read first, and the organisation's tokens are among them (what each may reach).
+    tokens = "/v2/orgs/acme/access-tokens"
+    faults.faults[tokens, "1"] = [Answer(429, {"detail": "Rate limit exceeded"}, {"Retry-After": "600"})]
+
+    tasks.sync_registry.apply(args=[registry.pk]).get()
+
+    assert queued["retry"] == [{"countdown": 600.0, "max_retries": tasks.RATE_LIMIT_REQUEUES}]
+    first, second = SyncRun.objects.filter(registry=registry).order_by("started_at")
+    # The inventory and the other parts applied at once; only the grants waited for the queued sync.
+    assert (first.status, first.repositories_seen, first.grants_seen) == (SyncRun.Status.SUCCEEDED, 3, None)
+    assert list(first.not_read) == ["grants"]
+    assert first.not_read["grants"].endswith("it asks to wait 600 s")
+    assert first.credentials_seen is not None
+    assert second.status == SyncRun.Status.SUCCEEDED, second.error
+    assert second.not_read == {}
+    assert second.grants_seen is not None
+    assert queued["findings"] == [registry.pk]  # once, after the sync that read everything
+
+
 def test_acr_throttling_on_a_catalog_page_is_waited_out_as_asked(
     registry: RunningRegistry, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
