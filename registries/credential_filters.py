@@ -37,6 +37,7 @@ CREATION_STATES = [("unknown", "Creation unknown")]
 EXPIRY_STATES = [("never", "Never expires"), ("unknown", "Expiry unknown")]
 USAGE_STATES = [("never", "Never used"), ("unknown", "Use unknown")]
 GRANTED_ACTIONS = [*((action, action) for action in Credential.ACTIONS), ("unknown", "not known")]
+SEEN_ACTIONS = [*((action, action) for action in Credential.ACTIONS), ("unknown", "not recorded")]
 
 # Rows without the date sort last either way (then by pk): "never" and "unknown" are not points in time.
 CREDENTIAL_ORDERINGS: dict[str, tuple[str, list[Any]]] = {
@@ -132,8 +133,9 @@ class YesNoFilter(django_filters.BooleanFilter):
 
 
 class CredentialFilter(django_filters.FilterSet):
-    """Credentials by any column the list shows: registry, kind, name, shared admin, state, owner and
-    their status, dates, last-use source, scopes, actions and open findings."""
+    """Credentials by any column the list shows: registry, kind, name, shared admin, state, owner,
+    creator, steward and the owner's status, dates, last-use source, scopes, actions granted and
+    seen, and open findings."""
 
     registry = RegistryOrCustomsFilter(
         choices=_registry_choices,
@@ -160,6 +162,16 @@ class CredentialFilter(django_filters.FilterSet):
     )
     owner = django_filters.CharFilter(
         method="filter_owner", label="Owner", help_text="Part of the owner's name, id or username."
+    )
+    created_by = django_filters.CharFilter(
+        method="filter_created_by",
+        label="Created by",
+        help_text="Part of the creator's name, id or username.",
+    )
+    steward = django_filters.CharFilter(
+        method="filter_steward",
+        label="Steward",
+        help_text="Part of the username or name of who took it over at an offboarding.",
     )
     owner_status = django_filters.ChoiceFilter(
         choices=OWNER_STATUSES,
@@ -206,6 +218,12 @@ class CredentialFilter(django_filters.FilterSet):
         label="Action granted",
         help_text="Credentials that may do this; unknown: the registry does not say what they may do.",
     )
+    action_seen = django_filters.ChoiceFilter(
+        choices=SEEN_ACTIONS,
+        method="filter_action_seen",
+        label="Action seen",
+        help_text="Credentials the registry's usage records show doing this; unknown: no such record.",
+    )
     has_open_findings = YesNoFilter(
         method="filter_has_open_findings",
         label="Open findings",
@@ -247,6 +265,27 @@ class CredentialFilter(django_filters.FilterSet):
             | Q(owner_id__icontains=text)
             | Q(owner_user__username__icontains=text)
             | Q(owner_user__display_name__icontains=text)
+        )
+
+    def filter_created_by(
+        self, queryset: QuerySet[Credential], name: str, value: str
+    ) -> QuerySet[Credential]:
+        text = value.strip()
+        if not text:
+            return queryset
+        return queryset.filter(
+            Q(created_by_name__icontains=text)
+            | Q(created_by_id__icontains=text)
+            | Q(created_by_user__username__icontains=text)
+            | Q(created_by_user__display_name__icontains=text)
+        )
+
+    def filter_steward(self, queryset: QuerySet[Credential], name: str, value: str) -> QuerySet[Credential]:
+        text = value.strip()
+        if not text:
+            return queryset
+        return queryset.filter(
+            Q(steward__username__icontains=text) | Q(steward__display_name__icontains=text)
         )
 
     def filter_owner_status(
@@ -300,6 +339,16 @@ class CredentialFilter(django_filters.FilterSet):
         # Actions are a closed vocabulary, so the quoted word in the list's text is that element.
         return queryset.alias(actions_text=Cast("actions", TextField())).filter(
             actions_text__contains=f'"{value}"'
+        )
+
+    def filter_action_seen(
+        self, queryset: QuerySet[Credential], name: str, value: str
+    ) -> QuerySet[Credential]:
+        if value == "unknown":
+            return queryset.filter(actions_seen_source="")
+        # actions_seen maps each action to when it was last seen: the quoted word is that key.
+        return queryset.alias(seen_text=Cast("actions_seen", TextField())).filter(
+            seen_text__contains=f'"{value}"'
         )
 
     def filter_has_open_findings(

@@ -50,7 +50,9 @@ PAGE_FILTERS = [
     "state",
     "owner",
     "owner_status",
+    "steward",
     "created",
+    "created_by",
     "created_after",
     "created_before",
     "expires",
@@ -62,6 +64,7 @@ PAGE_FILTERS = [
     "last_used_source",
     "scope",
     "action",
+    "action_seen",
     "has_open_findings",
     "ordering",
 ]

@@ -376,6 +376,7 @@ def build_estate() -> dict[str, Any]:
             last_used_at=None,
             scopes=["repo:read"],
             actions=["pull"],
+            created_by_name="builder-bot",
         ),
         "charlie-key": credential(
             eu,
@@ -389,6 +390,8 @@ def build_estate() -> dict[str, Any]:
             us,
             name="delta-robot",
             owner_user=dan,
+            created_by_user=dan,
+            steward=ann,  # took it over at dan's offboarding
             enabled=False,
             created_at=now - timedelta(days=400),
             expires_at=now - timedelta(days=5),
@@ -475,6 +478,13 @@ FILTER_CASES: list[tuple[str, set[str]]] = [
     ("action=delete", {"delta-robot"}),
     ("action=pull", {"alpha-robot", "bravo-token", "delta-robot"}),
     ("action=unknown", {"charlie-key", "echo-pat"}),
+    ("created_by=BUILDER", {"bravo-token"}),
+    ("created_by=dan-left", {"delta-robot"}),  # the linked person's username
+    ("steward=Ann%20Ops", {"delta-robot"}),
+    ("steward=dan", set()),  # the owner, not the steward
+    ("action_seen=push", {"alpha-robot"}),
+    ("action_seen=pull", set()),  # granted pull, but no pull recorded
+    ("action_seen=unknown", {"bravo-token", "charlie-key", "delta-robot", "echo-pat"}),
     ("has_open_findings=true", {"alpha-robot", "echo-pat"}),
     ("has_open_findings=false", {"bravo-token", "charlie-key", "delta-robot"}),
     ("registry=customs&owner_status=disabled", {"echo-pat"}),
