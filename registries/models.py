@@ -881,7 +881,7 @@ class ArtifactLineage(models.Model):
         return f"{self.artifact}: {self.base_reference or 'unknown base'} ({self.method})"
 
 
-# --- access review campaigns (registries/reviews.py) --------------------------------------------------
+# --- access review campaigns (registries/reviews/) --------------------------------------------------
 
 
 class AccessReviewCampaignQuerySet(models.QuerySet["AccessReviewCampaign"]):
@@ -919,7 +919,7 @@ class AccessReviewCampaign(models.Model):
     each item, by when, and what happens to the items nobody answers.
 
     Opening builds the items from effective access; closing applies the default to undecided
-    items and turns revocations into a plan that registries/reviews.py applies step by step.
+    items and turns revocations into a plan that registries/reviews/ applies step by step.
     """
 
     class State(models.TextChoices):

@@ -1,4 +1,4 @@
-"""Celery tasks for access review campaigns (registries/reviews.py holds the work).
+"""Celery tasks for access review campaigns (registries/reviews/ holds the work).
 
 Kept apart from registries/tasks.py; that module imports this one so workers register these.
 """

@@ -3,7 +3,7 @@ decisions, "my reviews", closing (with its plan shown first) and the report as H
 
 Reviewers and admins see every campaign and start them. Anyone may be asked to review items (a
 group's owner, a manager) and sees those campaigns and items only; others get 404. Closing and
-applying is for admins and the campaign's owner. Every change goes through registries/reviews.py,
+applying is for admins and the campaign's owner. Every change goes through registries/reviews/,
 whose refusals come back as messages or form errors.
 """
 
