@@ -1,12 +1,10 @@
 """Inventory, credentials, grants, regions and events of every kind appear on the pages people use.
 
-Each kind is synced against its fake as test_sync_reads_only.py does it, with what that arrangement
-leaves out added where the kind can report it (a Harbor robot and replication policy, a Docker Hub
-token, Quay repository permissions and a mirror, an IAM group, key and replication rule for ECR, a
-service-account key for Artifact Registry). Then one push notification in the kind's own format goes
-to the notifications endpoint, and a reviewer reads the registry page, the repository browser and
-page, and the credential list. Expected names are the fakes' own, so a page that drops a kind's rows
-fails here.
+Each kind is synced against its fake by test_sync_reads_only.py's arrangement, which furnishes a
+credential, a grant and a replication link wherever the kind reports them. Then one push notification
+in the kind's own format goes to the notifications endpoint, and a reviewer reads the registry page,
+the repository browser and page, and the credential list. Expected names are those the arrangements
+give the fakes, so a page that drops a kind's rows fails here.
 """
 
 from __future__ import annotations
@@ -25,9 +23,7 @@ from registries import services
 from registries.demo import images as im
 from registries.models import Registry, WebhookEvent
 from registries.tasks import apply_webhook_events
-from tests.fakes.artifact_registry import FakeArtifactRegistry
 from tests.fakes.aws import (
-    ACCOUNT,
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     aws_requests_fixture,  # noqa: F401
     moto_fixture,  # noqa: F401
@@ -35,9 +31,6 @@ from tests.fakes.aws import (
     put_image,
 )
 from tests.fakes.aws import client as aws_client
-from tests.fakes.dockerhub import FakeDockerHub, PersonalToken
-from tests.fakes.harbor import FakeHarbor
-from tests.fakes.quay import FakeQuay, Robot, Team
 from tests.registries import test_sync_reads_only as source
 from tests.registries.conftest import StartRegistry
 from tests.registries.harness import Notifications, RunningRegistry, WebhookSink
@@ -97,12 +90,11 @@ def push_hooked(store: RunningRegistry, path: str) -> im.Image:
     return image
 
 
-# --- one arrangement per kind ----------------------------------------------------------------------
+# --- one arrangement per kind: test_sync_reads_only.py's, and the kind's notification -------------
 
 
 def distribution(request: pytest.FixtureRequest) -> Arranged:
-    source.distribution(request)
-    store: RunningRegistry = request.getfixturevalue("registry")
+    store = source.distribution(request).vendor
     sink: WebhookSink = request.getfixturevalue("webhook_sink")
 
     def notify(client: Client, saved: Registry) -> im.Image:
@@ -115,9 +107,6 @@ def distribution(request: pytest.FixtureRequest) -> Arranged:
 
 
 def harbor(request: pytest.FixtureRequest) -> Arranged:
-    fake: FakeHarbor = request.getfixturevalue("harbor")  # the instance source.harbor then furnishes
-    fake.add_robot("deployer", access={"payments": ["pull", "push"]})
-    fake.replicate("to-dr", to="https://harbor-dr.example.test", executions=[])
     source.harbor(request)
     store: RunningRegistry = request.getfixturevalue("registry")
 
@@ -139,14 +128,8 @@ def harbor(request: pytest.FixtureRequest) -> Arranged:
 
 
 def dockerhub(request: pytest.FixtureRequest) -> Arranged:
-    # source.dockerhub, plus a token of the account Customs signs in as (the Hub lists only the caller's).
-    fake = source.started(request, FakeDockerHub)
+    source.dockerhub(request)
     store: RunningRegistry = request.getfixturevalue("registry")
-    source.pushed(store, "acme/app", "acme/worker")
-    fake.add_team("dev", ["alice"], app="write")
-    fake.personal_tokens.append(PersonalToken("release-bot", ["repo:write"], source.EARLIER))
-    public = {"registry_url": fake.url, "namespace": "acme", "username": fake.username}
-    source.synced(source.save("hub", "dockerhub", fake.url, public, {"token": fake.token}))
 
     def notify(client: Client, saved: Registry) -> im.Image:
         image = push_hooked(store, "acme/app")
@@ -157,27 +140,8 @@ def dockerhub(request: pytest.FixtureRequest) -> Arranged:
 
 
 def quay(request: pytest.FixtureRequest) -> Arranged:
-    # source.quay, plus a repository permission for its team and a mirror.
-    fake = source.started(request, FakeQuay)
+    fake = source.quay(request).vendor
     store: RunningRegistry = request.getfixturevalue("registry")
-    source.pushed(store, "acme/app", "acme/worker")
-    fake.teams["acme"] = {"devs": Team(members={"bob": False, "acme+ci": True})}
-    fake.robots["acme"] = {"ci": Robot(created=source.EARLIER)}
-    fake.team_permissions["acme/app"] = {"devs": "write"}
-    fake.mirrors["acme/worker"] = {
-        "is_enabled": True,
-        "mirror_type": "PULL",
-        "external_reference": "mirror.example.test/upstream/worker",
-        "external_registry_username": None,
-        "sync_interval": 3600,
-        "sync_start_date": "2026-11-26T10:00:00Z",
-        "sync_status": "SUCCESS",
-        "root_rule": {"rule_kind": "tag_glob_csv", "rule_value": ["latest"]},
-        "robot_username": "acme+ci",
-    }
-    public = {"namespaces": "acme", "registry_username": fake.robot_name}
-    secrets = {"token": fake.token, "registry_password": fake.robot_token}
-    source.synced(source.save("quay", "quay", fake.url, public, secrets))
 
     def notify(client: Client, saved: Registry) -> im.Image:
         image = push_hooked(store, "acme/app")
@@ -202,22 +166,9 @@ def acr(request: pytest.FixtureRequest) -> Arranged:
 
 
 def ecr(request: pytest.FixtureRequest) -> Arranged:
-    # source.ecr, plus (set in moto first) a replication rule and an IAM group with a user and a key.
-    moto: str = request.getfixturevalue("moto")
-    aws_client("ecr", moto).put_replication_configuration(
-        replicationConfiguration={
-            "rules": [{"destinations": [{"region": "ap-south-1", "registryId": ACCOUNT}]}]
-        }
-    )
-    iam = aws_client("iam", moto)
-    iam.create_group(GroupName="deployers")
-    pull = {"Effect": "Allow", "Action": ["ecr:BatchGetImage"], "Resource": "*"}
-    document = json.dumps({"Version": "2012-10-17", "Statement": [pull]})
-    iam.put_group_policy(GroupName="deployers", PolicyName="pull", PolicyDocument=document)
-    iam.create_user(UserName="bob")
-    iam.add_user_to_group(GroupName="deployers", UserName="bob")
-    key = iam.create_access_key(UserName="bob")["AccessKey"]["AccessKeyId"]
     source.ecr(request)
+    moto: str = request.getfixturevalue("moto")
+    [key] = aws_client("iam", moto).list_access_keys(UserName="alice")["AccessKeyMetadata"]
     store: RunningRegistry = request.getfixturevalue("registry")
 
     def notify(client: Client, saved: Registry) -> im.Image:
@@ -227,29 +178,13 @@ def ecr(request: pytest.FixtureRequest) -> Arranged:
         post(client, saved, json.dumps(eventbridge(**detail)).encode())
         return image
 
-    return Arranged("team/app", f"bob {key}", "deployers", ("ap-south-1",), notify)
+    return Arranged("team/app", f"alice {key['AccessKeyId']}", "deployers", ("ap-south-1",), notify)
 
 
 def gar(request: pytest.FixtureRequest) -> Arranged:
-    # source.gar, plus a service account bound on the repository, with a key.
-    fake = source.started(request, FakeArtifactRegistry)
-    fake.add_repository("images")
+    fake = source.gar(request).vendor
     project = fake.project
     store: RunningRegistry = request.getfixturevalue("registry")
-    source.pushed(store, f"{project}/images/team/app", f"{project}/images/base")
-    fake.bind("images", "roles/artifactregistry.reader", "user:ann@acme.test")
-    robot = f"ci-pusher@{project}.iam.gserviceaccount.com"
-    fake.bind("images", "roles/artifactregistry.writer", f"serviceAccount:{robot}")
-    fake.add_key(robot, "ci0001")
-    public = {
-        "project": project,
-        "location": fake.location,
-        "api_url": fake.url,
-        "iam_url": fake.url,
-        "resource_manager_url": fake.url,
-        "gcr_url": fake.url,
-    }
-    source.synced(source.save("gar", "gar", fake.url, public, {"service_account_key": fake.key_json()}))
 
     def notify(client: Client, saved: Registry) -> im.Image:
         image = push_hooked(store, f"{project}/images/team/app")
@@ -261,6 +196,7 @@ def gar(request: pytest.FixtureRequest) -> Arranged:
         post(client, saved, pubsub_push(pushed), in_url=True)
         return image
 
+    robot = f"ci-pusher@{project}.iam.gserviceaccount.com"
     region = ("images", f"{fake.url}/{project}/images")  # a Docker repository's location is a region
     return Arranged("images/team/app", f"{robot} key ci0001", "ann@acme.test", region, notify)
 
