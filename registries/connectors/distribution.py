@@ -539,9 +539,9 @@ def _attests(descriptor: dict[str, Any]) -> str:
 
 # --- SLSA provenance, cut to what lineage reads ------------------------------------------------------
 #
-# registries/policy/lineage.py (`provenance_base`) reads the images among the materials, the frontend
-# and, with mode=max, the build definition's steps, walking each step's root filesystem back to the
-# source the final stage starts from. Only that is kept: a statement is mostly what lineage never
+# registries/policy/lineage/provenance.py (`provenance_base`) reads the images among the materials, the
+# frontend and, with mode=max, the build definition's steps, walking each step's root filesystem back to
+# the source the final stage starts from. Only that is kept: a statement is mostly what lineage never
 # reads, and its build args, environment and source URLs may carry secrets the inventory must not.
 
 
