@@ -40,7 +40,7 @@ from registries.connectors.base import (
     can_read_posture,
     can_read_replication,
 )
-from registries.connectors.errors import ConnectorError, PermanentError, RateLimited
+from registries.connectors.errors import ConnectorError, PermanentError, RateLimited, TransientError
 from registries.models import (
     Artifact,
     ArtifactPresence,
@@ -142,13 +142,15 @@ def sync_inventory(
     A 429 asking for at most MAX_RETRY_AFTER seconds is waited out (with `sleep`) and the same
     request sent again, so a listing goes on from its page. A longer one fails the run, saying how
     long the registry asked for; a caller that will queue the sync again after a wait of up to
-    `resume_within` seconds gets Deferred, raised once the run is closed.
+    `resume_within` seconds gets Deferred, raised once the run is closed. Such a caller also gets
+    a TransientError (an outage, a timeout) back once the run is closed, to retry with its back-off.
     """
     run = claim(registry, trigger=trigger)
     if run is None:
         raise AlreadySyncing(f"{registry} is already being synced")
     grants: list[RemoteGrant] | None = None
     retry_after: float | None = None
+    transient: TransientError | None = None
     # The longest wait a part beyond the inventory (grants, credentials, ...) was refused with.
     parts_limited: list[float] = []
     waits = _waits(run, registry.name, sleep or time.sleep)
@@ -178,6 +180,12 @@ def sync_inventory(
         _finish(
             run, SyncRun.Status.FAILED, error=_rate_limited_error(registry, exc, retry_after, resume_within)
         )
+    except TransientError as exc:
+        # An outage or a timeout: a caller that comes back (`resume_within`) retries with its
+        # back-off, sooner than the next scheduled sync.
+        transient = exc
+        again = "; Customs tries again shortly" if resume_within else ""
+        _finish(run, SyncRun.Status.FAILED, error=f"{exc}{again}")
     except ConnectorError as exc:
         _finish(run, SyncRun.Status.FAILED, error=str(exc))
     except BaseException:
@@ -197,6 +205,8 @@ def sync_inventory(
         on_progress(run)
     if retry_after is not None and retry_after <= resume_within:
         raise Deferred(run, retry_after)
+    if transient is not None and resume_within:
+        raise transient  # the run is closed and the registry released
     if parts_limited and run.status == SyncRun.Status.SUCCEEDED and max(parts_limited) <= resume_within:
         # The inventory applied; the parts refused for longer than the waits are read again by the
         # sync the caller queues, rather than at the next scheduled one.

@@ -21,6 +21,7 @@ import pytest
 from django.utils import timezone
 
 from registries import services, sync, tasks
+from registries.connectors.errors import TransientError
 from registries.demo import images as im
 from registries.models import Registry, Repository, SyncRun
 from tests.fakes.acr import FakeAcr
@@ -172,6 +173,32 @@ def test_the_sync_task_is_queued_again_for_when_the_registry_asked_and_then_comp
     assert second.status == SyncRun.Status.SUCCEEDED, second.error
     assert second.repositories_seen == 3
     assert queued["findings"] == [registry.pk]  # findings follow the run that read the registry
+
+
+def test_an_outage_is_retried_with_the_tasks_back_off_rather_than_at_the_next_schedule(
+    fake: FakeRegistry, queued: dict[str, list[Any]]
+) -> None:
+    registry = paged()
+    fake.queued[SECOND_PAGE] = [(503, {}, b"")]
+
+    tasks.sync_registry.apply(args=[registry.pk]).get()
+
+    [retried] = queued["retry"]
+    assert isinstance(retried["exc"], TransientError)
+    first, second = SyncRun.objects.filter(registry=registry).order_by("started_at")
+    assert first.status == SyncRun.Status.FAILED
+    assert first.error.endswith("; Customs tries again shortly")
+    assert "503" in first.error
+    assert (second.status, second.repositories_seen) == (SyncRun.Status.SUCCEEDED, 3)
+    assert queued["findings"] == [registry.pk]
+
+
+def test_a_sync_run_by_hand_reports_an_outage_and_returns(fake: FakeRegistry) -> None:
+    registry = paged()
+    fake.queued[SECOND_PAGE] = [(503, {}, b"")]
+    run = sync.sync_inventory(registry)  # nobody will come back: no retry promised
+    assert run.status == SyncRun.Status.FAILED
+    assert "tries again" not in run.error
 
 
 def test_the_sync_task_gives_up_re_queueing_after_a_few_times(
