@@ -239,7 +239,7 @@ def _identities(person: User) -> dict[Registry, list[tuple[str, str]]]:
         identity = (grant.principal_id, grant.principal_name)
         if identity not in found.setdefault(grant.registry, []):
             found[grant.registry].append(identity)
-    for registry in registries_linking_usernames():
+    for registry in _registries_linking_usernames():
         if not any(principal_id == person.username for principal_id, _ in found.setdefault(registry, [])):
             found[registry].append((person.username, ""))
     for registry in _registries_linking_emails():
@@ -253,7 +253,7 @@ def _registries_linking_emails() -> list[Registry]:
     return list(Registry.objects.filter(config__link_members_by_email=True).order_by("name"))
 
 
-def registries_linking_usernames() -> list[Registry]:
+def _registries_linking_usernames() -> list[Registry]:
     """Registries whose admin says their usernames are the directory's (Quay has no directory id)."""
     return list(Registry.objects.filter(config__link_users_by_username=True).order_by("name"))
 
@@ -261,7 +261,7 @@ def registries_linking_usernames() -> list[Registry]:
 def _their_grants(person: User) -> QuerySet[Grant]:
     """Grants that name them: linked by directory id, or by username where the registry says so."""
     by_username = Q(
-        registry__in=registries_linking_usernames(),
+        registry__in=_registries_linking_usernames(),
         principal_kind=PrincipalKind.USER,
         principal_id=person.username,
     )

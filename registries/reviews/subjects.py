@@ -12,7 +12,6 @@ from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import DirectoryGroup, GroupMembership, PersonalToken, RobotToken, User
-from registries import offboarding
 from registries.connectors.base import PrincipalKind
 from registries.models import AccessRule, Credential, Grant
 from registries.reviews.base import ACTIONS, Item, iso_or_none
@@ -85,28 +84,13 @@ def _people(scope: Scope, by_group: dict[int, list[tuple[AccessRule, list[str]]]
 
 
 def _personal_grants(scope: Scope) -> Iterator[tuple[Grant, User]]:
-    """Grants to active people: linked by directory id, or by username where the registry's admin
-    says its usernames are the directory's (as offboarding finds them)."""
+    """Grants to active people, as the sync linked them (by directory id, or by username where the
+    registry's admin says its usernames are the directory's)."""
     active = Q(user__status=User.Status.ACTIVE, user__is_active=True)
     by_user = _grants(scope).filter(active, principal_kind=PrincipalKind.USER).select_related("user")
     for grant in by_user:
         assert grant.user is not None  # the filter on the user's status keeps only linked grants
         yield grant, grant.user
-    unlinked = list(
-        _grants(scope).filter(
-            principal_kind=PrincipalKind.USER,
-            user=None,
-            registry__in=offboarding.registries_linking_usernames(),
-        )
-    )
-    named = {grant.principal_id for grant in unlinked}
-    people = {
-        user.username: user
-        for user in User.objects.filter(username__in=named, status=User.Status.ACTIVE, is_active=True)
-    }
-    for grant in unlinked:
-        if person := people.get(grant.principal_id):
-            yield grant, person
 
 
 def _person(user: User) -> Subject:

@@ -22,6 +22,7 @@ from accounts.scim.resources import ENTERPRISE_SCHEMA
 from portal.audit import AuditAction
 from portal.models import AuditEvent, Notice
 from registries import review_tasks, reviews, services, sync
+from registries.connectors.base import Principal, PrincipalKind, RemoteGrant
 from registries.connectors.errors import TransientError
 from registries.models import (
     AccessReviewCampaign,
@@ -214,11 +215,12 @@ def test_a_quay_seat_linked_by_username_is_reviewed_like_one_linked_by_directory
     unlinking = factories.registry(kind="quay")  # its usernames are not the directory's
     jane, left = factories.user(username="jane"), factories.user(username="lefty")
     account_services.deactivate_user(left, actor=None, reason="left", departed=True)
+    seats = [
+        RemoteGrant(Principal(PrincipalKind.USER, name), "prod/api", frozenset({"push"}), "team devs")
+        for name in ("jane", "lefty", "stranger")
+    ]
     for registry in (quay, unlinking):
-        for name in ("jane", "lefty", "stranger"):
-            factories.grant(
-                registry, principal_kind="user", principal_id=name, scope="prod/api", can_push=True
-            )
+        sync.replace_grants(registry, factories.sync_run(registry), seats)  # links as a sync does
 
     found = campaign(registries=(quay, unlinking))
 
