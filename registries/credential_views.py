@@ -9,6 +9,7 @@ never imports `registries`. The exports stream the same filtered rows the list s
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from portal import exports
 from portal.querystring import query_without
 from registries import sync
 from registries.api.serializers import CredentialSerializer
-from registries.connectors.base import Capability
+from registries.connectors.base import Connector, can_read_credentials, can_read_grants
 from registries.credential_filters import CredentialFilter, open_finding_counts
 from registries.models import Credential, Grant, Registry, SyncRun
 
@@ -138,15 +139,10 @@ def _capped(queryset: QuerySet[Any]) -> Capped:
     return Capped(rows[:SECTION_ROWS], queryset.count())
 
 
-def registry_sections(user: User, registry: Registry) -> dict[str, Capped | str | None]:
-    """The registry page's credentials and grants; None for anyone below reviewer, who must not see them.
-
-    With each, why it may be empty: the kind reports none, no sync has read them, or the last read
-    found none (SyncRun's counts are None for "not read" and 0 for "read, nothing")."""
+def registry_sections(user: User, registry: Registry) -> dict[str, Capped | WhyEmpty | None]:
+    """The registry page's credentials and grants; None for anyone below reviewer, who must not see them."""
     if not user.has_role(Role.REVIEWER):
         return {"held_credentials": None, "reported_grants": None}
-    reads = _reads(registry)
-    last = SyncRun.objects.filter(registry=registry, replica=None, status=SyncRun.Status.SUCCEEDED).first()
     # Held ones first, then the most recently gone.
     credentials = (
         Credential.objects.filter(registry=registry)
@@ -156,19 +152,36 @@ def registry_sections(user: User, registry: Registry) -> dict[str, Capped | str 
     held = _capped(credentials)
     held = Capped(with_open_findings(held.rows), held.total)
     grants = Grant.objects.filter(registry=registry).select_related("group", "user")
-    return {
-        "held_credentials": held,
-        "reported_grants": _capped(grants),
-        "credentials_empty": _why_empty(
-            "credentials", Capability.CREDENTIALS in reads, last.credentials_seen if last else None
-        ),
-        "grants_empty": _why_empty("grants", Capability.GRANTS in reads, last.grants_seen if last else None),
-    }
+    return {"held_credentials": held, "reported_grants": _capped(grants), "empty": WhyEmpty(registry)}
 
 
-def _reads(registry: Registry) -> frozenset[Capability]:
-    served_by = sync.connector_class_for(registry)
-    return frozenset(served_by.capabilities) if served_by else frozenset()
+class WhyEmpty:
+    """Why a section of the registry page has no rows: the kind reports none, no sync has read them,
+    or the last read found none (SyncRun's counts are None for "not read", 0 for "read, nothing").
+    Worked out only when the page shows an empty section: it decrypts secrets and reads a run."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    @functools.cached_property
+    def _served_by(self) -> type[Connector] | None:
+        return sync.connector_class_for(self.registry)
+
+    @functools.cached_property
+    def _last(self) -> SyncRun | None:
+        runs = SyncRun.objects.filter(registry=self.registry, replica=None, status=SyncRun.Status.SUCCEEDED)
+        return runs.first()
+
+    @property
+    def credentials(self) -> str:
+        seen = self._last.credentials_seen if self._last else None
+        return _why_empty("credentials", can_read_credentials(self._served_by), seen)
+
+    @property
+    def grants(self) -> str:
+        return _why_empty(
+            "grants", can_read_grants(self._served_by), self._last.grants_seen if self._last else None
+        )
 
 
 def _why_empty(what: str, reported: bool, last_seen: int | None) -> str:

@@ -32,7 +32,6 @@ from registries.connectors.base import (
     Capability,
     ChangeOp,
     Connector,
-    CredentialKind,
     GrantChange,
     Principal,
     PrincipalKind,
@@ -165,8 +164,9 @@ def _credential_items(person: User, in_use_since: datetime, capabilities: _Capab
     for credential in held:
         registry = credential.registry
         assert registry is not None
-        can_disable = Capability.DISABLE_CREDENTIALS in capabilities.of(registry)
-        yield _credential_item(person, credential, registry, in_use_since, can_disable=can_disable)
+        yield _credential_item(
+            person, credential, registry, in_use_since, can_disable=capabilities.disables(credential)
+        )
 
 
 def _credential_item(
@@ -189,10 +189,7 @@ def _credential_item(
         )
         return Item(key, registry.name, Action.REASSIGN, subject, why, evidence=evidence)
     why = "their own credential" if theirs else "they created it and nothing has used it recently"
-    # A registry's admin login (Harbor's admin, a Quay superuser) is switched off in the registry's
-    # own configuration, never through its API: a person does it.
-    automated = can_disable and credential.kind != CredentialKind.ADMIN_ACCOUNT
-    return Item(key, registry.name, Action.DISABLE, subject, why, automated=automated, evidence=evidence)
+    return Item(key, registry.name, Action.DISABLE, subject, why, automated=can_disable, evidence=evidence)
 
 
 class _Capabilities:
@@ -218,6 +215,15 @@ class _Capabilities:
             return False
         removable = getattr(self._class(grant.registry), "removable", None)
         return removable is None or bool(removable(grant.principal_kind, grant.source))
+
+    def disables(self, credential: Credential) -> bool:
+        """Whether the connector can switch this credential off: some registries' admin logins are
+        changed only in their own configuration (Harbor's admin, a Quay superuser)."""
+        assert credential.registry is not None
+        if Capability.DISABLE_CREDENTIALS not in self.of(credential.registry):
+            return False
+        disablable = getattr(self._class(credential.registry), "disablable", None)
+        return disablable is None or bool(disablable(credential.kind))
 
     def membership_covers_grants(self, registry: Registry) -> bool:
         """Taking them out of the organisation ends every grant listed for them there."""

@@ -126,20 +126,17 @@ def _open_findings(facts: list[PostureFact]) -> dict[str, int]:
 
 
 def _fact_row(fact: PostureFact, open_findings: dict[str, int]) -> FactRow:
-    check = PostureCheck(fact.check_name)
-    kind = posture.KINDS.get(check)
+    shown = posture.kind_of(fact.check_name)
     url = ""
-    if kind is None:  # hygiene judges these credentials: its findings, one per credential
-        if fact.state == PostureState.FAILING:
-            url = posture.findings_url(posture.kind_of(check).slug, fact.registry_id)
-    elif fact.state == PostureState.FAILING:
+    if fact.state == PostureState.FAILING:
+        # Posture's own open finding for the fact, else the list of its kind (hygiene's, one finding
+        # per credential, for the checks hygiene judges: _finding_key is "" for those).
         found = open_findings.get(_finding_key(fact))
         url = (
             reverse("portal:finding_detail", args=[found])
             if found
-            else posture.findings_url(kind.slug, fact.registry_id)
+            else posture.findings_url(shown.slug, fact.registry_id)
         )
-    shown = posture.kind_of(fact.check_name)
     return FactRow(fact, shown.title, shown.severity, url)
 
 

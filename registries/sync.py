@@ -27,6 +27,7 @@ from portal import http
 from registries import connectors, drift, posture
 from registries.connectors.base import (
     Connector,
+    ConnectorConfig,
     Platform,
     PostureFact,
     Principal,
@@ -95,6 +96,13 @@ Progress = Callable[[SyncRun], None]
 
 def connector_for(registry: Registry) -> Connector:
     return connectors.build(registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets())
+
+
+def registry_config(registry: Registry) -> ConnectorConfig:
+    """The registry's settings as its kind's config class validates them (public, endpoint, secrets)."""
+    return connectors.config_for(
+        registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets()
+    )
 
 
 def connector_class_for(registry: Registry) -> type[Connector] | None:
@@ -176,7 +184,7 @@ def sync_inventory(
                 posture.store_facts(registry, run, facts)
         _finish(run, SyncRun.Status.SUCCEEDED)
     except RateLimited as exc:
-        retry_after = exc.retry_after if exc.retry_after is not None else MAX_RETRY_AFTER
+        retry_after = _asked_wait(exc)
         _finish(
             run, SyncRun.Status.FAILED, error=_rate_limited_error(registry, exc, retry_after, resume_within)
         )
@@ -241,6 +249,11 @@ def _waits(run: SyncRun, name: str, sleep: Callable[[float], None]) -> http.Rate
     return http.RateLimitWaits(longest=MAX_RETRY_AFTER, attempts=RATE_LIMIT_ATTEMPTS, sleep=wait)
 
 
+def _asked_wait(exc: RateLimited) -> float:
+    """How long the registry asked for; AWS and some others do not say, and MAX_RETRY_AFTER stands in."""
+    return exc.retry_after if exc.retry_after is not None else MAX_RETRY_AFTER
+
+
 def _read_aspect(run: SyncRun, aspect: str, read: Callable[[], T | None], limited: list[float]) -> T | None:
     """Read one aspect beyond the inventory; on failure say why and keep its previous rows.
 
@@ -251,7 +264,7 @@ def _read_aspect(run: SyncRun, aspect: str, read: Callable[[], T | None], limite
     try:
         return read()
     except RateLimited as exc:
-        wait = exc.retry_after if exc.retry_after is not None else MAX_RETRY_AFTER
+        wait = _asked_wait(exc)
         limited.append(wait)
         run.not_read[aspect] = f"{exc}; it asks to wait {wait:.0f} s"[:500]
         return None

@@ -293,7 +293,7 @@ def registry_detail(request: HttpRequest, registry_id: int) -> HttpResponse:
             "token_realm": request.build_absolute_uri(reverse("tokenserver:token")),
             "token_issuer": settings.REGISTRY_TOKEN_ISSUER,
         }
-        | credential_views.registry_sections(user, registry)  # held_credentials, reported_grants
+        | credential_views.registry_sections(user, registry)  # held_credentials, reported_grants, empty
     )
     return render(request, "registries/detail.html", context)
 

@@ -35,7 +35,7 @@ from google.auth.transport.requests import Request as GoogleRequest
 from google.oauth2 import service_account
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from portal.http import OutboundSession, TransientError, outbound_session
+from portal.http import OutboundSession, TransientError, outbound_session, retry_after
 from registries.connectors.base import (
     ACTIONS,
     AccessPlan,
@@ -68,7 +68,6 @@ from registries.connectors.errors import (
     PermanentError,
     RateLimited,
     json_object,
-    retry_after_seconds,
 )
 
 API = "https://artifactregistry.googleapis.com"
@@ -811,7 +810,7 @@ def _raise_for_status(response: requests.Response) -> None:
     status, message = _google_error(response)
     detail = f"{code} {status} from {where}: {message}".strip().rstrip(":")
     if code == 429 or status == "RESOURCE_EXHAUSTED":
-        raise RateLimited(detail, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+        raise RateLimited(detail, retry_after=retry_after(response.headers))
     if code in (401, 403):
         raise AuthError(detail)
     if code == 404:

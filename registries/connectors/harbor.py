@@ -531,6 +531,11 @@ class HarborConnector:
 
     # --- credentials: writes ---------------------------------------------------------------------
 
+    @staticmethod
+    def disablable(kind: str) -> bool:
+        """Robots: Harbor's local admin cannot be switched off through its API."""
+        return kind != CredentialKind.ADMIN_ACCOUNT
+
     def disable_credential(self, credential_id: str) -> None:
         """Disable a robot (PUT with `disable: true`); delete one Harbor will not edit. Idempotent."""
         if credential_id == ADMIN_ID:

@@ -261,6 +261,11 @@ class QuayConnector:
                 yield self._robot(organisation, robot, roles.actions_of(robot))
         yield from self._superusers()
 
+    @staticmethod
+    def disablable(kind: str) -> bool:
+        """Robots: a superuser is one by Quay's configuration, which its API cannot change."""
+        return kind != CredentialKind.ADMIN_ACCOUNT
+
     def disable_credential(self, credential_id: str) -> None:
         """Delete the robot: Quay cannot disable one. A robot already gone is success."""
         if credential_id.startswith(SUPERUSER_PREFIX):
@@ -306,8 +311,9 @@ class QuayConnector:
             return
         supers = sorted(name for name, user in users.items() if user.get("super_user") is True)
         owner = self._token_owner() if supers else None
+        unreadable: set[str] = set()  # organisations whose logs refused once: not asked again
         for name in supers:
-            shared, evidence = self._superuser_automation(name, owner)
+            shared, evidence = self._superuser_automation(name, owner, unreadable)
             yield RemoteCredential(
                 kind=CredentialKind.ADMIN_ACCOUNT,
                 id=SUPERUSER_PREFIX + name,
@@ -324,7 +330,7 @@ class QuayConnector:
                 actions=frozenset(ACTIONS),
             )
 
-    def _superuser_automation(self, name: str, owner: str | None) -> tuple[bool, str]:
+    def _superuser_automation(self, name: str, owner: str | None, unreadable: set[str]) -> tuple[bool, str]:
         """Whether automation uses the superuser, and the evidence, short enough for last_used_source:
         Customs' own token being theirs, or pushes they made themselves (not through a robot) in a
         configured organisation's logs; nothing found is no evidence, and no finding."""
@@ -332,7 +338,11 @@ class QuayConnector:
             return True, "shared: Customs' Quay token is this superuser's"
         readable = False
         for organisation in self.config.organisations:
+            if organisation in unreadable:
+                continue
             pushed = self._pushed_without_robot(organisation, name)
+            if pushed is None:
+                unreadable.add(organisation)
             readable = readable or pushed is not None
             if pushed:
                 return True, f"used by automation: pushed to {organisation} without a robot"

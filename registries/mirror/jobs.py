@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from portal import audit
 from portal.audit import AuditAction
 from portal.http import OutboundError
-from registries import connectors
+from registries import connectors, sync
 from registries.connectors.acr import AcrConfig
 from registries.connectors.distribution import DistributionConfig
 from registries.connectors.dockerhub import DockerHubConfig
@@ -47,7 +47,7 @@ from registries.mirror import status
 from registries.mirror.client import RepositoryClient
 from registries.mirror.copy import DestinationResult, Endpoint, copy_image
 from registries.models import BaseImage, BaseImageMirror, MirrorRun, MirrorSource, MirrorState, Registry
-from registries.policy.references import DEFAULT_DOMAIN, parse, registry_host
+from registries.policy.references import DEFAULT_DOMAIN, endpoint_host, parse, registry_host
 
 Progress = Callable[[str], None]
 
@@ -122,9 +122,7 @@ def registry_endpoint(registry: Registry, repository: str, *, mount_from: Iterab
             else registry.kind
         )
         raise UnsupportedRegistry(f"{registry.name}: Customs cannot mirror into {kind} registries yet")
-    config = connectors.config_for(
-        registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets()
-    )
+    config = sync.registry_config(registry)
     url, username, password = login(config)
     # As the connector reads it: only distribution registries may skip TLS verification.
     verify_tls = config.verify_tls if isinstance(config, DistributionConfig) else True
@@ -136,10 +134,6 @@ def registry_url(host: str) -> str:
     if registry_host(host) == DEFAULT_DOMAIN:
         return DOCKER_HUB_REGISTRY
     return f"http://{host}" if host.startswith(LOOPBACK_HOSTS) else f"https://{host}"
-
-
-def _host_of(url: str) -> str:
-    return registry_host(url.split("://", 1)[-1].split("/", 1)[0])
 
 
 def upstream_endpoint(entry: BaseImage) -> Endpoint:
@@ -161,7 +155,7 @@ def _connected_registry(host: str) -> Registry | None:
             url = registry_endpoint(registry, "").url
         except ConfigError:
             continue  # a registry whose stored config no longer validates lends no credentials
-        if _host_of(url) == host.lower():
+        if endpoint_host(url) == host.lower():
             return registry
     return None
 

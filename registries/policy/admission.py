@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from django.db.models import Model, Q, QuerySet
 
@@ -26,9 +25,9 @@ from registries.policy.catalog import Catalog, Judgement, judge_status
 from registries.policy.references import (
     InvalidReference,
     Reference,
+    endpoint_host,
     on_docker_hub,
     parse,
-    registry_host,
     with_default_tag,
 )
 
@@ -554,18 +553,11 @@ def _comparable(reference: Reference) -> Reference:
     return on_docker_hub(replace(reference, domain=reference.domain.lower()))
 
 
-def _host(url: str) -> str:
-    """`registry.example.com:5000` from `https://registry.example.com:5000/...`, as hosts compare."""
-    url = url.strip()
-    host = urlsplit(url).netloc if "://" in url else url.split("/", 1)[0]
-    return registry_host(host.rsplit("@", 1)[-1])
-
-
 def _hosts(registry: Registry, config: Mapping[str, Any]) -> set[str]:
     """Every host an image reference may use for this registry's content."""
     urls = [registry.endpoint, config.get("url"), config.get("registry_url")]
     urls += [replica.endpoint for replica in registry.replicas.all()]
-    hosts = {_host(url) for url in urls if isinstance(url, str) and url.strip()}
+    hosts = {endpoint_host(url) for url in urls if isinstance(url, str) and url.strip()}
     if registry.kind == "gar":
         hosts |= GCR_HOSTS  # gcr.io repositories of the project serve on Google's shared hosts
     return hosts - {""}

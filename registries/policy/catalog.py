@@ -11,10 +11,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from urllib.parse import urlsplit
 
 from registries.models import BaseImage, BaseImageMirror
-from registries.policy.references import Reference, on_docker_hub
+from registries.policy.references import Reference, endpoint_host, on_docker_hub
 
 
 class Verdict(enum.StrEnum):
@@ -72,7 +71,7 @@ class Catalog:
             for row in BaseImage.objects.all()
         ]
         mirrors = {
-            f"{_host(mirror.registry.endpoint)}/{mirror.repository}": mirror.base_image_id
+            f"{endpoint_host(mirror.registry.endpoint)}/{mirror.repository}": mirror.base_image_id
             for mirror in BaseImageMirror.objects.select_related("registry")
         }
         return cls(entries, mirrors)
@@ -128,7 +127,3 @@ def _outside_entry(entry: Entry, reference: Reference) -> str:
     if any(fnmatchcase(reference.tag, pattern) for pattern in entry.tags):
         return ""
     return f"tag {reference.tag} is not allowed (allowed: {', '.join(entry.tags)})"
-
-
-def _host(endpoint: str) -> str:
-    return (urlsplit(endpoint).netloc or endpoint).lower()

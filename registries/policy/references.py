@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -110,6 +111,14 @@ def registry_host(host: str) -> str:
     docker.io. Ports stay: they are part of what a reference names."""
     lowered = host.lower()
     return DEFAULT_DOMAIN if lowered in DOCKER_HUB_HOSTS else lowered
+
+
+def endpoint_host(url: str) -> str:
+    """The host of a registry URL as references name it: `https://User@Reg.example:5000/x` is
+    `reg.example:5000`, Docker Hub's endpoints docker.io. A bare host is taken as it is."""
+    url = url.strip()
+    host = urlsplit(url).netloc if "://" in url else url.split("/", 1)[0]
+    return registry_host(host.rsplit("@", 1)[-1])
 
 
 def on_docker_hub(reference: Reference) -> Reference:

@@ -13,8 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts import tokens
-from registries import connectors
-from registries.connectors.base import ConnectorConfig
+from registries import sync
 from registries.connectors.errors import ConfigError
 from registries.models import Registry, WebhookEvent
 from registries.services import WEBHOOK_PREFIX
@@ -74,7 +73,7 @@ def _refusal(request: HttpRequest, registry: Registry) -> JsonResponse | None:
     if not bearer or verify is None:
         return _unauthorized(SECRET_REQUIRED)
     try:
-        verify(bearer, _config(registry), _endpoint_urls(request))
+        verify(bearer, sync.registry_config(registry), _endpoint_urls(request))
     except ConfigError:
         logger.warning(
             "registry %s: its settings cannot be read; a signed notification was refused", registry.pk
@@ -118,19 +117,13 @@ def _endpoint_urls(request: HttpRequest) -> list[str]:
     )
 
 
-def _config(registry: Registry) -> ConnectorConfig:
-    return connectors.config_for(
-        registry.kind, {**registry.config, "url": registry.endpoint}, registry.secrets()
-    )
-
-
 def _ours(registry: Registry, events: list[PushEvent]) -> list[PushEvent]:
     """The events that happened in this registry's account and region. Another's is logged and left
     out, yet answered with success all the same: refused, the sender would deliver it for days."""
     origin_of = ORIGINS.get(registry.kind)
     if origin_of is None or not events:
         return events
-    here = origin_of(_config(registry))
+    here = origin_of(sync.registry_config(registry))
     ours = []
     for event in events:
         if event.origin is None or event.origin == here:

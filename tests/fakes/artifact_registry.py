@@ -244,7 +244,6 @@ class FakeArtifactRegistry(LoopbackFake):
         self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.signing_key_id = secrets.token_hex(20)
         self.certs_max_age = 19800
-        self.certs_requests = 0
 
     def start(self) -> FakeArtifactRegistry:
         super().start()
@@ -445,7 +444,6 @@ class FakeArtifactRegistry(LoopbackFake):
     # --- Google's ID-token signing keys -----------------------------------------------------------
 
     def _certs(self, path: str) -> Answer:
-        self.certs_requests += 1
         public = self._signing_key.public_key()
         if path == CERTS_X509:
             body: dict[str, Any] = {self.signing_key_id: self._certificate().decode()}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +71,26 @@ def test_a_malformed_encryption_key_is_named_by_position_never_echoed() -> None:
 def test_the_embedded_defaults_need_no_variables(tmp_path: Path) -> None:
     result = _manage("check", "--fail-level", "WARNING", overrides={"CUSTOMS_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
+
+
+def _expiry_notice_days(value: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The settings module read afresh with CUSTOMS_EXPIRY_NOTICE_DAYS (the embedded defaults otherwise)."""
+    code = "from django.conf import settings; print(settings.HYGIENE_EXPIRY_NOTICE_DAYS)"
+    overrides = {"CUSTOMS_DATA_DIR": str(tmp_path), "CUSTOMS_EXPIRY_NOTICE_DAYS": value}
+    return _manage("shell", "--no-imports", "-c", code, overrides=overrides)
+
+
+def test_notice_days_are_read_as_whole_days_largest_first(tmp_path: Path) -> None:
+    result = _expiry_notice_days("1, 30,7", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[30, 7, 1]"
+
+
+@pytest.mark.parametrize("value", ["0", "14,seven", "7,-1", "1.5"])
+def test_invalid_notice_days_stop_startup_naming_the_variable(tmp_path: Path, value: str) -> None:
+    result = _expiry_notice_days(value, tmp_path)
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: CUSTOMS_EXPIRY_NOTICE_DAYS must list whole days of 1 or more, e.g. 14,7,1"
+        in result.stderr
+    )

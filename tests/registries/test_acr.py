@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from django.db.models import Q
 
-from portal import http
 from portal.models import Finding
 from registries import connectors, drift, hygiene, posture, services, sync
 from registries.connectors.acr import AcrConfig, AcrConnector, AcrTokenConnector
@@ -628,25 +627,6 @@ def test_expired_tokens_are_acquired_again_once(registry: RunningRegistry, acr: 
     entra = f"POST /{acr.tenant_id}/oauth2/v2.0/token"
     assert acr.requests_seen.count(entra) == 2  # once at first, once after the 401: not per call
     assert acr.requests_seen.count("POST /oauth2/exchange") == 2
-
-
-def test_throttling_counts_down_and_sync_waits_as_asked(registry: RunningRegistry, acr: FakeAcr) -> None:
-    seed(registry)
-    acr_connector = connector(acr)
-    acr_connector.check()
-    throttled = {"errors": [{"code": "TOOMANYREQUESTS", "message": "too many requests"}]}
-    acr.fail_next += [
-        Answer(429, throttled, headers={"Retry-After": "2"}),
-        Answer(429, throttled, headers={"Retry-After": "1"}),
-    ]
-    waits: list[float] = []
-    patience = http.RateLimitWaits(
-        longest=sync.MAX_RETRY_AFTER, attempts=sync.RATE_LIMIT_ATTEMPTS, sleep=waits.append
-    )
-    with http.waiting_out_rate_limits(patience):  # as a sync reads
-        names = [r.name for r in acr_connector.repositories()]
-    assert names[0] == "library/debian"
-    assert waits == [2.0, 1.0]
 
 
 def test_arm_throttling_and_refusals_are_classified(registry: RunningRegistry, acr: FakeAcr) -> None:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +23,7 @@ from registries.hygiene import CredentialFacts, Person, Thresholds
 from registries.models import Credential, Registry, Repository, SyncRun
 from tests import factories
 from tests.registries.harness import RunningRegistry
+from tests.registries.test_tasks import customs_row
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LIMITS = Thresholds(
@@ -610,7 +607,7 @@ def test_every_finding_names_its_field_source_and_when_that_was_read() -> None:
 def _customs_row(token_pk: int) -> Credential:
     # The scan copies tokens in; this one exists before it so its expected evidence can be written down.
     hygiene.copy_customs_tokens()
-    return Credential.objects.get(native_id=f"customs:personal-token:{token_pk}")
+    return customs_row("personal-token", token_pk)
 
 
 # --- thresholds come from settings ---------------------------------------------------------------------
@@ -656,42 +653,3 @@ def test_a_scan_follows_the_threshold_settings(settings: Any) -> None:
     assert over.detail["window_days"] == 30
     assert unused.subject_id == str(repository.pk)
     assert (unused.detail["pull_threshold_days"], unused.detail["push_threshold_days"]) == (30, 60)
-
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _read_setting(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Load the settings module afresh with these variables (the embedded defaults otherwise)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            f"from django.conf import settings; print(settings.{name})",
-        ],
-        cwd=ROOT,
-        env={"PATH": os.environ["PATH"], "CUSTOMS_DATA_DIR": str(tmp_path), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_notice_days_are_read_as_whole_days_largest_first(tmp_path: Path) -> None:
-    result = _read_setting("HYGIENE_EXPIRY_NOTICE_DAYS", tmp_path, CUSTOMS_EXPIRY_NOTICE_DAYS="1, 30,7")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[30, 7, 1]"
-
-
-@pytest.mark.parametrize("value", ["0", "14,seven", "7,-1", "1.5"])
-def test_invalid_notice_days_stop_startup_naming_the_variable(tmp_path: Path, value: str) -> None:
-    result = _read_setting("HYGIENE_EXPIRY_NOTICE_DAYS", tmp_path, CUSTOMS_EXPIRY_NOTICE_DAYS=value)
-    assert result.returncode != 0
-    assert (
-        "ImproperlyConfigured: CUSTOMS_EXPIRY_NOTICE_DAYS must list whole days of 1 or more, e.g. 14,7,1"
-        in result.stderr
-    )

@@ -34,7 +34,6 @@ from registries.connectors.base import (
 )
 from registries.connectors.distribution import DistributionConfig, DistributionConnector
 from registries.connectors.dockerhub import DockerHubConnector
-from registries.connectors.ecr import EcrConnector
 from registries.connectors.harbor import HarborConnector, _doublestar
 from registries.connectors.quay import QuayConnector
 from registries.demo import images as im
@@ -46,7 +45,6 @@ from tests.fakes.artifact_registry import LOCATION, PROJECT, FakeArtifactRegistr
 from tests.fakes.aws import (
     aws_answers_fixture,  # noqa: F401  (autouse: checks every AWS answer in this module)
     client,
-    ecr_public,
     moto_fixture,  # noqa: F401
     moto_server_fixture,  # noqa: F401
 )
@@ -55,6 +53,7 @@ from tests.fakes.harbor import FakeHarbor
 from tests.fakes.quay import FakeQuay
 from tests.registries.conftest import StartRegistry
 from tests.registries.harness import PUSHER, PUSHER_PASSWORD, Grant, RunningRegistry, TokenServer
+from tests.registries.test_ecr import connector as ecr_connector
 
 OK, FAILING, UNKNOWN = PostureState.OK, PostureState.FAILING, PostureState.UNKNOWN
 USED = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -315,13 +314,6 @@ def test_dockerhub_without_guests_passes_the_member_check(
 
 
 # --- AWS ECR ------------------------------------------------------------------------------------------
-
-
-def ecr_connector(moto: str) -> EcrConnector:
-    public = ecr_public(moto, url="http://127.0.0.1:9", max_attempts=1)
-    built = connectors.build("ecr", public, {"secret_access_key": "testing"})
-    assert isinstance(built, EcrConnector)
-    return built
 
 
 def test_ecr_scan_on_push_public_policies_and_tag_mutability(moto: str) -> None:
